@@ -1,0 +1,133 @@
+"""The whole pipeline over real HTTP: the real `openai` client against the loopback server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tf_prompt import RunSettings, extract, run_dataset
+from tf_prompt.cli import main
+from tf_prompt.data import read_conll, sample_path
+from tf_prompt.testing import oracle_responder
+
+LABELS = ["PER", "ORG", "LOC", "DATE"]
+METHODS = ["direct", "translate-test", "transfusion"]
+
+
+def _steps_of(server) -> list[str]:
+    """Which template each request came from, read off the prompt text."""
+    out = []
+    for body in server.requests:
+        user = body["messages"][-1]["content"]
+        if "Translate the following" in user:
+            out.append("translate")
+        elif "English translation:" in user:
+            out.append("fuse")
+        elif "English sentence below" in user:
+            out.append("annotate")
+        else:
+            out.append("direct")
+    return out
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_perfect_model_on_sample_all_methods(server, tmp_path: Path, method: str) -> None:
+    sentences = read_conll(sample_path())
+    server.responder = oracle_responder(sentences, LABELS)
+    out = tmp_path / "run"
+    code = main(["run", "--model", "oracle", "--base-url", server.base_url, "--method", method,
+                 "--out", str(out), "--concurrency", "4"])
+    assert code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["f1"] == pytest.approx(1.0)
+    assert metrics["n_sentences"] == len(sentences)
+    assert metrics["parse_failures"] == 0 and metrics["hallucinated"] == 0
+    expected_calls = {"direct": 1, "translate-test": 2, "transfusion": 3}[method] * len(sentences)
+    assert len(server.requests) == expected_calls == metrics["usage"]["calls"]
+    assert metrics["usage"]["prompt_tokens"] == server.prompt_tokens
+    steps = set(_steps_of(server))
+    assert steps == {"direct": {"direct"}, "translate-test": {"translate", "annotate"},
+                     "transfusion": {"translate", "annotate", "fuse"}}[method]
+    # outputs: predictions.conll has token, gold, predicted; trace has one line per sentence
+    rows = [ln.split() for ln in (out / "predictions.conll").read_text().splitlines() if ln.strip()]
+    assert all(len(r) == 3 for r in rows) and all(r[1] == r[2] for r in rows)
+    traces = [json.loads(ln) for ln in (out / "trace.jsonl").read_text().splitlines()]
+    assert [t["index"] for t in traces] == list(range(len(sentences)))
+    if method != "direct":
+        assert all(t["translation"] == t["source"] for t in traces)
+        assert all(t["english_entities"] is not None for t in traces)
+    assert all("replies" in t and t["replies"] for t in traces)
+
+
+@pytest.mark.parametrize("variant", ["lower", "ascii", "spaces", "fenced", "mapping", "lines"])
+@pytest.mark.parametrize("method", ["direct", "transfusion"])
+def test_degraded_answers_still_score(server, method: str, variant: str) -> None:
+    sentences = read_conll(sample_path())
+    server.responder = oracle_responder(sentences, LABELS, variant=variant)
+    summary = run_dataset(model="m", base_url=server.base_url, method=method)
+    assert summary.metrics["f1"] >= 0.98, summary.metrics
+    assert summary.metrics["parse_failures"] == 0
+
+
+def test_garbage_replies_are_parse_failures_not_crashes(server) -> None:
+    server.responder = lambda body: "I am sorry, I cannot help with that {"
+    summary = run_dataset(model="m", base_url=server.base_url, method="transfusion", limit=5)
+    m = summary.metrics
+    assert m["n_sentences"] == 5
+    # translate replies are prose, so they are taken as translations; annotate and fuse fail
+    assert m["parse_failures_by_step"] == {"annotate": 5, "fuse": 5}
+    assert m["f1"] == 0.0
+
+
+def test_hallucinated_entities_are_counted_and_dropped(server) -> None:
+    server.responder = lambda body: json.dumps(
+        {"entities": [{"text": "Ouagadougou Stadium", "type": "LOC"}]})
+    summary = run_dataset(model="m", base_url=server.base_url, method="direct", limit=4)
+    assert summary.metrics["hallucinated"] == 4
+    assert summary.metrics["predicted_entities"] == 0
+
+
+def test_python_api_extract_raw_strings_and_tokens(server) -> None:
+    def responder(body):
+        return json.dumps({"entities": [{"text": "Shehu Gusau", "type": "PER"},
+                                        {"text": "kano", "type": "LOC"}]})
+
+    server.responder = responder
+    ents = extract(["Shehu Gusau ya isa Kano ranar Litinin.",
+                    ["Shehu", "Gusau", "ya", "isa", "Kano", "."]],
+                   model="m", base_url=server.base_url, method="direct", language="hau")
+    assert [(e.text, e.type, e.start, e.end, e.token_start, e.token_end) for e in ents[0]] == [
+        ("Shehu Gusau", "PER", 0, 11, 0, 2), ("Kano", "LOC", 19, 23, 4, 5)]
+    assert [(e.text, e.token_start, e.token_end) for e in ents[1]] == [("Shehu Gusau", 0, 2), ("Kano", 4, 5)]
+    # the language name reached the prompt
+    assert "Hausa" in server.requests[0]["messages"][-1]["content"]
+
+
+def test_labels_subset_scores_without_date(server) -> None:
+    sentences = read_conll(sample_path())
+    server.responder = oracle_responder(sentences, ["PER", "ORG", "LOC"])
+    summary = run_dataset(model="m", base_url=server.base_url, method="direct", labels=["PER", "ORG", "LOC"])
+    assert summary.metrics["f1"] == pytest.approx(1.0)
+    assert set(summary.metrics["per_type"]) <= {"PER", "ORG", "LOC"}
+    assert "DATE" not in server.requests[0]["messages"][-1]["content"].split("Rules:")[0]
+
+
+def test_few_shot_examples_from_dev(server, shared_data: Path) -> None:
+    data = "masakhaner2:hau:test"
+    sentences = read_conll(shared_data / "masakhaner2" / "hau" / "test.txt")[:3]
+    server.responder = oracle_responder(sentences, LABELS)
+    summary = run_dataset(model="m", base_url=server.base_url, method="direct", data=data, limit=3,
+                          shots=2, shots_from="masakhaner2:hau:dev")
+    assert summary.metrics["f1"] == pytest.approx(1.0)
+    prompt = server.requests[0]["messages"][-1]["content"]
+    assert prompt.count("Sentence: ") == 3 and prompt.count("Answer: {") == 2
+    dev_texts = {s.text for s in read_conll(shared_data / "masakhaner2" / "hau" / "dev.txt")}
+    example_lines = [ln[len("Sentence: "):] for ln in prompt.splitlines() if ln.startswith("Sentence: ")][:2]
+    assert all(t in dev_texts for t in example_lines)
+
+
+def test_settings_are_validated() -> None:
+    with pytest.raises(ValueError, match="unknown method"):
+        RunSettings(method="tranfusion")

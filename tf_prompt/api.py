@@ -1,0 +1,173 @@
+"""The Python API: the same pipeline as `tf-prompt run`, for scripts and notebooks.
+
+    from tf_prompt import extract, run_dataset
+
+    entities = extract(["Shehu Gusau ya isa Kano ranar Litinin."], model="gpt-4o",
+                       method="transfusion", language="hau")
+    entities[0][0].text, entities[0][0].type, entities[0][0].start, entities[0][0].token_start
+
+    summary = run_dataset(data="masakhaner2:hau", model="gpt-4o", method="direct", out="runs/hau")
+    summary.metrics["f1"]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from .backends.base import Backend
+from .backends.openai_compat import OpenAIBackend
+from .client import ModelClient, Usage
+from .data import DataError, Sentence, read_conll, resolve_dataset, sample_path
+from .languages import guess_language, language_name
+from .pipeline import Context, Pipeline, Result, gold_mentions
+from .runner import RunSummary, TraceWriter, compute_metrics, run_pipeline, write_outputs
+from .schema import Schema, get_schema
+from .settings import RunSettings
+from .templates import TemplateSet
+
+
+@dataclass(frozen=True)
+class Entity:
+    """An entity found in a sentence, with character offsets into the sentence text and token
+    offsets (end exclusive) into its tokens."""
+
+    text: str
+    type: str
+    start: int
+    end: int
+    token_start: int
+    token_end: int
+
+
+def make_backend(settings: RunSettings) -> Backend:
+    """Choose the backend from the model string (`openai:NAME` or a bare model name)."""
+    model = settings.model
+    if model.startswith("openai:"):
+        model = model.split(":", 1)[1]
+    key = os.environ.get(settings.api_key_env) if settings.api_key_env else None
+    return OpenAIBackend(model=model, base_url=settings.base_url, api_key=key, timeout=settings.timeout)
+
+
+def choose_examples(pool: Sequence[Sentence], n: int, labels: Sequence[str], seed: int = 0) -> list[Sentence]:
+    """Pick `n` few-shot examples deterministically: cover every label first, then fill.
+
+    Seeded so a run is reproducible; sentences with entities are preferred because an example
+    with an empty answer teaches little.
+    """
+    if n <= 0:
+        return []
+    rng = random.Random(seed)
+    with_entities = [s for s in pool if s.tags is not None and gold_mentions(s, labels) and len(s.tokens) <= 60]
+    rng.shuffle(with_entities)
+    chosen: list[Sentence] = []
+    missing = list(labels)
+    for s in with_entities:
+        present = {m.label for m in gold_mentions(s, labels)}
+        if present & set(missing):
+            chosen.append(s)
+            missing = [lab for lab in missing if lab not in present]
+        if not missing or len(chosen) >= n:
+            break
+    for s in with_entities:
+        if len(chosen) >= n:
+            break
+        if s not in chosen:
+            chosen.append(s)
+    return chosen[:n]
+
+
+def load_sentences(data: str | None, limit: int | None = None) -> tuple[list[Sentence], str]:
+    """Sentences of a file or named dataset (the shipped sample when `data` is None)."""
+    path = sample_path() if data is None else resolve_dataset(data)
+    sentences = read_conll(path)
+    if limit is not None:
+        sentences = sentences[:limit]
+    return sentences, str(path)
+
+
+def build_pipeline(settings: RunSettings, backend: Backend | None = None,
+                   usage: Usage | None = None) -> tuple[Pipeline, ModelClient, Schema]:
+    """Wire backend, client, templates, schema and examples into a pipeline for `settings`."""
+    schema = get_schema(settings.schema_spec, settings.labels)
+    templates = TemplateSet(settings.prompts)
+    client = ModelClient(backend or make_backend(settings), settings.decoding_params(), usage)
+    examples: list[Sentence] = []
+    if settings.shots:
+        source = settings.shots_from
+        if source is None:
+            if settings.data and settings.data.startswith("masakhaner2:"):
+                source = ":".join(settings.data.split(":")[:2] + ["dev"])
+            else:
+                raise DataError("--shots needs --shots-from FILE (a labelled CoNLL file, e.g. the dev split)")
+        examples = choose_examples(read_conll(resolve_dataset(source)), settings.shots, schema.names)
+    language = language_name(settings.language or (guess_language(settings.data) if settings.data else None))
+    ctx = Context(client=client, templates=templates, schema=schema, language=language, examples=examples)
+    return Pipeline(settings.method, ctx), client, schema
+
+
+async def run_async(settings: RunSettings, sentences: Sequence[Sentence] | None = None,
+                    backend: Backend | None = None) -> RunSummary:
+    """Run `settings` over `sentences` (or its data), write outputs if `settings.out` is set."""
+    data_path = None
+    if sentences is None:
+        sentences, data_path = load_sentences(settings.data, settings.limit)
+    usage = Usage()
+    pipeline, client, schema = build_pipeline(settings, backend, usage)
+    out_dir = Path(settings.out) if settings.out else None
+    writer = TraceWriter(out_dir / "trace.jsonl") if out_dir else None
+    started = time.perf_counter()
+    try:
+        results = await run_pipeline(pipeline, sentences, concurrency=settings.concurrency or 1,
+                                     on_result=writer)
+    finally:
+        if writer:
+            writer.close()
+        await client.aclose()
+    usage.wall_seconds = time.perf_counter() - started
+    metrics = compute_metrics(results, schema.names)
+    metrics["usage"] = usage.to_dict()
+    metrics["settings"] = {**settings.model_dump(exclude={"api_key_env"}, by_alias=True),
+                           "data_path": data_path, "labels": schema.names,
+                           "templates": {s: pipeline.ctx.templates.identity(s) for s in _steps(settings.method)}}
+    if out_dir:
+        write_outputs(out_dir, results, metrics)
+    return RunSummary(results=results, metrics=metrics, out_dir=out_dir)
+
+
+def _steps(method: str) -> list[str]:
+    return {"direct": ["direct"], "translate-test": ["translate", "annotate"],
+            "transfusion": ["translate", "annotate", "fuse"]}[method]
+
+
+def run_dataset(backend: Backend | None = None, **settings: Any) -> RunSummary:
+    """Synchronous `run_async` taking RunSettings fields as keywords."""
+    return asyncio.run(run_async(RunSettings(**settings), backend=backend))
+
+
+def to_entities(result: Result) -> list[Entity]:
+    """The spans of a result with token offsets added."""
+    out = []
+    offsets = result.sentence.offsets
+    for span in result.spans:
+        toks = [i for i, (s, e) in enumerate(offsets) if s < span.end and e > span.start]
+        if not toks:
+            continue
+        out.append(Entity(span.text, span.label, span.start, span.end, toks[0], toks[-1] + 1))
+    return out
+
+
+def extract(texts: Sequence[str | Sequence[str]], *, backend: Backend | None = None,
+            **settings: Any) -> list[list[Entity]]:
+    """Entities of each sentence; a sentence is a raw string or a list of tokens."""
+    sentences = [
+        Sentence.from_text(t, index=i) if isinstance(t, str) else Sentence.from_tokens(list(t), index=i)
+        for i, t in enumerate(texts)
+    ]
+    summary = asyncio.run(run_async(RunSettings(**settings), sentences, backend=backend))
+    return [to_entities(r) for r in summary.results]

@@ -1,0 +1,114 @@
+"""OpenAI and every OpenAI-compatible server (vLLM, Ollama, llama.cpp server, LiteLLM...).
+
+A thin layer over the official `openai` SDK: the SDK's own retries are off (`max_retries=0`) so
+that the caller's retry policy is the only one and attempts never multiply. SDK exceptions are
+turned into BackendError with a one-line message that says what to fix.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import openai
+
+from .base import Backend, BackendError, Completion
+
+#: Used when a local server needs no key but the SDK insists on one.
+PLACEHOLDER_KEY = "sk-no-key-required"
+
+
+def _retry_after(headers: Any) -> float | None:
+    """Seconds to wait as the server asked (`retry-after-ms` or `retry-after`), if it said."""
+    if headers is None:
+        return None
+    try:
+        ms = headers.get("retry-after-ms")
+        if ms is not None:
+            return max(0.0, float(ms) / 1000.0)
+        s = headers.get("retry-after")
+        if s is not None:
+            return max(0.0, float(s))
+    except (TypeError, ValueError):
+        return None
+    return None
+
+
+def translate_error(e: Exception, base_url: str | None) -> BackendError:
+    """Map an SDK exception to a BackendError: retryable or not, with an actionable message."""
+    where = base_url or "the OpenAI API"
+    if isinstance(e, openai.APITimeoutError):
+        return BackendError(f"request to {where} timed out", retryable=True)
+    if isinstance(e, openai.APIConnectionError):
+        return BackendError(f"cannot connect to {where}: {e.__cause__ or e}", retryable=True)
+    if isinstance(e, openai.APIStatusError):
+        status = e.status_code
+        body = e.body if isinstance(e.body, dict) else {}
+        code = body.get("code") or (body.get("error") or {}).get("code") if isinstance(body, dict) else None
+        msg = (body.get("message") if isinstance(body, dict) else None) or str(e)
+        msg = " ".join(str(msg).split())[:300]
+        if status == 429 and code == "insufficient_quota":
+            return BackendError(f"{where}: insufficient quota (HTTP 429): add credit or use another key. {msg}",
+                                status=status)
+        if status == 429:
+            return BackendError(f"{where}: rate limited (HTTP 429)", retryable=True,
+                                retry_after=_retry_after(e.response.headers), status=status)
+        if status in (408, 409) or status >= 500:
+            return BackendError(f"{where}: server error (HTTP {status})", retryable=True,
+                                retry_after=_retry_after(e.response.headers), status=status)
+        hints = {
+            401: "check OPENAI_API_KEY (or --api-key-env)",
+            403: "the key is not allowed to use this model or endpoint",
+            404: "check --model and --base-url",
+            400: "the request was rejected; check the model's parameters",
+        }
+        hint = hints.get(status, "the request was rejected")
+        return BackendError(f"{where}: HTTP {status}: {hint}. {msg}", status=status)
+    return BackendError(f"{where}: {type(e).__name__}: {e}")
+
+
+@dataclass
+class OpenAIBackend(Backend):
+    """Chat completions through the `openai` SDK."""
+
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    timeout: float = 60.0
+    kind: str = field(default="openai", init=False)
+
+    def __post_init__(self) -> None:
+        self.base_url = self.base_url or os.environ.get("OPENAI_BASE_URL") or None
+        key = self.api_key or os.environ.get("OPENAI_API_KEY")
+        if not key:
+            if self.base_url is None:
+                raise BackendError(
+                    "no API key: set OPENAI_API_KEY, or give --base-url for a local OpenAI-compatible server"
+                )
+            key = PLACEHOLDER_KEY
+        self._client = openai.AsyncOpenAI(api_key=key, base_url=self.base_url, max_retries=0,
+                                          timeout=self.timeout)
+
+    def identity(self) -> dict[str, Any]:
+        return {"kind": self.kind, "model": self.model,
+                "base_url": (self.base_url or "https://api.openai.com/v1").rstrip("/")}
+
+    async def complete(self, messages: list[dict[str, str]], params: dict[str, Any]) -> Completion:
+        try:
+            resp = await self._client.chat.completions.create(model=self.model, messages=messages, **params)
+        except openai.OpenAIError as e:
+            raise translate_error(e, self.base_url) from None
+        if not resp.choices:
+            raise BackendError(f"{self.base_url or 'the OpenAI API'}: reply had no choices", retryable=True)
+        choice = resp.choices[0]
+        usage = resp.usage
+        return Completion(
+            text=choice.message.content or "",
+            prompt_tokens=getattr(usage, "prompt_tokens", None),
+            completion_tokens=getattr(usage, "completion_tokens", None),
+            finish_reason=choice.finish_reason,
+            model=resp.model,
+        )
+
+    async def aclose(self) -> None:
+        await self._client.close()

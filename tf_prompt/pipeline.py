@@ -1,0 +1,217 @@
+"""The methods, one sentence at a time: direct, translate-test and transfusion.
+
+    direct          source --(direct)--> entities of the source
+    translate-test  source --(translate)--> English --(annotate)--> English entities
+                    --(projection by string alignment, no model call)--> entities of the source
+    transfusion     source --(translate)--> English --(annotate)--> English entities
+                    --(fuse: source + English + English entities)--> entities of the source
+
+Every method ends the same way: entity strings are located in the source text (align.locate) and
+turned into BIO tags on the dataset's own tokens. A reply that cannot be parsed is recorded in
+the sentence's trace and counted; it never stops the run.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Protocol, Sequence
+
+from .align import Alignment, Span, bio_to_spans, locate, spans_to_bio
+from .client import ModelClient
+from .data import Sentence
+from .parse import Mention, ParseFailure, parse_entities, parse_translation
+from .schema import Schema
+from .templates import TemplateSet
+
+METHODS = ("direct", "translate-test", "transfusion")
+
+#: Similarity threshold for projecting English entities onto the source in translate-test:
+#: names are often respelled across languages (Nigeria / Najeriya), so exact matching is too strict.
+PROJECTION_THRESHOLD = 0.75
+
+
+@dataclass
+class Trace:
+    """Everything that happened to one sentence, written as one line of trace.jsonl."""
+
+    index: int
+    source: str
+    translation: str | None = None
+    english_entities: list[dict[str, str]] | None = None
+    replies: dict[str, str] = field(default_factory=dict)
+    templates: dict[str, str] = field(default_factory=dict)
+    parse_failures: dict[str, str] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    parsed: list[dict[str, str]] = field(default_factory=list)
+    unknown_labels: list[dict[str, str]] = field(default_factory=list)
+    spans: list[dict[str, Any]] = field(default_factory=list)
+    hallucinated: list[dict[str, str]] = field(default_factory=list)
+    unaligned: list[dict[str, str]] = field(default_factory=list)
+    gold: list[str] | None = None
+    predicted: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Result:
+    """The outcome of one sentence: predicted tags and spans, plus the trace."""
+
+    sentence: Sentence
+    tags: list[str]
+    spans: list[Span]
+    trace: Trace
+
+
+def _mentions_json(mentions: Sequence[Mention]) -> list[dict[str, str]]:
+    return [{"text": m.text, "type": m.label} for m in mentions]
+
+
+def answer_json(mentions: Sequence[Mention]) -> str:
+    """The answer format the default templates ask for, used for few-shot examples."""
+    return json.dumps({"entities": _mentions_json(mentions)}, ensure_ascii=False)
+
+
+def gold_mentions(sentence: Sentence, labels: Sequence[str]) -> list[Mention]:
+    """The gold entities of a labelled sentence as mentions (for examples and oracles)."""
+    assert sentence.tags is not None
+    spans = bio_to_spans(sentence.text, sentence.offsets, sentence.tags)
+    return [Mention(s.text, s.label) for s in spans if s.label in labels]
+
+
+class Translator(Protocol):
+    async def translate(self, sentence: Sentence, trace: Trace) -> str | None: ...
+
+
+class Annotator(Protocol):
+    async def annotate(self, english: str, trace: Trace) -> list[Mention] | None: ...
+
+
+@dataclass
+class Context:
+    """What every step needs: the model client, templates, schema, language and examples."""
+
+    client: ModelClient
+    templates: TemplateSet
+    schema: Schema
+    language: str | None = None
+    examples: list[Sentence] = field(default_factory=list)
+
+    @property
+    def label_vars(self) -> list[dict[str, Any]]:
+        return [label.model_dump() for label in self.schema.labels]
+
+    @property
+    def example_vars(self) -> list[dict[str, str]]:
+        return [{"text": ex.text, "answer": answer_json(gold_mentions(ex, self.schema.names))}
+                for ex in self.examples]
+
+    async def ask(self, step: str, trace: Trace, **variables: Any) -> str | None:
+        """Render `step`, call the model, record the reply; None if the call failed softly."""
+        prompt = self.templates.render(step, **variables)
+        trace.templates[step] = prompt.identity
+        completion = await self.client.ask(prompt)
+        trace.replies[step] = completion.text
+        return completion.text
+
+    async def entities(self, step: str, trace: Trace, **variables: Any) -> list[Mention] | None:
+        """Ask for entities; None (and a recorded parse failure) if the reply is unreadable."""
+        reply = await self.ask(step, trace, **variables)
+        if reply is None:
+            return None
+        try:
+            result = parse_entities(reply, self.schema.names, self.schema.aliases)
+        except ParseFailure as e:
+            trace.parse_failures[step] = str(e)
+            return None
+        trace.unknown_labels += _mentions_json(result.unknown)
+        return result.mentions
+
+
+@dataclass
+class LLMTranslator:
+    """Translation by the LLM with the `translate` template."""
+
+    ctx: Context
+
+    async def translate(self, sentence: Sentence, trace: Trace) -> str | None:
+        reply = await self.ctx.ask("translate", trace, text=sentence.text, language=self.ctx.language)
+        if reply is None:
+            return None
+        try:
+            return parse_translation(reply)
+        except ParseFailure as e:
+            trace.parse_failures["translate"] = str(e)
+            return None
+
+
+@dataclass
+class LLMAnnotator:
+    """English NER by the LLM with the `annotate` template."""
+
+    ctx: Context
+
+    async def annotate(self, english: str, trace: Trace) -> list[Mention] | None:
+        return await self.ctx.entities("annotate", trace, text=english, labels=self.ctx.label_vars)
+
+
+class Pipeline:
+    """Runs one method on one sentence at a time; safe to call concurrently."""
+
+    def __init__(self, method: str, ctx: Context, *, translator: Translator | None = None,
+                 annotator: Annotator | None = None):
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+        self.method = method
+        self.ctx = ctx
+        self.translator = translator or LLMTranslator(ctx)
+        self.annotator = annotator or LLMAnnotator(ctx)
+
+    async def run(self, sentence: Sentence) -> Result:
+        trace = Trace(index=sentence.index, source=sentence.text,
+                      gold=list(sentence.tags) if sentence.tags is not None else None)
+        if self.method == "direct":
+            mentions = await self.ctx.entities(
+                "direct", trace, text=sentence.text, language=self.ctx.language,
+                labels=self.ctx.label_vars, examples=self.ctx.example_vars)
+            alignment = locate(sentence.text, mentions or [])
+        else:
+            english, english_mentions = await self._pivot(sentence, trace)
+            if self.method == "translate-test":
+                mentions = english_mentions
+                alignment = locate(sentence.text, mentions or [], fuzzy=PROJECTION_THRESHOLD)
+                # Projection failures are not the model inventing text: the English entity just
+                # has no counterpart the aligner can find.
+                alignment = Alignment(alignment.spans, [], alignment.unaligned + alignment.hallucinated)
+            else:
+                mentions = await self.ctx.entities(
+                    "fuse", trace, text=sentence.text, language=self.ctx.language,
+                    translation=english or "(not available)",
+                    english_entities=_mentions_json(english_mentions or []),
+                    labels=self.ctx.label_vars, examples=self.ctx.example_vars)
+                alignment = locate(sentence.text, mentions or [])
+        return self._finish(sentence, trace, mentions or [], alignment)
+
+    async def _pivot(self, sentence: Sentence, trace: Trace) -> tuple[str | None, list[Mention] | None]:
+        """Translate into English and annotate the translation (shared by both pivot methods)."""
+        english = await self.translator.translate(sentence, trace)
+        trace.translation = english
+        if not english:
+            return None, None
+        english_mentions = await self.annotator.annotate(english, trace)
+        if english_mentions is not None:
+            trace.english_entities = _mentions_json(english_mentions)
+        return english, english_mentions
+
+    def _finish(self, sentence: Sentence, trace: Trace, mentions: Sequence[Mention],
+                alignment: Alignment) -> Result:
+        tags = spans_to_bio(sentence.offsets, alignment.spans)
+        trace.parsed = _mentions_json(mentions)
+        trace.spans = [{"start": s.start, "end": s.end, "type": s.label, "text": s.text, "match": s.match}
+                       for s in alignment.spans]
+        trace.hallucinated = _mentions_json(alignment.hallucinated)
+        trace.unaligned = _mentions_json(alignment.unaligned)
+        trace.predicted = tags
+        return Result(sentence=sentence, tags=tags, spans=list(alignment.spans), trace=trace)

@@ -1,0 +1,137 @@
+"""Runs a pipeline over many sentences concurrently and writes the run's outputs.
+
+Outputs in the run folder:
+    trace.jsonl        one line per sentence, appended as each finishes (so a stopped run keeps
+                       its work), rewritten in sentence order at the end
+    predictions.conll  token, gold tag, predicted tag
+    metrics.json       f1/precision/recall (micro, 0-1), per_type, counts, usage, settings
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from .data import Sentence, write_conll
+from .evaluate import restrict, score
+from .pipeline import Pipeline, Result
+
+
+@dataclass
+class RunSummary:
+    """What a run produced, returned to the CLI and the Python API."""
+
+    results: list[Result]
+    metrics: dict[str, Any]
+    out_dir: Path | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+def compute_metrics(results: Sequence[Result], labels: Sequence[str]) -> dict[str, Any]:
+    """Scores (if the data is labelled) and the pipeline's counts of what went wrong."""
+    traces = [r.trace for r in results]
+    metrics: dict[str, Any] = {
+        "n_sentences": len(results),
+        "parse_failures": sum(len(t.parse_failures) for t in traces),
+        "parse_failures_by_step": {},
+        "sentences_with_parse_failure": sum(1 for t in traces if t.parse_failures),
+        "hallucinated": sum(len(t.hallucinated) for t in traces),
+        "unaligned": sum(len(t.unaligned) for t in traces),
+        "unknown_labels": sum(len(t.unknown_labels) for t in traces),
+        "predicted_entities": sum(len(r.spans) for r in results),
+    }
+    for t in traces:
+        for step in t.parse_failures:
+            metrics["parse_failures_by_step"][step] = metrics["parse_failures_by_step"].get(step, 0) + 1
+    labelled = [r for r in results if r.sentence.tags is not None]
+    if labelled and len(labelled) == len(results):
+        gold = [restrict(r.sentence.tags or [], labels) for r in results]
+        scores = score(gold, [r.tags for r in results])
+        metrics = {**scores, **metrics}
+    else:
+        metrics = {"f1": None, "precision": None, "recall": None, "per_type": {}, **metrics}
+    return metrics
+
+
+async def run_pipeline(pipeline: Pipeline, sentences: Sequence[Sentence], *, concurrency: int = 8,
+                       on_result: Callable[[Result], None] | None = None) -> list[Result]:
+    """Run every sentence, at most `concurrency` at once; results come back in input order."""
+    semaphore = asyncio.Semaphore(max(1, concurrency))
+    results: list[Result | None] = [None] * len(sentences)
+
+    async def one(i: int, sentence: Sentence) -> None:
+        async with semaphore:
+            result = await pipeline.run(sentence)
+        results[i] = result
+        if on_result is not None:
+            on_result(result)
+
+    tasks = [asyncio.create_task(one(i, s)) for i, s in enumerate(sentences)]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for t in tasks:
+            t.cancel()
+    return [r for r in results if r is not None]
+
+
+class TraceWriter:
+    """Appends trace lines as sentences finish, flushing each, so interrupted work is kept."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._fh = path.open("w", encoding="utf-8")
+
+    def __call__(self, result: Result) -> None:
+        self._fh.write(json.dumps(result.trace.to_dict(), ensure_ascii=False) + "\n")
+        self._fh.flush()
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def write_outputs(out_dir: Path, results: Sequence[Result], metrics: dict[str, Any]) -> None:
+    """Write predictions, the ordered trace and metrics (atomically enough: each file at once)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ordered = sorted(results, key=lambda r: r.sentence.index)
+    write_conll(out_dir / "predictions.conll", [r.sentence for r in ordered], [r.tags for r in ordered])
+    with (out_dir / "trace.jsonl").open("w", encoding="utf-8") as fh:
+        for r in ordered:
+            fh.write(json.dumps(r.trace.to_dict(), ensure_ascii=False) + "\n")
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n",
+                                          encoding="utf-8")
+
+
+def format_summary(metrics: dict[str, Any]) -> str:
+    """A short table for the terminal."""
+    lines = []
+    if metrics.get("f1") is not None:
+        lines.append(f"{'type':<8}{'P':>8}{'R':>8}{'F1':>8}{'n':>7}")
+        for name, v in sorted(metrics.get("per_type", {}).items()):
+            lines.append(f"{name:<8}{v['precision']*100:>8.1f}{v['recall']*100:>8.1f}{v['f1']*100:>8.1f}"
+                         f"{v['support']:>7}")
+        lines.append(f"{'micro':<8}{metrics['precision']*100:>8.1f}{metrics['recall']*100:>8.1f}"
+                     f"{metrics['f1']*100:>8.1f}{metrics.get('support', 0):>7}")
+    counts = (f"sentences {metrics['n_sentences']}  parse failures {metrics['parse_failures']}  "
+              f"hallucinated {metrics['hallucinated']}  unaligned {metrics['unaligned']}")
+    lines.append(counts)
+    usage = metrics.get("usage")
+    if usage:
+        lines.append(f"calls {usage['calls']}  cache hits {usage['cache_hits']}  "
+                     f"tokens {usage['prompt_tokens']}+{usage['completion_tokens']}  "
+                     f"cost ${usage['cost_usd']:.4f}  wall {usage['wall_seconds']:.1f}s")
+    return "\n".join(lines)
+
+
+def eprint(*args: Any) -> None:
+    print(*args, file=sys.stderr, flush=True)
+
+
+def now() -> float:
+    return time.perf_counter()

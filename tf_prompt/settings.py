@@ -1,0 +1,61 @@
+"""The settings of one run, shared by the CLI and the Python API so both take one code path.
+
+Validated with pydantic, so a script that passes `method="tranfusion"` gets the same clear
+message as the command line.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field, field_validator
+
+from .pipeline import METHODS
+
+
+class RunSettings(BaseModel):
+    """Everything that determines a run's prompts and replies (plus where outputs go)."""
+
+    model: str = "gpt-4o-mini"
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    method: str = "transfusion"
+    data: str | None = None
+    language: str | None = None
+    schema_spec: str | None = Field(default=None, alias="schema")
+    labels: list[str] | None = None
+    shots: int = 0
+    shots_from: str | None = None
+    prompts: str | None = None
+    limit: int | None = None
+    concurrency: int = 8
+    temperature: float = 0.0
+    max_tokens: int | None = None
+    seed: int | None = None
+    timeout: float = 60.0
+    out: str | None = None
+
+    model_config = {"populate_by_name": True}
+
+    @field_validator("method")
+    @classmethod
+    def _method(cls, v: str) -> str:
+        if v not in METHODS:
+            raise ValueError(f"unknown method {v!r}; choose from {', '.join(METHODS)}")
+        return v
+
+    @field_validator("shots", "concurrency")
+    @classmethod
+    def _non_negative(cls, v: int) -> int:
+        if v < 0:
+            raise ValueError("must be >= 0")
+        return v
+
+    def decoding_params(self) -> dict[str, Any]:
+        """The parameters sent with every request (and part of every cache key)."""
+        params: dict[str, Any] = {"temperature": self.temperature}
+        if self.max_tokens is not None:
+            params["max_tokens"] = self.max_tokens
+        if self.seed is not None:
+            params["seed"] = self.seed
+        return params

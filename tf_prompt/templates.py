@@ -1,0 +1,137 @@
+"""Prompt templates: versioned `.jinja` files in `prompts/`, rendered in a sandbox.
+
+Each step (direct, translate, annotate, fuse) has a template `STEP.vN.jinja`; the highest version
+wins unless a specific one is named (`fuse.v1`). A template defines a `system` block and a `user`
+block, which become the chat messages. User text (sentences, translations, model answers) only ever
+enters as template *variables*, and rendering happens after the template source is fixed, so a
+sentence that contains Jinja syntax or "### system" cannot change the prompt's structure.
+
+`--prompts DIR` puts DIR in front of the packaged templates: a file there with the same step name
+overrides the packaged one, the rest still come from the package.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateError as JinjaTemplateError, UndefinedError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+STEPS = ("direct", "translate", "annotate", "fuse")
+_NAME = re.compile(r"^(?P<step>[a-z0-9_\-]+)(?:\.v(?P<version>\d+))?\.jinja$")
+
+
+class TemplateError(ValueError):
+    """A template is missing, malformed or uses an undefined variable; str() names the file."""
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A rendered prompt: the chat messages plus which template (and which exact source) made them."""
+
+    step: str
+    template: str          # e.g. "fuse.v1"
+    digest: str            # sha256 of the template source, first 12 hex chars
+    messages: list[dict[str, str]]
+
+    @property
+    def identity(self) -> str:
+        """Template identity for the cache key: editing a template invalidates its cached replies."""
+        return f"{self.template}@{self.digest}"
+
+
+def packaged_prompts_dir() -> Path:
+    """The templates shipped with the package (the repository's `prompts/` folder)."""
+    return Path(str(importlib.resources.files("tf_prompt.prompts")))
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+class TemplateSet:
+    """Finds and renders the templates for each step, with optional user overrides."""
+
+    def __init__(self, override_dir: str | Path | None = None, *, pins: dict[str, str] | None = None):
+        self.dirs: list[Path] = []
+        if override_dir is not None:
+            d = Path(override_dir)
+            if not d.is_dir():
+                raise TemplateError(f"{d}: prompts directory not found")
+            self.dirs.append(d)
+        self.dirs.append(packaged_prompts_dir())
+        self.pins = dict(pins or {})
+        self.env = ImmutableSandboxedEnvironment(
+            undefined=StrictUndefined,
+            autoescape=False,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=False,
+        )
+        self.env.filters["json"] = _json
+        self._cache: dict[str, tuple[str, str, Any, Path]] = {}
+
+    def _find(self, step: str) -> Path:
+        wanted = self.pins.get(step, step)
+        want_step, _, want_version = wanted.partition(".v")
+        for d in self.dirs:
+            best: tuple[int, Path] | None = None
+            for path in d.glob(f"{want_step}*.jinja"):
+                m = _NAME.match(path.name)
+                if not m or m.group("step") != want_step:
+                    continue
+                version = int(m.group("version") or 0)
+                if want_version and version != int(want_version):
+                    continue
+                if best is None or version > best[0]:
+                    best = (version, path)
+            if best is not None:
+                return best[1]
+        searched = ", ".join(str(d) for d in self.dirs)
+        raise TemplateError(f"no template for step {wanted!r} (looked for {want_step}.vN.jinja in {searched})")
+
+    def _load(self, step: str) -> tuple[str, str, Any, Path]:
+        if step not in self._cache:
+            path = self._find(step)
+            source = path.read_text(encoding="utf-8")
+            try:
+                template = self.env.from_string(source)
+            except JinjaTemplateError as e:
+                line = getattr(e, "lineno", None)
+                raise TemplateError(f"{path}:{line or 1}: {e.message if hasattr(e, 'message') else e}") from None
+            for block in ("user",):
+                if block not in template.blocks:
+                    raise TemplateError(f"{path}: template must define a '{{% block {block} %}}'")
+            name = path.name[: -len(".jinja")]
+            digest = hashlib.sha256(source.encode("utf-8")).hexdigest()[:12]
+            self._cache[step] = (name, digest, template, path)
+        return self._cache[step]
+
+    def identity(self, step: str) -> str:
+        name, digest, _, _ = self._load(step)
+        return f"{name}@{digest}"
+
+    def render(self, step: str, **variables: Any) -> Prompt:
+        """Render `step` with `variables`; a missing variable is an error, never an empty string."""
+        name, digest, template, path = self._load(step)
+        messages: list[dict[str, str]] = []
+        try:
+            for role in ("system", "user"):
+                render_block = template.blocks.get(role)
+                if render_block is None:
+                    continue
+                ctx = template.new_context(dict(variables))
+                content = "".join(render_block(ctx)).strip()
+                if content:
+                    messages.append({"role": role, "content": content})
+        except UndefinedError as e:
+            raise TemplateError(f"{path}: {e.message}") from None
+        except JinjaTemplateError as e:
+            raise TemplateError(f"{path}: {e}") from None
+        return Prompt(step=step, template=name, digest=digest, messages=messages)
