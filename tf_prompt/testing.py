@@ -191,7 +191,16 @@ def oracle_responder(sentences: "Sequence[Any]", labels: "Sequence[str]", *,
 
     from .pipeline import gold_mentions
 
-    gold = {s.text: gold_mentions(s, labels) for s in sentences}
+    from .parse import ParseFailure, parse_translation
+
+    gold = {}
+    for s in sentences:
+        mentions = gold_mentions(s, labels)
+        gold[s.text] = mentions
+        try:  # annotate sees the translation as the pipeline parsed it (outer quotes stripped)
+            gold.setdefault(parse_translation(s.text), mentions)
+        except ParseFailure:
+            pass
 
     def degrade(text: str) -> str:
         if variant == "lower":
