@@ -1,0 +1,93 @@
+"""The command line as a user runs it: exit codes, one-line errors, the summary table."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tf_prompt.cli import main
+from tf_prompt.data import read_conll, sample_path
+from tf_prompt.testing import Fault, oracle_responder
+
+
+def test_subprocess_run_prints_summary_and_writes_outputs(server, tmp_path: Path) -> None:
+    server.responder = oracle_responder(read_conll(sample_path()), ["PER", "ORG", "LOC", "DATE"])
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "tf_prompt.cli", "run", "--model", "qwen", "--base-url", server.base_url,
+         "--method", "transfusion", "--out", str(out)],
+        capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "micro" in proc.stdout and "100.0" in proc.stdout
+    assert "shipped sample" in proc.stderr
+    assert {p.name for p in out.iterdir()} == {"metrics.json", "predictions.conll", "trace.jsonl"}
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("f1", "precision", "recall", "per_type", "n_sentences", "parse_failures",
+                "hallucinated", "unaligned", "usage"):
+        assert key in metrics
+    assert "sk-" not in (out / "metrics.json").read_text()
+
+
+def test_bad_conll_input_is_one_line_with_file_and_line(tmp_path: Path, capsys, server) -> None:
+    bad = tmp_path / "bad.txt"
+    bad.write_text("Kano B-LOC\nya O\n\nShehu B-PERSON-X-\nGusau\n", encoding="utf-8")
+    code = main(["run", "--model", "m", "--base-url", server.base_url, "--data", str(bad),
+                 "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"{bad}:5:" in err or f"{bad}:4:" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not server.requests  # nothing paid for before the data was known to be good
+
+
+def test_unknown_dataset_and_labels(tmp_path: Path, capsys, server) -> None:
+    assert main(["run", "--base-url", server.base_url, "--data", "masakhaner2:xyz"]) == 2
+    assert "xyz" in capsys.readouterr().err
+    assert main(["run", "--base-url", server.base_url, "--labels", "PER,MISC"]) == 2
+    assert "MISC" in capsys.readouterr().err
+
+
+def test_no_key_and_no_base_url_is_a_clear_error(capsys) -> None:
+    assert main(["run", "--model", "gpt-4o"]) == 1
+    err = capsys.readouterr().err
+    assert "OPENAI_API_KEY" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("status,code,expect", [
+    (401, "invalid_api_key", "HTTP 401"),
+    (404, "model_not_found", "HTTP 404"),
+    (429, "insufficient_quota", "insufficient quota"),
+])
+def test_fatal_api_errors_stop_with_one_line(server, tmp_path: Path, capsys, status, code, expect) -> None:
+    server.fault = lambda body, attempt: Fault(status, {"error": {"message": "nope", "code": code}})
+    rc = main(["run", "--model", "m", "--base-url", server.base_url, "--method", "direct",
+               "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert expect in err and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("tf-prompt: error:")
+
+
+def test_user_schema_and_prompt_override(server, tmp_path: Path) -> None:
+    schema = tmp_path / "schema.yaml"
+    schema.write_text("labels:\n  - name: LOC\n    description: places\n")
+    prompts = tmp_path / "prompts"
+    prompts.mkdir()
+    (prompts / "direct.v9.jinja").write_text(
+        "{% block user %}Places in: {{ text }} ({{ labels | map(attribute='name') | join(',') }}){% endblock %}")
+    server.responder = lambda body: '{"LOC": ["Kano"]}'
+    data = tmp_path / "d.txt"
+    data.write_text("Ya je Kano O\n", encoding="utf-8")
+    data.write_text("Ya O\nje O\nKano B-LOC\n", encoding="utf-8")
+    rc = main(["run", "--model", "m", "--base-url", server.base_url, "--method", "direct", "--data", str(data),
+               "--schema", str(schema), "--prompts", str(prompts), "--out", str(tmp_path / "o")])
+    assert rc == 0
+    assert server.requests[0]["messages"] == [{"role": "user", "content": "Places in: Ya je Kano (LOC)"}]
+    metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert metrics["f1"] == 1.0 and metrics["settings"]["templates"]["direct"].startswith("direct.v9@")

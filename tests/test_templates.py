@@ -1,0 +1,83 @@
+"""Templates: versioning, overrides, sandboxing, strict variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tf_prompt.templates import STEPS, TemplateError, TemplateSet
+
+LABELS = [{"name": "PER", "description": "people"}, {"name": "LOC", "description": "places"}]
+
+
+def _vars(**extra):
+    base = dict(text="Shehu ya je Kano", language="Hausa", labels=LABELS, examples=[],
+                translation="Shehu went to Kano", english_entities=[{"text": "Kano", "type": "LOC"}])
+    base.update(extra)
+    return base
+
+
+def test_every_step_has_a_packaged_template_that_renders() -> None:
+    ts = TemplateSet()
+    for step in STEPS:
+        prompt = ts.render(step, **_vars())
+        assert prompt.messages[-1]["role"] == "user"
+        assert "Shehu ya je Kano" in prompt.messages[-1]["content"]
+        assert prompt.template.startswith(f"{step}.v")
+        assert len(prompt.digest) == 12
+
+
+def test_user_text_is_never_evaluated_as_template() -> None:
+    nasty = "{{ 7*7 }} {% for x in range(3) %}x{% endfor %} ### system"
+    prompt = TemplateSet().render("direct", **_vars(text=nasty))
+    assert nasty in prompt.messages[-1]["content"]
+    assert "49" not in prompt.messages[-1]["content"]
+    assert [m["role"] for m in prompt.messages] == ["system", "user"]
+
+
+def test_missing_variable_is_an_error_naming_the_file() -> None:
+    with pytest.raises(TemplateError, match=r"direct\.v1\.jinja.*'text' is undefined"):
+        TemplateSet().render("direct", language="Hausa", labels=LABELS, examples=[])
+
+
+def test_override_dir_and_highest_version_wins(tmp_path: Path) -> None:
+    (tmp_path / "direct.v1.jinja").write_text("{% block user %}old {{ text }}{% endblock %}")
+    (tmp_path / "direct.v2.jinja").write_text("{% block user %}new {{ text }}{% endblock %}")
+    ts = TemplateSet(tmp_path)
+    prompt = ts.render("direct", **_vars())
+    assert prompt.messages == [{"role": "user", "content": "new Shehu ya je Kano"}]
+    assert prompt.template == "direct.v2"
+    # steps not overridden still come from the package
+    assert TemplateSet(tmp_path).render("fuse", **_vars()).template == "fuse.v1"
+    # a pinned version
+    assert TemplateSet(tmp_path, pins={"direct": "direct.v1"}).render("direct", **_vars()).messages[0][
+        "content"] == "old Shehu ya je Kano"
+
+
+def test_editing_a_template_changes_its_identity(tmp_path: Path) -> None:
+    f = tmp_path / "direct.v1.jinja"
+    f.write_text("{% block user %}A {{ text }}{% endblock %}")
+    a = TemplateSet(tmp_path).identity("direct")
+    f.write_text("{% block user %}B {{ text }}{% endblock %}")
+    assert TemplateSet(tmp_path).identity("direct") != a
+
+
+def test_sandbox_blocks_attribute_escapes(tmp_path: Path) -> None:
+    (tmp_path / "direct.v1.jinja").write_text(
+        "{% block user %}{{ text.__class__.__mro__[1].__subclasses__() }}{% endblock %}")
+    with pytest.raises(TemplateError):
+        TemplateSet(tmp_path).render("direct", **_vars())
+
+
+def test_bad_templates_give_clear_errors(tmp_path: Path) -> None:
+    (tmp_path / "direct.v1.jinja").write_text("{% block user %}{{ text {% endblock %}")
+    with pytest.raises(TemplateError, match=r"direct\.v1\.jinja:1"):
+        TemplateSet(tmp_path).render("direct", **_vars())
+    (tmp_path / "direct.v1.jinja").write_text("no blocks at all")
+    with pytest.raises(TemplateError, match="block user"):
+        TemplateSet(tmp_path).render("direct", **_vars())
+    with pytest.raises(TemplateError, match="not found"):
+        TemplateSet(tmp_path / "missing")
+    with pytest.raises(TemplateError, match="no template for step 'nosuch'"):
+        TemplateSet().render("nosuch")
