@@ -37,6 +37,8 @@ def server():
 
 @pytest.fixture(autouse=True)
 def _no_real_keys(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Tests never reach a real provider: no key or base URL from the developer's shell."""
+    """Tests never reach a real provider (no key or base URL from the developer's shell) and
+    each test has its own empty reply cache."""
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    monkeypatch.setenv("TF_PROMPT_CACHE", str(tmp_path / "tf-prompt-cache"))

@@ -30,7 +30,7 @@ def _run(lang: str, method: str, variant: str = "clean", limit: int | None = Non
     sentences = read_conll(Path(_root) / "masakhaner2" / lang / "test.txt")[:limit]
     responder = oracle_responder(sentences, LABELS, variant=variant)
     backend = FunctionBackend(model="oracle", fn=lambda messages: responder({"messages": messages}))
-    settings = RunSettings(model="oracle", method=method, concurrency=16)
+    settings = RunSettings(model="oracle", method=method, concurrency=16, no_cache=True)
     return asyncio.run(run_async(settings, sentences, backend=backend)).metrics
 
 

@@ -20,14 +20,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from .backends.base import Backend
+from .backends.base import Backend, BackendError
 from .backends.openai_compat import OpenAIBackend
-from .client import ModelClient, Usage
+from .cache import ReplyCache
+from .client import BudgetExceeded, ClientOptions, ModelClient
+from .cost import PriceTable
 from .data import DataError, Sentence, read_conll, resolve_dataset, sample_path
 from .languages import guess_language, language_name
 from .pipeline import Context, Pipeline, Result, gold_mentions
+from .progress import Progress
 from .runner import RunSummary, TraceWriter, compute_metrics, run_pipeline, write_outputs
-from .schema import Schema, get_schema
+from .schema import get_schema
 from .settings import RunSettings
 from .templates import TemplateSet
 
@@ -91,12 +94,10 @@ def load_sentences(data: str | None, limit: int | None = None) -> tuple[list[Sen
     return sentences, str(path)
 
 
-def build_pipeline(settings: RunSettings, backend: Backend | None = None,
-                   usage: Usage | None = None) -> tuple[Pipeline, ModelClient, Schema]:
-    """Wire backend, client, templates, schema and examples into a pipeline for `settings`."""
+def build_pipeline(settings: RunSettings, client: ModelClient) -> Pipeline:
+    """Wire the client, templates, schema and examples into a pipeline for `settings`."""
     schema = get_schema(settings.schema_spec, settings.labels)
     templates = TemplateSet(settings.prompts)
-    client = ModelClient(backend or make_backend(settings), settings.decoding_params(), usage)
     examples: list[Sentence] = []
     if settings.shots:
         source = settings.shots_from
@@ -108,46 +109,115 @@ def build_pipeline(settings: RunSettings, backend: Backend | None = None,
         examples = choose_examples(read_conll(resolve_dataset(source)), settings.shots, schema.names)
     language = language_name(settings.language or (guess_language(settings.data) if settings.data else None))
     ctx = Context(client=client, templates=templates, schema=schema, language=language, examples=examples)
-    return Pipeline(settings.method, ctx), client, schema
+    return Pipeline(settings.method, ctx)
+
+
+def make_client(settings: RunSettings, backend: Backend | None = None, *, dry_run: bool = False) -> ModelClient:
+    """The model client for `settings`: backend, cache, retries, limits, budget, prices."""
+    cache = None if settings.no_cache else ReplyCache(settings.cache_dir)
+    options = ClientOptions(max_retries=settings.max_retries, retry_initial=settings.retry_initial,
+                            rpm=settings.rpm, tpm=settings.tpm, max_cost=settings.max_cost,
+                            dry_run=dry_run, use_cache=not settings.no_cache)
+    return ModelClient(backend or make_backend(settings), settings.decoding_params(), cache=cache,
+                       options=options, prices=PriceTable.load(settings.prices))
 
 
 async def run_async(settings: RunSettings, sentences: Sequence[Sentence] | None = None,
-                    backend: Backend | None = None) -> RunSummary:
-    """Run `settings` over `sentences` (or its data), write outputs if `settings.out` is set."""
+                    backend: Backend | None = None, *, dry_run: bool = False) -> RunSummary:
+    """Run `settings` over `sentences` (or its data); write outputs if `settings.out` is set.
+
+    If the run stops early (a fatal API error, the budget, Ctrl-C), the outputs of the sentences
+    finished so far are written, with `"complete": false` in metrics.json, and the error is
+    re-raised. Every reply received is in the cache, so rerunning the same command continues.
+    """
     data_path = None
     if sentences is None:
         sentences, data_path = load_sentences(settings.data, settings.limit)
-    usage = Usage()
-    pipeline, client, schema = build_pipeline(settings, backend, usage)
-    out_dir = Path(settings.out) if settings.out else None
+    client = make_client(settings, backend, dry_run=dry_run)
+    usage = client.usage
+    pipeline = build_pipeline(settings, client)
+    schema = pipeline.ctx.schema
+    out_dir = Path(settings.out) if settings.out and not dry_run else None
     writer = TraceWriter(out_dir / "trace.jsonl") if out_dir else None
+    progress = Progress(len(sentences), usage, settings.progress,
+                        desc="estimate" if dry_run else settings.method)
+    done: list[Result] = []
+
+    def on_result(result: Result) -> None:
+        done.append(result)
+        if writer:
+            writer(result)
+        progress.advance()
+
+    def finish(complete: bool, stopped: str | None = None) -> dict[str, Any]:
+        usage.wall_seconds = time.perf_counter() - started
+        metrics = compute_metrics(done, schema.names)
+        metrics["complete"] = complete
+        if stopped:
+            metrics["stopped"] = stopped
+        metrics["usage"] = usage.to_dict()
+        metrics["settings"] = {
+            **settings.model_dump(exclude={"api_key_env"}, by_alias=True), "data_path": data_path,
+            "labels": schema.names, "tokenizer": client.tokenizer.name, "prices_date": client.prices.date,
+            "templates": {s: pipeline.ctx.templates.identity(s) for s in STEPS_OF[settings.method]},
+        }
+        if client.cache is not None and not dry_run:
+            client.cache.record_run({"hits": usage.cache_hits, "misses": client.cache_misses,
+                                     "calls": usage.calls, "model": client.backend.model})
+        if out_dir:
+            write_outputs(out_dir, done, metrics)
+        return metrics
+
     started = time.perf_counter()
     try:
-        results = await run_pipeline(pipeline, sentences, concurrency=settings.concurrency or 1,
-                                     on_result=writer)
+        await run_pipeline(pipeline, sentences, concurrency=settings.concurrency or 1, on_result=on_result)
+    except (BackendError, BudgetExceeded, asyncio.CancelledError, KeyboardInterrupt) as e:
+        if writer:
+            writer.close()
+            writer = None
+        finish(False, str(e) or type(e).__name__)
+        raise
     finally:
+        progress.close()
         if writer:
             writer.close()
         await client.aclose()
-    usage.wall_seconds = time.perf_counter() - started
-    metrics = compute_metrics(results, schema.names)
-    metrics["usage"] = usage.to_dict()
-    metrics["settings"] = {**settings.model_dump(exclude={"api_key_env"}, by_alias=True),
-                           "data_path": data_path, "labels": schema.names,
-                           "templates": {s: pipeline.ctx.templates.identity(s) for s in _steps(settings.method)}}
-    if out_dir:
-        write_outputs(out_dir, results, metrics)
-    return RunSummary(results=results, metrics=metrics, out_dir=out_dir)
+        if client.cache is not None:
+            client.cache.close()
+    metrics = finish(True)
+    return RunSummary(results=sorted(done, key=lambda r: r.sentence.index), metrics=metrics, out_dir=out_dir)
 
 
-def _steps(method: str) -> list[str]:
-    return {"direct": ["direct"], "translate-test": ["translate", "annotate"],
-            "transfusion": ["translate", "annotate", "fuse"]}[method]
+STEPS_OF = {"direct": ["direct"], "translate-test": ["translate", "annotate"],
+            "transfusion": ["translate", "annotate", "fuse"]}
+
+
+async def estimate_async(settings: RunSettings, backend: Backend | None = None) -> dict[str, Any]:
+    """What `run` would send, without sending anything: calls, tokens and $ per step and in total.
+
+    The pipeline runs for real against the cache; every miss is counted (prompt tokens exactly,
+    with the tokenizer) and answered with a stand-in reply of the expected size: the source
+    sentence for a translation, the gold entities (or none, for unlabelled data) for NER steps.
+    Cached replies cost nothing and are reported separately.
+    """
+    summary = await run_async(settings, backend=backend, dry_run=True)
+    u = summary.metrics["usage"]
+    return {"calls": u["calls"], "cached_calls": u["cache_hits"], "prompt_tokens": u["prompt_tokens"],
+            "completion_tokens": u["completion_tokens"], "cost_usd": u["cost_usd"],
+            "by_step": u["by_step"], "n_sentences": summary.metrics["n_sentences"],
+            "model": settings.model, "method": settings.method,
+            "tokenizer": summary.metrics["settings"]["tokenizer"],
+            "prices_date": summary.metrics["settings"]["prices_date"]}
 
 
 def run_dataset(backend: Backend | None = None, **settings: Any) -> RunSummary:
     """Synchronous `run_async` taking RunSettings fields as keywords."""
     return asyncio.run(run_async(RunSettings(**settings), backend=backend))
+
+
+def estimate(backend: Backend | None = None, **settings: Any) -> dict[str, Any]:
+    """Synchronous `estimate_async` taking RunSettings fields as keywords."""
+    return asyncio.run(estimate_async(RunSettings(**settings), backend=backend))
 
 
 def to_entities(result: Result) -> list[Entity]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 from typing import Sequence
 
@@ -15,6 +16,8 @@ from pydantic import ValidationError
 
 from . import __version__
 from .backends.base import BackendError
+from .client import BudgetExceeded
+from .cost import PriceError
 from .data import DataError
 from .pipeline import METHODS
 from .runner import format_summary
@@ -24,6 +27,7 @@ from .templates import TemplateError
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
+EXIT_INCOMPLETE = 3
 
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:
@@ -34,7 +38,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--api-key-env", default="OPENAI_API_KEY",
                    help="environment variable holding the API key (default: %(default)s)")
     g.add_argument("--temperature", type=float, default=0.0)
-    g.add_argument("--max-tokens", type=int, help="cap on completion tokens per call")
+    g.add_argument("--max-tokens", type=int, default=1024,
+                   help="cap on completion tokens per call (default: %(default)s; bounds the worst case of --max-cost)")
     g.add_argument("--seed", type=int, help="sampling seed sent to the API (where supported)")
     g.add_argument("--timeout", type=float, default=60.0, help="seconds per request (default: %(default)s)")
     d = p.add_argument_group("data")
@@ -51,6 +56,18 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     t.add_argument("--prompts", help="directory of .jinja templates overriding the packaged ones")
     r = p.add_argument_group("run")
     r.add_argument("--concurrency", type=int, default=8, help="requests in flight (default: %(default)s)")
+    r.add_argument("--rpm", type=float, help="at most this many requests per minute")
+    r.add_argument("--tpm", type=float, help="at most this many tokens per minute")
+    r.add_argument("--max-retries", type=int, default=5,
+                   help="retries of a 429/5xx/timeout/connection error per call (default: %(default)s)")
+    r.add_argument("--retry-initial", type=float, default=1.0, help=argparse.SUPPRESS)
+    r.add_argument("--max-cost", type=float, metavar="USD",
+                   help="hard cap: no call is sent that could take the run past it")
+    r.add_argument("--prices", help="JSON price table overriding/adding to the packaged one")
+    r.add_argument("--cache-dir", help="reply cache (default: $TF_PROMPT_CACHE or ~/.cache/tf-prompt)")
+    r.add_argument("--no-cache", action="store_true", help="neither read nor write the reply cache")
+    r.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar on stderr (default: when stderr is a terminal)")
     r.add_argument("--out", help="output directory (default: runs/<data>-<method>)")
 
 
@@ -65,7 +82,9 @@ def _settings(args: argparse.Namespace) -> RunSettings:
         data=args.data, language=args.language, schema=args.schema, labels=labels, shots=args.shots,
         shots_from=args.shots_from, prompts=args.prompts, limit=args.limit, concurrency=args.concurrency,
         temperature=args.temperature, max_tokens=args.max_tokens, seed=args.seed, timeout=args.timeout,
-        out=out,
+        out=out, cache_dir=args.cache_dir, no_cache=args.no_cache, max_retries=args.max_retries,
+        retry_initial=args.retry_initial, rpm=args.rpm, tpm=args.tpm, max_cost=args.max_cost,
+        prices=args.prices, progress=args.progress,
     )
 
 
@@ -78,7 +97,61 @@ def cmd_run(args: argparse.Namespace) -> int:
     summary = asyncio.run(run_async(settings))
     print(format_summary(summary.metrics))
     print(f"outputs: {summary.out_dir}")
+    failed = sum(1 for r in summary.results if r.trace.failed)
+    if failed:
+        print(f"tf-prompt: {failed} sentence(s) failed after {settings.max_retries} retries (see 'errors' in "
+              f"trace.jsonl); rerun the same command to retry them: received replies are cached",
+              file=sys.stderr)
+        return EXIT_INCOMPLETE
     return 0
+
+
+def cmd_estimate(args: argparse.Namespace) -> int:
+    from .api import estimate_async
+
+    settings = _settings(args)
+    est = asyncio.run(estimate_async(settings))
+    if args.json:
+        print(json.dumps(est, ensure_ascii=False))
+        return 0
+    print(f"estimate for {est['n_sentences']} sentences, {est['method']} with {est['model']} "
+          f"(tokenizer {est['tokenizer']}, prices of {est['prices_date']}); nothing was sent")
+    print(f"{'step':<11}{'calls':>8}{'prompt tok':>13}{'compl. tok':>13}{'cost $':>12}")
+    for step, s in est["by_step"].items():
+        print(f"{step:<11}{s['calls']:>8}{s['prompt_tokens']:>13}{s['completion_tokens']:>13}"
+              f"{_money(s['cost_usd'] if est['cost_usd'] is not None else None):>12}")
+    print(f"{'total':<11}{est['calls']:>8}{est['prompt_tokens']:>13}{est['completion_tokens']:>13}"
+          f"{_money(est['cost_usd']):>12}")
+    print(f"already cached (free): {est['cached_calls']} calls")
+    return 0
+
+
+def _money(x: float | None) -> str:
+    return "unknown" if x is None else f"{x:.4f}"
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from .cache import ReplyCache
+
+    cache = ReplyCache(args.cache_dir)
+    try:
+        if args.action == "clear":
+            n = cache.clear()
+            print(f"removed {n} cached replies from {cache.directory}")
+            return 0
+        st = cache.stats()
+        print(f"cache: {st['directory']}")
+        print(f"entries: {st['entries']}  size: {st['size_bytes'] / 1e6:.2f} MB")
+        last = st.get("last_run")
+        if last:
+            total = last["hits"] + last["misses"]
+            rate = f" ({100 * last['hits'] / total:.0f}% hits)" if total else ""
+            print(f"last run: {last['hits']} hits, {last['misses']} misses{rate}, {last['calls']} calls")
+        else:
+            print("last run: none recorded")
+        return 0
+    finally:
+        cache.close()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,6 +161,14 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a method on a dataset and score it")
     _add_run_args(run)
     run.set_defaults(func=cmd_run)
+    est = sub.add_parser("estimate", help="calls, tokens and $ a run would cost, without calling any API")
+    _add_run_args(est)
+    est.add_argument("--json", action="store_true", help="print one JSON object")
+    est.set_defaults(func=cmd_estimate)
+    cache = sub.add_parser("cache", help="inspect or clear the reply cache")
+    cache.add_argument("action", choices=["stats", "clear"])
+    cache.add_argument("--cache-dir", help="default: $TF_PROMPT_CACHE or ~/.cache/tf-prompt")
+    cache.set_defaults(func=cmd_cache)
     return parser
 
 
@@ -96,14 +177,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (DataError, SchemaError, TemplateError) as e:
+    except (DataError, SchemaError, TemplateError, PriceError) as e:
         print(f"tf-prompt: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except ValidationError as e:
         err = e.errors()[0]
         print(f"tf-prompt: error: {'.'.join(map(str, err['loc']))}: {err['msg']}", file=sys.stderr)
         return EXIT_USAGE
-    except BackendError as e:
+    except (BackendError, BudgetExceeded) as e:
         print(f"tf-prompt: error: {e}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:

@@ -1,62 +1,215 @@
-"""The model client: one place where every model call goes through, and where it is counted.
+"""The model client: every model call goes through here, so none can bypass the cache, the
+retry policy, the rate limits or the budget, and every call is counted.
 
-The pipeline asks `client.ask(prompt)`; the client sends the prompt's messages to the backend with
-the run's decoding parameters and accounts calls and tokens. Caching, retries and budget caps
-belong here too, so that no step can bypass them.
+Order of one call:
+  1. cache lookup (a hit costs nothing and is counted as a hit);
+  2. budget check: the call's worst case (its counted prompt tokens plus `max_tokens` of output,
+     priced) must fit in what is left, or BudgetExceeded is raised and nothing is sent;
+  3. rate limiters (requests and tokens per minute);
+  4. the backend call, with retries for transient errors;
+  5. the reply is written to the cache *before* it is returned, parsed or used.
+In dry-run mode (`tf-prompt estimate`) step 4 is replaced by a stand-in reply and only counted.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .backends.base import Backend, Completion
+from aiolimiter import AsyncLimiter
+
+from .backends.base import Backend, BackendError, Completion
+from .cache import ReplyCache, cache_key
+from .cost import PriceTable, Tokenizer, tokenizer_for
+from .retry import with_retries
 from .templates import Prompt
+
+
+class BudgetExceeded(RuntimeError):
+    """The next call could take the run past `--max-cost`; nothing was sent."""
 
 
 @dataclass
 class Usage:
     """Counters of one run, reported in metrics.json under `usage`."""
 
-    calls: int = 0
-    cache_hits: int = 0
+    calls: int = 0               # replies received from the backend (paid)
+    cache_hits: int = 0          # replies served from the cache (free)
+    attempts: int = 0            # requests sent, including failed ones
     retries: int = 0
-    failed_calls: int = 0
-    prompt_tokens: int = 0
+    failed_calls: int = 0        # calls that still failed after all retries
+    prompt_tokens: int = 0       # as reported by the API (or counted when it reports nothing)
     completion_tokens: int = 0
     cost_usd: float = 0.0
+    cost_known: bool = True      # False when the model has no price in the table
     wall_seconds: float = 0.0
-    by_step: dict[str, dict[str, int]] = field(default_factory=dict)
+    by_step: dict[str, dict[str, float]] = field(default_factory=dict)
 
-    def add(self, step: str, completion: Completion) -> None:
+    def add(self, step: str, prompt_tokens: int, completion_tokens: int, cost: float | None) -> None:
         self.calls += 1
-        self.prompt_tokens += completion.prompt_tokens or 0
-        self.completion_tokens += completion.completion_tokens or 0
-        s = self.by_step.setdefault(step, {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0})
+        self.prompt_tokens += prompt_tokens
+        self.completion_tokens += completion_tokens
+        if cost is None:
+            self.cost_known = False
+        else:
+            self.cost_usd += cost
+        s = self.by_step.setdefault(step, {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0,
+                                           "cost_usd": 0.0})
         s["calls"] += 1
-        s["prompt_tokens"] += completion.prompt_tokens or 0
-        s["completion_tokens"] += completion.completion_tokens or 0
+        s["prompt_tokens"] += prompt_tokens
+        s["completion_tokens"] += completion_tokens
+        s["cost_usd"] += cost or 0.0
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["cost_usd"] = round(self.cost_usd, 6)
+        d["cost_usd"] = round(self.cost_usd, 6) if self.cost_known else None
         d["wall_seconds"] = round(self.wall_seconds, 3)
+        for s in d["by_step"].values():
+            s["cost_usd"] = round(s["cost_usd"], 6)
         return d
 
 
-class ModelClient:
-    """Sends prompts to one backend with fixed decoding parameters and counts what it spends."""
+class Budget:
+    """A hard cap in USD: calls reserve their worst case before they are sent."""
 
-    def __init__(self, backend: Backend, params: dict[str, Any] | None = None, usage: Usage | None = None):
+    def __init__(self, max_cost: float):
+        self.max_cost = max_cost
+        self.spent = 0.0
+        self.reserved = 0.0
+
+    def reserve(self, amount: float) -> None:
+        if self.spent + self.reserved + amount > self.max_cost + 1e-12:
+            raise BudgetExceeded(
+                f"budget reached: ${self.spent:.4f} spent of --max-cost ${self.max_cost:.4f}; the next call "
+                f"could cost up to ${amount:.4f}. Outputs so far are kept; raise --max-cost and rerun "
+                f"(cached replies are free)")
+        self.reserved += amount
+
+    def settle(self, reserved: float, actual: float) -> None:
+        self.reserved -= reserved
+        self.spent += actual
+
+
+@dataclass
+class ClientOptions:
+    """How calls are made; none of this changes a reply, so none of it is in the cache key."""
+
+    max_retries: int = 5
+    retry_initial: float = 1.0
+    rpm: float | None = None
+    tpm: float | None = None
+    max_cost: float | None = None
+    dry_run: bool = False
+    use_cache: bool = True
+
+
+def _smooth_limiter(per_minute: float) -> AsyncLimiter:
+    """A limiter that spreads requests over the minute instead of allowing a burst of a whole
+    minute's quota at the start (which is what trips providers' per-second enforcement)."""
+    if per_minute >= 60:
+        return AsyncLimiter(per_minute / 60, 1)
+    return AsyncLimiter(1, 60 / per_minute)
+
+
+class ModelClient:
+    """Sends prompts to one backend with fixed decoding parameters; caches, retries, counts."""
+
+    def __init__(self, backend: Backend, params: dict[str, Any] | None = None, *,
+                 cache: ReplyCache | None = None, options: ClientOptions | None = None,
+                 prices: PriceTable | None = None, usage: Usage | None = None,
+                 tokenizer: Tokenizer | None = None):
         self.backend = backend
         self.params = dict(params or {})
+        self.cache = cache
+        self.options = options or ClientOptions()
+        self.prices = prices or PriceTable.load()
         self.usage = usage if usage is not None else Usage()
+        self.tokenizer = tokenizer or tokenizer_for(backend.model)
+        self.budget = Budget(self.options.max_cost) if self.options.max_cost is not None else None
+        self._rpm = _smooth_limiter(self.options.rpm) if self.options.rpm else None
+        self._tpm = AsyncLimiter(self.options.tpm / 6, 10) if self.options.tpm else None
+        self.cache_misses = 0
+        if self.budget is not None and self.price_of(1, 1) is None:
+            raise BudgetExceeded(
+                f"--max-cost needs a price for model {backend.model!r}: add it to a prices file "
+                f"(--prices FILE, with input/output USD per 1M tokens; 0 for a local model)")
 
-    async def ask(self, prompt: Prompt) -> Completion:
-        """The model's reply to `prompt`; raises BackendError if the call fails."""
-        completion = await self.backend.complete(prompt.messages, self.params)
-        self.usage.add(prompt.step, completion)
+    def price_of(self, prompt_tokens: int, completion_tokens: int) -> float | None:
+        if self.backend.kind != "openai" and self.prices.lookup(self.backend.model) is None:
+            return 0.0  # local backends cost nothing unless the price file says otherwise
+        return self.prices.cost(self.backend.model, prompt_tokens, completion_tokens)
+
+    def key(self, prompt: Prompt) -> str:
+        return cache_key(self.backend.identity(), prompt.messages, self.params, prompt.identity)
+
+    def is_cached(self, prompt: Prompt) -> bool:
+        return self.cache is not None and self.options.use_cache and self.key(prompt) in self.cache
+
+    async def ask(self, prompt: Prompt, standin: str | None = None) -> Completion:
+        """The model's reply to `prompt` (from the cache if possible).
+
+        `standin` is the reply assumed in dry-run mode, where nothing is sent.
+        """
+        key = self.key(prompt) if self.cache is not None else ""
+        if self.cache is not None and self.options.use_cache:
+            record = self.cache.get(key)
+            if record is not None:
+                self.usage.cache_hits += 1
+                return Completion(text=record["text"], prompt_tokens=record.get("prompt_tokens"),
+                                  completion_tokens=record.get("completion_tokens"),
+                                  finish_reason=record.get("finish_reason"), model=record.get("model"),
+                                  cached=True)
+        self.cache_misses += 1
+        prompt_tokens = self.tokenizer.count_messages(prompt.messages)
+        if self.options.dry_run:
+            text = standin if standin is not None else ""
+            completion_tokens = self.tokenizer.count(text)
+            self.usage.add(prompt.step, prompt_tokens, completion_tokens,
+                           self.price_of(prompt_tokens, completion_tokens))
+            return Completion(text=text, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+
+        worst = 0.0
+        if self.budget is not None:
+            margin = 1.0 if self.tokenizer.exact else 1.15   # an approximate count must not let a call slip past the cap
+            worst = self.price_of(int(prompt_tokens * margin) + 1, int(self.params.get("max_tokens") or 4096)) or 0.0
+            self.budget.reserve(worst)
+        try:
+            if self._rpm is not None:
+                await self._rpm.acquire()
+            if self._tpm is not None:
+                expected = prompt_tokens + int(self.params.get("max_tokens") or 256) // 4
+                await self._tpm.acquire(min(expected, self._tpm.max_rate))
+            completion = await with_retries(self._attempt(prompt), max_retries=self.options.max_retries,
+                                            initial=self.options.retry_initial, on_retry=self._count_retry)
+        except BaseException as e:
+            if self.budget is not None:
+                self.budget.settle(worst, 0.0)
+            if isinstance(e, BackendError):
+                self.usage.failed_calls += 1
+            raise
+        p_tok = completion.prompt_tokens if completion.prompt_tokens is not None else prompt_tokens
+        c_tok = (completion.completion_tokens if completion.completion_tokens is not None
+                 else self.tokenizer.count(completion.text))
+        if self.cache is not None:
+            # Stored before anything can fail: a paid reply is never lost.
+            self.cache.set(key, {"text": completion.text, "prompt_tokens": p_tok, "completion_tokens": c_tok,
+                                 "finish_reason": completion.finish_reason, "model": completion.model,
+                                 "template": prompt.identity, "step": prompt.step})
+        cost = self.price_of(p_tok, c_tok)
+        if self.budget is not None:
+            self.budget.settle(worst, cost or 0.0)
+        self.usage.add(prompt.step, p_tok, c_tok, cost)
         return completion
+
+    def _attempt(self, prompt: Prompt):
+        async def call() -> Completion:
+            self.usage.attempts += 1
+            return await self.backend.complete(prompt.messages, self.params)
+        return call
+
+    def _count_retry(self, exc: BaseException | None) -> None:
+        self.usage.retries += 1
 
     async def aclose(self) -> None:
         await self.backend.aclose()

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence
 
 from .align import Alignment, Span, bio_to_spans, locate, spans_to_bio
+from .backends.base import BackendError
 from .client import ModelClient
 from .data import Sentence
 from .parse import Mention, ParseFailure, parse_entities, parse_translation
@@ -50,6 +51,7 @@ class Trace:
     unaligned: list[dict[str, str]] = field(default_factory=list)
     gold: list[str] | None = None
     predicted: list[str] = field(default_factory=list)
+    failed: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -81,12 +83,16 @@ def gold_mentions(sentence: Sentence, labels: Sequence[str]) -> list[Mention]:
     return [Mention(s.text, s.label) for s in spans if s.label in labels]
 
 
+class SentenceFailed(Exception):
+    """A model call for this sentence failed after all retries (recorded in its trace)."""
+
+
 class Translator(Protocol):
     async def translate(self, sentence: Sentence, trace: Trace) -> str | None: ...
 
 
 class Annotator(Protocol):
-    async def annotate(self, english: str, trace: Trace) -> list[Mention] | None: ...
+    async def annotate(self, english: str, sentence: Sentence, trace: Trace) -> list[Mention] | None: ...
 
 
 @dataclass
@@ -108,19 +114,29 @@ class Context:
         return [{"text": ex.text, "answer": answer_json(gold_mentions(ex, self.schema.names))}
                 for ex in self.examples]
 
-    async def ask(self, step: str, trace: Trace, **variables: Any) -> str | None:
-        """Render `step`, call the model, record the reply; None if the call failed softly."""
+    async def ask(self, step: str, trace: Trace, standin: str, **variables: Any) -> str:
+        """Render `step`, call the model, record the reply.
+
+        `standin` is the reply assumed when estimating cost without calling (dry run). A call that
+        still fails after its retries raises SentenceFailed: the sentence stops there, so no
+        later step is paid for on top of a missing answer.
+        """
         prompt = self.templates.render(step, **variables)
         trace.templates[step] = prompt.identity
-        completion = await self.client.ask(prompt)
+        try:
+            completion = await self.client.ask(prompt, standin=standin)
+        except BackendError as e:
+            if not e.retryable:
+                raise
+            trace.errors[step] = str(e)
+            raise SentenceFailed(step) from None
         trace.replies[step] = completion.text
         return completion.text
 
-    async def entities(self, step: str, trace: Trace, **variables: Any) -> list[Mention] | None:
+    async def entities(self, step: str, trace: Trace, sentence: Sentence, **variables: Any) -> list[Mention] | None:
         """Ask for entities; None (and a recorded parse failure) if the reply is unreadable."""
-        reply = await self.ask(step, trace, **variables)
-        if reply is None:
-            return None
+        standin = answer_json(gold_mentions(sentence, self.schema.names)) if sentence.tags else answer_json([])
+        reply = await self.ask(step, trace, standin, **variables)
         try:
             result = parse_entities(reply, self.schema.names, self.schema.aliases)
         except ParseFailure as e:
@@ -137,9 +153,8 @@ class LLMTranslator:
     ctx: Context
 
     async def translate(self, sentence: Sentence, trace: Trace) -> str | None:
-        reply = await self.ctx.ask("translate", trace, text=sentence.text, language=self.ctx.language)
-        if reply is None:
-            return None
+        reply = await self.ctx.ask("translate", trace, sentence.text, text=sentence.text,
+                                   language=self.ctx.language)
         try:
             return parse_translation(reply)
         except ParseFailure as e:
@@ -153,8 +168,8 @@ class LLMAnnotator:
 
     ctx: Context
 
-    async def annotate(self, english: str, trace: Trace) -> list[Mention] | None:
-        return await self.ctx.entities("annotate", trace, text=english, labels=self.ctx.label_vars)
+    async def annotate(self, english: str, sentence: Sentence, trace: Trace) -> list[Mention] | None:
+        return await self.ctx.entities("annotate", trace, sentence, text=english, labels=self.ctx.label_vars)
 
 
 class Pipeline:
@@ -172,9 +187,16 @@ class Pipeline:
     async def run(self, sentence: Sentence) -> Result:
         trace = Trace(index=sentence.index, source=sentence.text,
                       gold=list(sentence.tags) if sentence.tags is not None else None)
+        try:
+            return await self._run(sentence, trace)
+        except SentenceFailed:
+            trace.failed = True
+            return self._finish(sentence, trace, [], Alignment([], [], []))
+
+    async def _run(self, sentence: Sentence, trace: Trace) -> Result:
         if self.method == "direct":
             mentions = await self.ctx.entities(
-                "direct", trace, text=sentence.text, language=self.ctx.language,
+                "direct", trace, sentence, text=sentence.text, language=self.ctx.language,
                 labels=self.ctx.label_vars, examples=self.ctx.example_vars)
             alignment = locate(sentence.text, mentions or [])
         else:
@@ -187,7 +209,7 @@ class Pipeline:
                 alignment = Alignment(alignment.spans, [], alignment.unaligned + alignment.hallucinated)
             else:
                 mentions = await self.ctx.entities(
-                    "fuse", trace, text=sentence.text, language=self.ctx.language,
+                    "fuse", trace, sentence, text=sentence.text, language=self.ctx.language,
                     translation=english or "(not available)",
                     english_entities=_mentions_json(english_mentions or []),
                     labels=self.ctx.label_vars, examples=self.ctx.example_vars)
@@ -200,7 +222,7 @@ class Pipeline:
         trace.translation = english
         if not english:
             return None, None
-        english_mentions = await self.annotator.annotate(english, trace)
+        english_mentions = await self.annotator.annotate(english, sentence, trace)
         if english_mentions is not None:
             trace.english_entities = _mentions_json(english_mentions)
         return english, english_mentions

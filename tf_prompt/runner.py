@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -75,8 +73,11 @@ async def run_pipeline(pipeline: Pipeline, sentences: Sequence[Sentence], *, con
     try:
         await asyncio.gather(*tasks)
     finally:
+        # On a fatal error or Ctrl-C, stop the calls still in flight and wait until they have
+        # stopped, so nothing is left running (and no reply arrives after outputs are written).
         for t in tasks:
             t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
     return [r for r in results if r is not None]
 
 
@@ -123,15 +124,7 @@ def format_summary(metrics: dict[str, Any]) -> str:
     lines.append(counts)
     usage = metrics.get("usage")
     if usage:
-        lines.append(f"calls {usage['calls']}  cache hits {usage['cache_hits']}  "
+        lines.append(f"calls {usage['calls']}  cache hits {usage['cache_hits']}  retries {usage['retries']}  "
                      f"tokens {usage['prompt_tokens']}+{usage['completion_tokens']}  "
-                     f"cost ${usage['cost_usd']:.4f}  wall {usage['wall_seconds']:.1f}s")
+                     f"cost {'$%.4f' % usage['cost_usd'] if usage['cost_usd'] is not None else 'unknown'}  wall {usage['wall_seconds']:.1f}s")
     return "\n".join(lines)
-
-
-def eprint(*args: Any) -> None:
-    print(*args, file=sys.stderr, flush=True)
-
-
-def now() -> float:
-    return time.perf_counter()

@@ -30,10 +30,20 @@ class RunSettings(BaseModel):
     limit: int | None = None
     concurrency: int = 8
     temperature: float = 0.0
-    max_tokens: int | None = None
+    max_tokens: int | None = 1024
     seed: int | None = None
     timeout: float = 60.0
     out: str | None = None
+    # how calls are made (not part of any cache key)
+    cache_dir: str | None = None
+    no_cache: bool = False
+    max_retries: int = 5
+    retry_initial: float = 1.0
+    rpm: float | None = None
+    tpm: float | None = None
+    max_cost: float | None = None
+    prices: str | None = None
+    progress: bool | None = None
 
     model_config = {"populate_by_name": True}
 
@@ -44,7 +54,7 @@ class RunSettings(BaseModel):
             raise ValueError(f"unknown method {v!r}; choose from {', '.join(METHODS)}")
         return v
 
-    @field_validator("shots", "concurrency")
+    @field_validator("shots", "concurrency", "max_retries")
     @classmethod
     def _non_negative(cls, v: int) -> int:
         if v < 0:

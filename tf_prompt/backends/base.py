@@ -21,6 +21,7 @@ class Completion:
     completion_tokens: int | None = None
     finish_reason: str | None = None
     model: str | None = None
+    cached: bool = False
 
 
 class BackendError(RuntimeError):
