@@ -131,3 +131,14 @@ def test_few_shot_examples_from_dev(server, shared_data: Path) -> None:
 def test_settings_are_validated() -> None:
     with pytest.raises(ValueError, match="unknown method"):
         RunSettings(method="tranfusion")
+
+
+def test_identical_sentences_in_flight_are_paid_once(server, tmp_path: Path) -> None:
+    data = tmp_path / "dup.txt"
+    data.write_text("Shehu B-PER\nya O\nje O\nKano B-LOC\n\n" * 6, encoding="utf-8")
+    server.latency = 0.05
+    server.responder = lambda body: '{"entities": [{"text": "Shehu", "type": "PER"}, {"text": "Kano", "type": "LOC"}]}'
+    summary = run_dataset(model="m", base_url=server.base_url, method="direct", data=str(data), concurrency=6)
+    assert len(server.requests) == 1
+    assert summary.metrics["usage"]["calls"] == 1 and summary.metrics["usage"]["cache_hits"] == 5
+    assert summary.metrics["f1"] == 1.0 and summary.metrics["n_sentences"] == 6

@@ -152,7 +152,7 @@ async def run_async(settings: RunSettings, sentences: Sequence[Sentence] | None 
     def finish(complete: bool, stopped: str | None = None) -> dict[str, Any]:
         usage.wall_seconds = time.perf_counter() - started
         metrics = compute_metrics(done, schema.names)
-        metrics["complete"] = complete
+        metrics["complete"] = complete   # every sentence got all its replies
         if stopped:
             metrics["stopped"] = stopped
         metrics["usage"] = usage.to_dict()
@@ -184,7 +184,7 @@ async def run_async(settings: RunSettings, sentences: Sequence[Sentence] | None 
         await client.aclose()
         if client.cache is not None:
             client.cache.close()
-    metrics = finish(True)
+    metrics = finish(not any(r.trace.failed for r in done))
     return RunSummary(results=sorted(done, key=lambda r: r.sentence.index), metrics=metrics, out_dir=out_dir)
 
 

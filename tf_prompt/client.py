@@ -13,7 +13,7 @@ In dry-run mode (`tf-prompt estimate`) step 4 is replaced by a stand-in reply an
 
 from __future__ import annotations
 
-import time
+import asyncio
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -28,6 +28,11 @@ from .templates import Prompt
 
 class BudgetExceeded(RuntimeError):
     """The next call could take the run past `--max-cost`; nothing was sent."""
+
+
+class RunStopped(BackendError):
+    """Another call of this client failed with an error retrying cannot fix (auth, quota, bad
+    request...): the run is stopping, so this call is not sent. Same message as that error."""
 
 
 @dataclass
@@ -71,24 +76,42 @@ class Usage:
 
 
 class Budget:
-    """A hard cap in USD: calls reserve their worst case before they are sent."""
+    """A hard cap in USD: every call reserves its worst case before it is sent.
+
+    When a call does not fit beside the calls in flight, it waits for them to settle (their real
+    cost is usually far below the worst case). When it does not fit even with nothing in flight,
+    the budget closes: that call and every later one raise BudgetExceeded, while calls already
+    in flight complete and are cached, so nothing paid for is lost.
+    """
 
     def __init__(self, max_cost: float):
         self.max_cost = max_cost
         self.spent = 0.0
         self.reserved = 0.0
+        self.closed: str | None = None
+        self._changed = asyncio.Condition()
 
-    def reserve(self, amount: float) -> None:
-        if self.spent + self.reserved + amount > self.max_cost + 1e-12:
-            raise BudgetExceeded(
-                f"budget reached: ${self.spent:.4f} spent of --max-cost ${self.max_cost:.4f}; the next call "
-                f"could cost up to ${amount:.4f}. Outputs so far are kept; raise --max-cost and rerun "
-                f"(cached replies are free)")
-        self.reserved += amount
+    async def reserve(self, amount: float) -> None:
+        async with self._changed:
+            while True:
+                if self.closed:
+                    raise BudgetExceeded(self.closed)
+                if self.spent + self.reserved + amount <= self.max_cost + 1e-12:
+                    self.reserved += amount
+                    return
+                if self.reserved <= 1e-12:
+                    self.closed = (
+                        f"budget reached: ${self.spent:.4f} spent of --max-cost ${self.max_cost:.4f}; the next "
+                        f"call could cost up to ${amount:.4f}. Outputs so far are kept; raise --max-cost and "
+                        f"rerun (cached replies are free)")
+                    raise BudgetExceeded(self.closed)
+                await self._changed.wait()
 
-    def settle(self, reserved: float, actual: float) -> None:
-        self.reserved -= reserved
-        self.spent += actual
+    async def settle(self, reserved: float, actual: float) -> None:
+        async with self._changed:
+            self.reserved -= reserved
+            self.spent += actual
+            self._changed.notify_all()
 
 
 @dataclass
@@ -125,11 +148,13 @@ class ModelClient:
         self.options = options or ClientOptions()
         self.prices = prices or PriceTable.load()
         self.usage = usage if usage is not None else Usage()
-        self.tokenizer = tokenizer or tokenizer_for(backend.model)
+        self.tokenizer = tokenizer or backend.tokenizer() or tokenizer_for(backend.model)
         self.budget = Budget(self.options.max_cost) if self.options.max_cost is not None else None
         self._rpm = _smooth_limiter(self.options.rpm) if self.options.rpm else None
         self._tpm = AsyncLimiter(self.options.tpm / 6, 10) if self.options.tpm else None
         self.cache_misses = 0
+        self._inflight: dict[str, asyncio.Future[Completion]] = {}
+        self.stopped: BackendError | None = None   # the fatal error that stops the run, once one occurred
         if self.budget is not None and self.price_of(1, 1) is None:
             raise BudgetExceeded(
                 f"--max-cost needs a price for model {backend.model!r}: add it to a prices file "
@@ -160,6 +185,12 @@ class ModelClient:
                                   completion_tokens=record.get("completion_tokens"),
                                   finish_reason=record.get("finish_reason"), model=record.get("model"),
                                   cached=True)
+        # Identical prompts in flight at the same time (repeated sentences) are sent once.
+        shared = self._inflight.get(key) if key else None
+        if shared is not None:
+            completion = await asyncio.shield(shared)
+            self.usage.cache_hits += 1
+            return Completion(**{**completion.__dict__, "cached": True})
         self.cache_misses += 1
         prompt_tokens = self.tokenizer.count_messages(prompt.messages)
         if self.options.dry_run:
@@ -167,13 +198,39 @@ class ModelClient:
             completion_tokens = self.tokenizer.count(text)
             self.usage.add(prompt.step, prompt_tokens, completion_tokens,
                            self.price_of(prompt_tokens, completion_tokens))
-            return Completion(text=text, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+            completion = Completion(text=text, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+            if key:
+                done: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
+                done.set_result(completion)
+                self._inflight[key] = done   # later identical prompts of the estimate are free
+            return completion
+        future: asyncio.Future[Completion] | None = None
+        if key:
+            future = asyncio.get_running_loop().create_future()
+            self._inflight[key] = future
+        try:
+            completion = await self._fetch(prompt, key, prompt_tokens)
+        except BaseException as e:
+            if future is not None:
+                self._inflight.pop(key, None)
+                if isinstance(e, Exception):
+                    future.set_exception(e)
+                    future.exception()  # mark retrieved: there may be nobody waiting
+                else:
+                    future.cancel()
+            raise
+        if future is not None:
+            self._inflight.pop(key, None)
+            future.set_result(completion)
+        return completion
 
+    async def _fetch(self, prompt: Prompt, key: str, prompt_tokens: int) -> Completion:
+        """Budget, rate limits, the call with retries, then the cache write."""
         worst = 0.0
         if self.budget is not None:
             margin = 1.0 if self.tokenizer.exact else 1.15   # an approximate count must not let a call slip past the cap
             worst = self.price_of(int(prompt_tokens * margin) + 1, int(self.params.get("max_tokens") or 4096)) or 0.0
-            self.budget.reserve(worst)
+            await self.budget.reserve(worst)
         try:
             if self._rpm is not None:
                 await self._rpm.acquire()
@@ -183,10 +240,12 @@ class ModelClient:
             completion = await with_retries(self._attempt(prompt), max_retries=self.options.max_retries,
                                             initial=self.options.retry_initial, on_retry=self._count_retry)
         except BaseException as e:
-            if self.budget is not None:
-                self.budget.settle(worst, 0.0)
-            if isinstance(e, BackendError):
+            if isinstance(e, BackendError) and not isinstance(e, RunStopped):
+                if not e.retryable and self.stopped is None:
+                    self.stopped = e   # before any await: no other call may be sent from now on
                 self.usage.failed_calls += 1
+            if self.budget is not None:
+                await self.budget.settle(worst, 0.0)
             raise
         p_tok = completion.prompt_tokens if completion.prompt_tokens is not None else prompt_tokens
         c_tok = (completion.completion_tokens if completion.completion_tokens is not None
@@ -198,12 +257,16 @@ class ModelClient:
                                  "template": prompt.identity, "step": prompt.step})
         cost = self.price_of(p_tok, c_tok)
         if self.budget is not None:
-            self.budget.settle(worst, cost or 0.0)
+            await self.budget.settle(worst, cost or 0.0)
         self.usage.add(prompt.step, p_tok, c_tok, cost)
         return completion
 
     def _attempt(self, prompt: Prompt):
         async def call() -> Completion:
+            if self.stopped is not None:
+                # Set by a fatal error of a concurrent call: the run is stopping, send nothing
+                # more (a request sent now would be cancelled, but could still be billed).
+                raise RunStopped(str(self.stopped), status=self.stopped.status)
             self.usage.attempts += 1
             return await self.backend.complete(prompt.messages, self.params)
         return call

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from .client import BudgetExceeded
 from .data import Sentence, write_conll
 from .evaluate import restrict, score
 from .pipeline import Pipeline, Result
@@ -38,6 +39,7 @@ def compute_metrics(results: Sequence[Result], labels: Sequence[str]) -> dict[st
         "parse_failures": sum(len(t.parse_failures) for t in traces),
         "parse_failures_by_step": {},
         "sentences_with_parse_failure": sum(1 for t in traces if t.parse_failures),
+        "failed_sentences": sum(1 for t in traces if t.failed),
         "hallucinated": sum(len(t.hallucinated) for t in traces),
         "unaligned": sum(len(t.unaligned) for t in traces),
         "unknown_labels": sum(len(t.unknown_labels) for t in traces),
@@ -61,10 +63,17 @@ async def run_pipeline(pipeline: Pipeline, sentences: Sequence[Sentence], *, con
     """Run every sentence, at most `concurrency` at once; results come back in input order."""
     semaphore = asyncio.Semaphore(max(1, concurrency))
     results: list[Result | None] = [None] * len(sentences)
+    budget_stop: list[BudgetExceeded] = []
 
     async def one(i: int, sentence: Sentence) -> None:
         async with semaphore:
-            result = await pipeline.run(sentence)
+            try:
+                result = await pipeline.run(sentence)
+            except BudgetExceeded as e:
+                # Not a crash: calls already in flight must finish and be cached (they are
+                # paid for), so the other tasks are left to drain instead of being cancelled.
+                budget_stop.append(e)
+                return
         results[i] = result
         if on_result is not None:
             on_result(result)
@@ -78,6 +87,8 @@ async def run_pipeline(pipeline: Pipeline, sentences: Sequence[Sentence], *, con
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+    if budget_stop:
+        raise budget_stop[0]
     return [r for r in results if r is not None]
 
 

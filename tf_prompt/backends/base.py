@@ -49,6 +49,14 @@ class Backend(ABC):
         """What distinguishes this backend's replies (never secrets such as API keys)."""
         return {"kind": self.kind, "model": self.model}
 
+    def tokenizer(self) -> Any | None:
+        """The model's own token counter (a tf_prompt.cost.Tokenizer), if the backend has one.
+
+        Local backends know their tokenizer exactly; remote ones return None and the client
+        falls back to tiktoken by model name.
+        """
+        return None
+
     @abstractmethod
     async def complete(self, messages: list[dict[str, str]], params: dict[str, Any]) -> Completion:
         """Send one chat request; raise BackendError on failure."""
