@@ -87,6 +87,9 @@ def _is_mark(c: str) -> bool:
     return unicodedata.category(c)[0] == "M"
 
 
+_APOSTROPHES = frozenset("'’ʼ")
+
+
 def _is_word(c: str) -> bool:
     """Word characters for boundary checks; marks count so "Ọ̀" is one word char."""
     return c == "_" or unicodedata.category(c)[0] in "LNM"
@@ -169,10 +172,18 @@ class _Text:
         return self._normed
 
     def at_boundary(self, start: int, end: int) -> bool:
+        """Whether [start, end) is a whole word run. An apostrophe between letters is inside a
+        word (Kinyarwanda "rw'u", Swahili "Ng'ombe"), so "u Rwanda" is not found in "rw'u Rwanda"
+        when a standalone "u Rwanda" exists."""
         t = self.text
-        return (start == 0 or not _is_word(t[start - 1])) and (
-            end == len(t) or not _is_word(t[end])
-        )
+
+        def word_at(i: int) -> bool:
+            if _is_word(t[i]):
+                return True
+            return (t[i] in _APOSTROPHES and 0 < i < len(t) - 1
+                    and _is_word(t[i - 1]) and _is_word(t[i + 1]))
+
+        return (start == 0 or not word_at(start - 1)) and (end == len(t) or not word_at(end))
 
     def _splits_grapheme(self, start: int, end: int) -> bool:
         """True if [start, end) begins on a mark or leaves a base's marks behind.
