@@ -8,7 +8,8 @@ import pytest
 
 from tf_prompt.templates import STEPS, TemplateError, TemplateSet
 
-LABELS = [{"name": "PER", "description": "people"}, {"name": "LOC", "description": "places"}]
+LABELS = [{"name": "PER", "class_name": "Person", "description": "people", "examples": []},
+          {"name": "LOC", "class_name": "Location", "description": "places", "examples": ["Kano"]}]
 
 
 def _vars(**extra):

@@ -108,7 +108,8 @@ def build_pipeline(settings: RunSettings, client: ModelClient) -> Pipeline:
                 raise DataError("--shots needs --shots-from FILE (a labelled CoNLL file, e.g. the dev split)")
         examples = choose_examples(read_conll(resolve_dataset(source)), settings.shots, schema.names)
     language = language_name(settings.language or (guess_language(settings.data) if settings.data else None))
-    ctx = Context(client=client, templates=templates, schema=schema, language=language, examples=examples)
+    ctx = Context(client=client, templates=templates, schema=schema, language=language, examples=examples,
+                  style=settings.style)
     return Pipeline(settings.method, ctx)
 
 
@@ -159,7 +160,7 @@ async def run_async(settings: RunSettings, sentences: Sequence[Sentence] | None 
         metrics["settings"] = {
             **settings.model_dump(exclude={"api_key_env"}, by_alias=True), "data_path": data_path,
             "labels": schema.names, "tokenizer": client.tokenizer.name, "prices_date": client.prices.date,
-            "templates": {s: pipeline.ctx.templates.identity(s) for s in STEPS_OF[settings.method]},
+            "templates": {s: pipeline.ctx.templates.identity(t) for s, t in _templates_of(settings).items()},
         }
         if client.cache is not None and not dry_run:
             client.cache.record_run({"hits": usage.cache_hits, "misses": client.cache_misses,
@@ -190,6 +191,15 @@ async def run_async(settings: RunSettings, sentences: Sequence[Sentence] | None 
 
 STEPS_OF = {"direct": ["direct"], "translate-test": ["translate", "annotate"],
             "transfusion": ["translate", "annotate", "fuse"]}
+
+
+def _templates_of(settings: RunSettings) -> dict[str, str]:
+    """Which template each step of the method renders (for metrics.json)."""
+    if settings.style == "json":
+        return {s: s for s in STEPS_OF[settings.method]}
+    return {"direct": {"direct": "gollie_direct"},
+            "translate-test": {"translate": "translate", "annotate": "gollie_direct"},
+            "transfusion": {"translate": "translate", "fuse": "gollie_tf"}}[settings.method]
 
 
 async def estimate_async(settings: RunSettings, backend: Backend | None = None) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from .backends.base import BackendError
 from .client import BudgetExceeded
 from .cost import PriceError
 from .data import DataError
-from .pipeline import METHODS
+from .pipeline import METHODS, STYLES
 from .runner import format_summary
 from .schema import SchemaError
 from .settings import RunSettings
@@ -49,6 +49,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     d.add_argument("--limit", type=int, help="use only the first N sentences")
     t = p.add_argument_group("task")
     t.add_argument("--method", default="transfusion", choices=METHODS)
+    t.add_argument("--style", default="json", choices=STYLES,
+                   help="prompt style: json (chat instructions) or gollie (Python code, GoLLIE/GoLLIE-TF)")
     t.add_argument("--schema", help="built-in schema name (masakhaner) or a YAML/JSON schema file")
     t.add_argument("--labels", help="comma-separated subset of labels, e.g. PER,ORG,LOC")
     t.add_argument("--shots", type=int, default=0, help="number of few-shot examples (default: 0)")
@@ -79,6 +81,7 @@ def _settings(args: argparse.Namespace) -> RunSettings:
         out = f"runs/{stem}-{args.method}"
     return RunSettings(
         model=args.model, base_url=args.base_url, api_key_env=args.api_key_env, method=args.method,
+        style=args.style,
         data=args.data, language=args.language, schema=args.schema, labels=labels, shots=args.shots,
         shots_from=args.shots_from, prompts=args.prompts, limit=args.limit, concurrency=args.concurrency,
         temperature=args.temperature, max_tokens=args.max_tokens, seed=args.seed, timeout=args.timeout,

@@ -14,6 +14,7 @@ the sentence's trace and counted; it never stops the run.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence
 
@@ -21,11 +22,23 @@ from .align import Alignment, Span, bio_to_spans, locate, spans_to_bio
 from .backends.base import BackendError
 from .client import ModelClient
 from .data import Sentence
-from .parse import Mention, ParseFailure, parse_entities, parse_translation
+from .parse import Mention, ParseFailure, parse_code_assignments, parse_entities, parse_translation
 from .schema import Schema
 from .templates import TemplateSet
 
 METHODS = ("direct", "translate-test", "transfusion")
+#: Prompt styles: "json" (chat instructions, JSON answer) or "gollie" (Python code, GoLLIE/GoLLIE-TF).
+STYLES = ("json", "gollie")
+#: GoLLIE class names of the MasakhaNER labels; other labels are CamelCased.
+CLASS_NAMES = {"PER": "Person", "ORG": "Organization", "LOC": "Location", "DATE": "Date", "MISC": "Miscellaneous"}
+
+
+def class_name(label: str) -> str:
+    """The Python class a label becomes in GoLLIE-style prompts ("work_of_art" -> "WorkOfArt")."""
+    if label in CLASS_NAMES:
+        return CLASS_NAMES[label]
+    parts = [p for p in label.replace("-", "_").split("_") if p]
+    return "".join(p[:1].upper() + p[1:].lower() for p in parts) or "Entity"
 
 #: Similarity threshold for projecting English entities onto the source in translate-test:
 #: names are often respelled across languages (Nigeria / Najeriya), so exact matching is too strict.
@@ -76,6 +89,22 @@ def answer_json(mentions: Sequence[Mention]) -> str:
     return json.dumps({"entities": _mentions_json(mentions)}, ensure_ascii=False)
 
 
+def code_answer(lists: dict[str, Sequence[Mention]]) -> str:
+    """A GoLLIE-style answer (`result = [Person(span="...")]`), used as the dry-run stand-in."""
+    return "\n".join(
+        f"{var} = [" + ", ".join(f"{class_name(m.label)}(span={json.dumps(m.text, ensure_ascii=False)})"
+                                  for m in mentions) + "]"
+        for var, mentions in lists.items())
+
+
+_RESULT_LINE = re.compile(r"(?m)^\s*result\s*=")
+
+
+def complete_code(reply: str) -> str:
+    """GoLLIE prompts end with `result = [`: a model that continues the code does not repeat it."""
+    return reply if _RESULT_LINE.search(reply) else "result = [" + reply.lstrip("[")
+
+
 def gold_mentions(sentence: Sentence, labels: Sequence[str]) -> list[Mention]:
     """The gold entities of a labelled sentence as mentions (for examples and oracles)."""
     assert sentence.tags is not None
@@ -104,24 +133,26 @@ class Context:
     schema: Schema
     language: str | None = None
     examples: list[Sentence] = field(default_factory=list)
+    style: str = "json"
 
     @property
     def label_vars(self) -> list[dict[str, Any]]:
-        return [label.model_dump() for label in self.schema.labels]
+        return [{**label.model_dump(), "class_name": class_name(label.name)} for label in self.schema.labels]
 
     @property
     def example_vars(self) -> list[dict[str, str]]:
         return [{"text": ex.text, "answer": answer_json(gold_mentions(ex, self.schema.names))}
                 for ex in self.examples]
 
-    async def ask(self, step: str, trace: Trace, standin: str, **variables: Any) -> str:
+    async def ask(self, step: str, trace: Trace, standin: str, *, template_step: str | None = None,
+                  **variables: Any) -> str:
         """Render `step`, call the model, record the reply.
 
         `standin` is the reply assumed when estimating cost without calling (dry run). A call that
         still fails after its retries raises SentenceFailed: the sentence stops there, so no
         later step is paid for on top of a missing answer.
         """
-        prompt = self.templates.render(step, **variables)
+        prompt = self.templates.render(step, template_step=template_step, **variables)
         trace.templates[step] = prompt.identity
         try:
             completion = await self.client.ask(prompt, standin=standin)
@@ -135,8 +166,13 @@ class Context:
 
     async def entities(self, step: str, trace: Trace, sentence: Sentence, **variables: Any) -> list[Mention] | None:
         """Ask for entities; None (and a recorded parse failure) if the reply is unreadable."""
-        standin = answer_json(gold_mentions(sentence, self.schema.names)) if sentence.tags else answer_json([])
-        reply = await self.ask(step, trace, standin, **variables)
+        gold = gold_mentions(sentence, self.schema.names) if sentence.tags else []
+        if self.style == "gollie":
+            reply = await self.ask(step, trace, code_answer({"result": gold}), template_step="gollie_direct",
+                                   **variables)
+            reply = complete_code(reply)
+        else:
+            reply = await self.ask(step, trace, answer_json(gold), **variables)
         try:
             result = parse_entities(reply, self.schema.names, self.schema.aliases)
         except ParseFailure as e:
@@ -199,22 +235,42 @@ class Pipeline:
                 "direct", trace, sentence, text=sentence.text, language=self.ctx.language,
                 labels=self.ctx.label_vars, examples=self.ctx.example_vars)
             alignment = locate(sentence.text, mentions or [])
+        elif self.method == "translate-test":
+            _, mentions = await self._pivot(sentence, trace)
+            alignment = locate(sentence.text, mentions or [], fuzzy=PROJECTION_THRESHOLD)
+            # Projection failures are not the model inventing text: the English entity just
+            # has no counterpart the aligner can find.
+            alignment = Alignment(alignment.spans, [], alignment.unaligned + alignment.hallucinated)
+        elif self.ctx.style == "gollie":
+            mentions = await self._gollie_tf(sentence, trace)
+            alignment = locate(sentence.text, mentions or [])
         else:
             english, english_mentions = await self._pivot(sentence, trace)
-            if self.method == "translate-test":
-                mentions = english_mentions
-                alignment = locate(sentence.text, mentions or [], fuzzy=PROJECTION_THRESHOLD)
-                # Projection failures are not the model inventing text: the English entity just
-                # has no counterpart the aligner can find.
-                alignment = Alignment(alignment.spans, [], alignment.unaligned + alignment.hallucinated)
-            else:
-                mentions = await self.ctx.entities(
-                    "fuse", trace, sentence, text=sentence.text, language=self.ctx.language,
-                    translation=english or "(not available)",
-                    english_entities=_mentions_json(english_mentions or []),
-                    labels=self.ctx.label_vars, examples=self.ctx.example_vars)
-                alignment = locate(sentence.text, mentions or [])
+            mentions = await self.ctx.entities(
+                "fuse", trace, sentence, text=sentence.text, language=self.ctx.language,
+                translation=english or "(not available)",
+                english_entities=_mentions_json(english_mentions or []),
+                labels=self.ctx.label_vars, examples=self.ctx.example_vars)
+            alignment = locate(sentence.text, mentions or [])
         return self._finish(sentence, trace, mentions or [], alignment)
+
+    async def _gollie_tf(self, sentence: Sentence, trace: Trace) -> list[Mention] | None:
+        """GoLLIE-TF: translate, then one generation writes `result` (English entities) and
+        `final_result` (source entities). The English annotation is not a separate call."""
+        english = await self.translator.translate(sentence, trace)
+        trace.translation = english
+        gold = gold_mentions(sentence, self.ctx.schema.names) if sentence.tags else []
+        reply = await self.ctx.ask("fuse", trace, code_answer({"result": gold, "final_result": gold}),
+                                   template_step="gollie_tf", text=sentence.text, language=self.ctx.language,
+                                   translation=english or "", labels=self.ctx.label_vars)
+        lists = parse_code_assignments(complete_code(reply), self.ctx.schema.names, self.ctx.schema.aliases)
+        if "result" in lists:
+            trace.english_entities = _mentions_json(lists["result"])
+        if "final_result" not in lists:
+            trace.parse_failures["fuse"] = ("no final_result in the reply" if lists
+                                            else "no result/final_result lists in the reply")
+            return None
+        return lists["final_result"]
 
     async def _pivot(self, sentence: Sentence, trace: Trace) -> tuple[str | None, list[Mention] | None]:
         """Translate into English and annotate the translation (shared by both pivot methods)."""

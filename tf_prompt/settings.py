@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
-from .pipeline import METHODS
+from .pipeline import METHODS, STYLES
 
 
 class RunSettings(BaseModel):
@@ -20,6 +20,7 @@ class RunSettings(BaseModel):
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
     method: str = "transfusion"
+    style: str = "json"
     data: str | None = None
     language: str | None = None
     schema_spec: str | None = Field(default=None, alias="schema")
@@ -52,6 +53,13 @@ class RunSettings(BaseModel):
     def _method(cls, v: str) -> str:
         if v not in METHODS:
             raise ValueError(f"unknown method {v!r}; choose from {', '.join(METHODS)}")
+        return v
+
+    @field_validator("style")
+    @classmethod
+    def _style(cls, v: str) -> str:
+        if v not in STYLES:
+            raise ValueError(f"unknown prompt style {v!r}; choose from {', '.join(STYLES)}")
         return v
 
     @field_validator("shots", "concurrency", "max_retries")

@@ -23,7 +23,7 @@ from typing import Any
 from jinja2 import StrictUndefined, TemplateError as JinjaTemplateError, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-STEPS = ("direct", "translate", "annotate", "fuse")
+STEPS = ("direct", "translate", "annotate", "fuse", "gollie_direct", "gollie_tf")
 _NAME = re.compile(r"^(?P<step>[a-z0-9_\-]+)(?:\.v(?P<version>\d+))?\.jinja$")
 
 
@@ -75,6 +75,7 @@ class TemplateSet:
             keep_trailing_newline=False,
         )
         self.env.filters["json"] = _json
+        self.env.filters["pystr"] = _json   # a JSON string is a valid Python string literal
         self._cache: dict[str, tuple[str, str, Any, Path]] = {}
 
     def _find(self, step: str) -> Path:
@@ -117,9 +118,13 @@ class TemplateSet:
         name, digest, _, _ = self._load(step)
         return f"{name}@{digest}"
 
-    def render(self, step: str, **variables: Any) -> Prompt:
-        """Render `step` with `variables`; a missing variable is an error, never an empty string."""
-        name, digest, template, path = self._load(step)
+    def render(self, step: str, *, template_step: str | None = None, **variables: Any) -> Prompt:
+        """Render `step` with `variables`; a missing variable is an error, never an empty string.
+
+        `template_step` renders another step's template under this step's name (the GoLLIE
+        style annotates English with the same code template as `direct`).
+        """
+        name, digest, template, path = self._load(template_step or step)
         messages: list[dict[str, str]] = []
         try:
             for role in ("system", "user"):

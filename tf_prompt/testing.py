@@ -237,8 +237,25 @@ def oracle_responder(sentences: "Sequence[Any]", labels: "Sequence[str]", *,
             return f"Here are the entities:\n```json\n{payload}\n```\nLet me know if you need more."
         return payload
 
+    def code_reply(user: str) -> str:
+        """GoLLIE-style: continue the code after `result = [` (and add final_result for TF)."""
+        from .pipeline import code_answer
+
+        literal = next(ln for ln in user.splitlines() if ln.startswith("text = "))[len("text = "):]
+        mentions = gold.get(_json.loads(literal))
+        if mentions is None:
+            raise KeyError(f"oracle does not know sentence {literal[:60]!r}")
+        degraded = [type(m)(degrade(m.text), m.label) for m in mentions]
+        lists = {"result": degraded}
+        if "eng_text = " in user:
+            lists["final_result"] = degraded
+        code = code_answer(lists)
+        return code[len("result = ["):]
+
     def respond(body: dict[str, Any]) -> str:
         user = [m["content"] for m in body["messages"] if m["role"] == "user"][-1]
+        if "# This is the text to analyze" in user:
+            return code_reply(user)
         lines = user.splitlines()
         if "Translate the following" in user:
             i = max(k for k, ln in enumerate(lines) if ln.startswith("English:"))
