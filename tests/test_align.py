@@ -433,7 +433,7 @@ def test_performance_non_fuzzy():
         for i, j, lab in _random_gold(rng, 30, 3):
             ms.append(M(_perturb(rng, " ".join(tokens[i:j])), lab))
         data.append((text, ms))
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     for text, ms in data:
         locate(text, ms)
-    assert time.perf_counter() - t0 < 2.0
+    assert time.process_time() - t0 < 2.0

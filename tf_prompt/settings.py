@@ -16,7 +16,7 @@ from .pipeline import METHODS, STYLES
 class RunSettings(BaseModel):
     """Everything that determines a run's prompts and replies (plus where outputs go)."""
 
-    model: str = "gpt-4o-mini"
+    model: str | None = None          # None: gpt-4o-mini with a key/base URL, else the local default
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
     method: str = "transfusion"
@@ -34,6 +34,8 @@ class RunSettings(BaseModel):
     max_tokens: int | None = 1024
     seed: int | None = None
     timeout: float = 60.0
+    n_threads: int | None = None      # local backends
+    n_ctx: int | None = None
     out: str | None = None
     # how calls are made (not part of any cache key)
     cache_dir: str | None = None
