@@ -192,7 +192,7 @@ async def run_async(settings: RunSettings, sentences: Sequence[Sentence] | None 
         metrics["settings"] = {
             **settings.model_dump(exclude={"api_key_env"}, by_alias=True), "data_path": data_path,
             "model": default_model(settings)[0],
-            "labels": schema.names, "tokenizer": client.tokenizer.name, "prices_date": client.prices.date,
+            "labels": schema.names, "tokenizer": client.tokenizer_name, "prices_date": client.prices.date,
             "templates": {s: pipeline.ctx.templates.identity(t) for s, t in _templates_of(settings).items()},
         }
         if client.cache is not None and not dry_run:

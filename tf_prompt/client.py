@@ -148,7 +148,7 @@ class ModelClient:
         self.options = options or ClientOptions()
         self.prices = prices or PriceTable.load()
         self.usage = usage if usage is not None else Usage()
-        self.tokenizer = tokenizer or backend.tokenizer() or tokenizer_for(backend.model)
+        self._tokenizer = tokenizer
         self.budget = Budget(self.options.max_cost) if self.options.max_cost is not None else None
         self._rpm = _smooth_limiter(self.options.rpm) if self.options.rpm else None
         self._tpm = AsyncLimiter(self.options.tpm / 6, 10) if self.options.tpm else None
@@ -159,6 +159,19 @@ class ModelClient:
             raise BudgetExceeded(
                 f"--max-cost needs a price for model {backend.model!r}: add it to a prices file "
                 f"(--prices FILE, with input/output USD per 1M tokens; 0 for a local model)")
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        """The backend's own tokenizer, else tiktoken by model name; loaded on first use (a local
+        backend may have to load its model for it)."""
+        if self._tokenizer is None:
+            self._tokenizer = self.backend.tokenizer() or tokenizer_for(self.backend.model)
+        return self._tokenizer
+
+    @property
+    def tokenizer_name(self) -> str | None:
+        """Name of the tokenizer used so far (None if nothing needed counting)."""
+        return self._tokenizer.name if self._tokenizer is not None else None
 
     def price_of(self, prompt_tokens: int, completion_tokens: int) -> float | None:
         if self.backend.kind != "openai" and self.prices.lookup(self.backend.model) is None:
@@ -192,8 +205,8 @@ class ModelClient:
             self.usage.cache_hits += 1
             return Completion(**{**completion.__dict__, "cached": True})
         self.cache_misses += 1
-        prompt_tokens = self.tokenizer.count_messages(prompt.messages)
         if self.options.dry_run:
+            prompt_tokens = self.tokenizer.count_messages(prompt.messages)
             text = standin if standin is not None else ""
             completion_tokens = self.tokenizer.count(text)
             self.usage.add(prompt.step, prompt_tokens, completion_tokens,
@@ -209,7 +222,7 @@ class ModelClient:
             future = asyncio.get_running_loop().create_future()
             self._inflight[key] = future
         try:
-            completion = await self._fetch(prompt, key, prompt_tokens)
+            completion = await self._fetch(prompt, key)
         except BaseException as e:
             if future is not None:
                 self._inflight.pop(key, None)
@@ -224,17 +237,23 @@ class ModelClient:
             future.set_result(completion)
         return completion
 
-    async def _fetch(self, prompt: Prompt, key: str, prompt_tokens: int) -> Completion:
+    async def _fetch(self, prompt: Prompt, key: str) -> Completion:
         """Budget, rate limits, the call with retries, then the cache write."""
+        # Counting is only needed to bound or pace a call, or when the API reports no usage;
+        # skipping it otherwise keeps the framework's CPU cost per call low.
+        needs_count = self.budget is not None or self._tpm is not None
+        prompt_tokens = self.tokenizer.count_messages(prompt.messages) if needs_count else None
         worst = 0.0
         if self.budget is not None:
             margin = 1.0 if self.tokenizer.exact else 1.15   # an approximate count must not let a call slip past the cap
+            assert prompt_tokens is not None
             worst = self.price_of(int(prompt_tokens * margin) + 1, int(self.params.get("max_tokens") or 4096)) or 0.0
             await self.budget.reserve(worst)
         try:
             if self._rpm is not None:
                 await self._rpm.acquire()
             if self._tpm is not None:
+                assert prompt_tokens is not None
                 expected = prompt_tokens + int(self.params.get("max_tokens") or 256) // 4
                 await self._tpm.acquire(min(expected, self._tpm.max_rate))
             completion = await with_retries(self._attempt(prompt), max_retries=self.options.max_retries,
@@ -247,7 +266,9 @@ class ModelClient:
             if self.budget is not None:
                 await self.budget.settle(worst, 0.0)
             raise
-        p_tok = completion.prompt_tokens if completion.prompt_tokens is not None else prompt_tokens
+        p_tok = (completion.prompt_tokens if completion.prompt_tokens is not None
+                 else prompt_tokens if prompt_tokens is not None
+                 else self.tokenizer.count_messages(prompt.messages))
         c_tok = (completion.completion_tokens if completion.completion_tokens is not None
                  else self.tokenizer.count(completion.text))
         if self.cache is not None:

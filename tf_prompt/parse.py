@@ -15,6 +15,7 @@ so the pipeline can count an unreadable reply instead of crashing a run.
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import re
 import warnings
@@ -107,6 +108,20 @@ def _label_candidates(raw: str) -> list[str]:
                 if cand and cand not in out:
                     out.append(cand)
     return out
+
+
+def _resolver(labels: Sequence[str], aliases: Mapping[str, str] | None) -> "_LabelResolver":
+    """A resolver shared by every reply of a run (its tables and answers are the same)."""
+    try:
+        key = (tuple(labels), tuple(sorted((aliases or {}).items())))
+        return _resolver_cached(key)
+    except TypeError:  # unhashable or unsortable input: build one for this reply
+        return _LabelResolver(labels, aliases)
+
+
+@functools.lru_cache(maxsize=64)
+def _resolver_cached(key: tuple[tuple[str, ...], tuple[tuple[str, str], ...]]) -> "_LabelResolver":
+    return _LabelResolver(key[0], dict(key[1]))
 
 
 class _LabelResolver:
@@ -326,11 +341,14 @@ def _load_jsonish(text: str) -> Any:
     text = text.strip()
     if not text or text[0] not in "{[":
         return _FAIL
-    for attempt in (text, _drop_trailing_commas(text)):
-        try:
-            return json.loads(attempt)
-        except (ValueError, RecursionError):
-            pass
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        pass
+    try:  # the comma repair is only paid for when plain JSON failed
+        return json.loads(_drop_trailing_commas(text))
+    except (ValueError, RecursionError):
+        pass
     tree = _safe_ast(text, "eval")
     if not isinstance(tree, ast.Expression):
         return _FAIL
@@ -826,7 +844,7 @@ def parse_entities(reply: str, labels: Sequence[str], aliases: Mapping[str, str]
     """
     if not isinstance(reply, str):
         raise ParseFailure(f"reply is {type(reply).__name__}, not text")
-    resolve = _LabelResolver(labels, aliases)
+    resolve = _resolver(labels, aliases)
     text = reply.strip()
     if not text:
         return ParseResult([], [], "empty")
