@@ -91,3 +91,32 @@ def test_user_schema_and_prompt_override(server, tmp_path: Path) -> None:
     assert server.requests[0]["messages"] == [{"role": "user", "content": "Places in: Ya je Kano (LOC)"}]
     metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())
     assert metrics["f1"] == 1.0 and metrics["settings"]["templates"]["direct"].startswith("direct.v9@")
+
+
+def test_file_translator_and_spacy_annotator_from_the_cli(server, tmp_path: Path, capsys) -> None:
+    pytest.importorskip("spacy")
+    try:
+        from tf_prompt.annotators import load_spacy
+
+        load_spacy("en_core_web_sm")
+    except Exception as e:  # noqa: BLE001 - the model package is an optional extra
+        pytest.skip(f"no spaCy English model: {e}")
+    data = tmp_path / "d.txt"
+    data.write_text("Shehu B-PER\nGusau I-PER\nya O\nisa O\nKano B-LOC\n. O\n", encoding="utf-8")
+    translations = tmp_path / "en.txt"
+    translations.write_text("President Shehu Gusau arrived in Kano .\n", encoding="utf-8")
+    out = tmp_path / "o"
+    rc = main(["run", "--model", "m", "--base-url", server.base_url, "--method", "translate-test",
+               "--data", str(data), "--labels", "PER,ORG,LOC", "--translator", f"file:{translations}",
+               "--annotator", "spacy", "--out", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    assert server.requests == []          # no model call at all on this path
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["f1"] == 1.0
+    assert metrics["settings"]["translator"].startswith("file:en.txt@")
+    assert metrics["settings"]["annotator"].startswith("spacy:")
+    # a translations file that does not match the data is refused before anything runs
+    translations.write_text("one\ntwo\n", encoding="utf-8")
+    rc = main(["run", "--model", "m", "--base-url", server.base_url, "--method", "transfusion",
+               "--data", str(data), "--translator", f"file:{translations}", "--out", str(out)])
+    assert rc == 2 and "2 translations for 1 sentences" in capsys.readouterr().err

@@ -27,12 +27,14 @@ from .client import BudgetExceeded, ClientOptions, ModelClient
 from .cost import PriceTable
 from .data import DataError, Sentence, read_conll, resolve_dataset, sample_path
 from .languages import guess_language, language_name
-from .pipeline import Context, Pipeline, Result, gold_mentions
+from .annotators import SpacyAnnotator
+from .pipeline import Annotator, Context, Pipeline, Result, Translator, gold_mentions
 from .progress import Progress
 from .runner import RunSummary, TraceWriter, compute_metrics, run_pipeline, write_outputs
-from .schema import get_schema
+from .schema import Schema, get_schema
 from .settings import RunSettings
 from .templates import TemplateSet
+from .translators import ComponentError, FileTranslator, HFTranslator
 
 
 @dataclass(frozen=True)
@@ -117,17 +119,44 @@ def choose_examples(pool: Sequence[Sentence], n: int, labels: Sequence[str], see
     return chosen[:n]
 
 
-def load_sentences(data: str | None, limit: int | None = None) -> tuple[list[Sentence], str]:
-    """Sentences of a file or named dataset (the shipped sample when `data` is None)."""
+def load_sentences(data: str | None) -> tuple[list[Sentence], str]:
+    """All sentences of a file or named dataset (the shipped sample when `data` is None)."""
     path = sample_path() if data is None else resolve_dataset(data)
-    sentences = read_conll(path)
-    if limit is not None:
-        sentences = sentences[:limit]
-    return sentences, str(path)
+    return read_conll(path), str(path)
 
 
-def build_pipeline(settings: RunSettings, client: ModelClient) -> Pipeline:
-    """Wire the client, templates, schema and examples into a pipeline for `settings`."""
+def make_components(settings: RunSettings, schema: Schema, sentences: Sequence[Sentence], total: int,
+                    *, dry_run: bool = False) -> tuple[Translator | None, Annotator | None]:
+    """The translator and English annotator chosen by `--translator` / `--annotator` (None: the LLM).
+
+    Everything is loaded and checked here, before any paid call. An estimate (dry run) does not
+    run a local MT model: the LLM path's stand-in (the source sentence) is used for its size.
+    """
+    translator: Translator | None = None
+    annotator: Annotator | None = None
+    kind, _, arg = settings.translator.partition(":")
+    if kind == "file":
+        ft = FileTranslator(arg)
+        ft.check(total, sentences)
+        translator = ft
+    elif kind == "mt" and not dry_run:
+        code = settings.language or (guess_language(settings.data) if settings.data else None)
+        if not code:
+            raise ComponentError("--translator mt:DIR needs the source language: give --lang")
+        mt = HFTranslator(arg, src_lang=code)
+        mt.load()
+        translator = mt
+    kind, _, arg = settings.annotator.partition(":")
+    if kind == "spacy":
+        sp = SpacyAnnotator(arg or "en_core_web_sm", schema)
+        sp.load()
+        annotator = sp
+    return translator, annotator
+
+
+def build_pipeline(settings: RunSettings, client: ModelClient, sentences: Sequence[Sentence] = (),
+                   total: int | None = None, *, dry_run: bool = False) -> Pipeline:
+    """Wire the client, templates, schema, examples and step components into a pipeline."""
     schema = get_schema(settings.schema_spec, settings.labels)
     templates = TemplateSet(settings.prompts)
     examples: list[Sentence] = []
@@ -142,7 +171,9 @@ def build_pipeline(settings: RunSettings, client: ModelClient) -> Pipeline:
     language = language_name(settings.language or (guess_language(settings.data) if settings.data else None))
     ctx = Context(client=client, templates=templates, schema=schema, language=language, examples=examples,
                   style=settings.style)
-    return Pipeline(settings.method, ctx)
+    translator, annotator = make_components(settings, schema, sentences,
+                                            len(sentences) if total is None else total, dry_run=dry_run)
+    return Pipeline(settings.method, ctx, translator=translator, annotator=annotator)
 
 
 def make_client(settings: RunSettings, backend: Backend | None = None, *, dry_run: bool = False) -> ModelClient:
@@ -164,11 +195,14 @@ async def run_async(settings: RunSettings, sentences: Sequence[Sentence] | None 
     re-raised. Every reply received is in the cache, so rerunning the same command continues.
     """
     data_path = None
+    total = None
     if sentences is None:
-        sentences, data_path = load_sentences(settings.data, settings.limit)
+        everything, data_path = load_sentences(settings.data)
+        total = len(everything)
+        sentences = everything[: settings.limit] if settings.limit is not None else everything
     client = make_client(settings, backend, dry_run=dry_run)
     usage = client.usage
-    pipeline = build_pipeline(settings, client)
+    pipeline = build_pipeline(settings, client, sentences, total, dry_run=dry_run)
     schema = pipeline.ctx.schema
     out_dir = Path(settings.out) if settings.out and not dry_run else None
     writer = TraceWriter(out_dir / "trace.jsonl") if out_dir else None
@@ -192,6 +226,7 @@ async def run_async(settings: RunSettings, sentences: Sequence[Sentence] | None 
         metrics["settings"] = {
             **settings.model_dump(exclude={"api_key_env"}, by_alias=True), "data_path": data_path,
             "model": default_model(settings)[0],
+            "translator": _identity(pipeline.translator, "llm"), "annotator": _identity(pipeline.annotator, "llm"),
             "labels": schema.names, "tokenizer": client.tokenizer_name, "prices_date": client.prices.date,
             "templates": {s: pipeline.ctx.templates.identity(t) for s, t in _templates_of(settings).items()},
         }
@@ -220,6 +255,11 @@ async def run_async(settings: RunSettings, sentences: Sequence[Sentence] | None 
             client.cache.close()
     metrics = finish(not any(r.trace.failed for r in done))
     return RunSummary(results=sorted(done, key=lambda r: r.sentence.index), metrics=metrics, out_dir=out_dir)
+
+
+def _identity(component: Any, default: str) -> str:
+    ident = getattr(component, "identity", None)
+    return ident() if callable(ident) else default
 
 
 STEPS_OF = {"direct": ["direct"], "translate-test": ["translate", "annotate"],

@@ -24,6 +24,7 @@ from .runner import format_summary
 from .schema import SchemaError
 from .settings import RunSettings
 from .templates import TemplateError
+from .translators import ComponentError
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -54,6 +55,9 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     t.add_argument("--method", default="transfusion", choices=METHODS)
     t.add_argument("--style", default="json", choices=STYLES,
                    help="prompt style: json (chat instructions) or gollie (Python code, GoLLIE/GoLLIE-TF)")
+    t.add_argument("--translator", default="llm",
+                   help="llm (default) | file:PATH (one translation per sentence, or .jsonl) | mt:DIR (local NLLB/M2M100)")
+    t.add_argument("--annotator", default="llm", help="English NER: llm (default) | spacy[:MODEL]")
     t.add_argument("--schema", help="built-in schema name (masakhaner) or a YAML/JSON schema file")
     t.add_argument("--labels", help="comma-separated subset of labels, e.g. PER,ORG,LOC")
     t.add_argument("--shots", type=int, default=0, help="number of few-shot examples (default: 0)")
@@ -84,7 +88,8 @@ def _settings(args: argparse.Namespace) -> RunSettings:
         out = f"runs/{stem}-{args.method}"
     return RunSettings(
         model=args.model, base_url=args.base_url, api_key_env=args.api_key_env, method=args.method,
-        style=args.style, n_threads=args.n_threads, n_ctx=args.n_ctx,
+        style=args.style, n_threads=args.n_threads, n_ctx=args.n_ctx, translator=args.translator,
+        annotator=args.annotator,
         data=args.data, language=args.language, schema=args.schema, labels=labels, shots=args.shots,
         shots_from=args.shots_from, prompts=args.prompts, limit=args.limit, concurrency=args.concurrency,
         temperature=args.temperature, max_tokens=args.max_tokens, seed=args.seed, timeout=args.timeout,
@@ -186,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (DataError, SchemaError, TemplateError, PriceError) as e:
+    except (DataError, SchemaError, TemplateError, PriceError, ComponentError) as e:
         print(f"tf-prompt: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except ValidationError as e:

@@ -21,6 +21,8 @@ class RunSettings(BaseModel):
     api_key_env: str = "OPENAI_API_KEY"
     method: str = "transfusion"
     style: str = "json"
+    translator: str = "llm"           # llm | file:PATH | mt:DIR
+    annotator: str = "llm"            # llm | spacy[:MODEL]
     data: str | None = None
     language: str | None = None
     schema_spec: str | None = Field(default=None, alias="schema")
@@ -62,6 +64,21 @@ class RunSettings(BaseModel):
     def _style(cls, v: str) -> str:
         if v not in STYLES:
             raise ValueError(f"unknown prompt style {v!r}; choose from {', '.join(STYLES)}")
+        return v
+
+    @field_validator("translator")
+    @classmethod
+    def _translator(cls, v: str) -> str:
+        kind, _, arg = v.partition(":")
+        if not (v == "llm" or (kind in ("file", "mt") and arg)):
+            raise ValueError(f"unknown translator {v!r}; use llm, file:PATH or mt:DIR")
+        return v
+
+    @field_validator("annotator")
+    @classmethod
+    def _annotator(cls, v: str) -> str:
+        if not (v == "llm" or v == "spacy" or v.startswith("spacy:")):
+            raise ValueError(f"unknown annotator {v!r}; use llm or spacy[:MODEL]")
         return v
 
     @field_validator("shots", "concurrency", "max_retries")
