@@ -142,3 +142,25 @@ def test_identical_sentences_in_flight_are_paid_once(server, tmp_path: Path) -> 
     assert len(server.requests) == 1
     assert summary.metrics["usage"]["calls"] == 1 and summary.metrics["usage"]["cache_hits"] == 5
     assert summary.metrics["f1"] == 1.0 and summary.metrics["n_sentences"] == 6
+
+
+@pytest.mark.parametrize("variant", ["clean", "lower", "fenced"])
+def test_transfusion_one_call(server, variant: str) -> None:
+    sentences = read_conll(sample_path())
+    server.responder = oracle_responder(sentences, LABELS, variant=variant)
+    summary = run_dataset(model="m", base_url=server.base_url, method="transfusion-1call")
+    assert summary.metrics["f1"] >= 0.98 and summary.metrics["parse_failures"] == 0
+    assert len(server.requests) == len(sentences)
+    t = summary.results[0].trace
+    assert t.translation == t.source and t.english_entities and t.missing == []
+
+
+def test_transfusion_one_call_with_missing_parts(server) -> None:
+    server.responder = lambda body: '{"entities": [{"text": "Amina Juma", "type": "PER"}]}'
+    summary = run_dataset(model="m", base_url=server.base_url, method="transfusion-1call", limit=1)
+    t = summary.results[0].trace
+    assert t.missing == ["translation", "english_entities"] and t.spans[0]["text"] == "Amina Juma"
+    server.responder = lambda body: '{"translation": "Amina arrived"}'
+    summary = run_dataset(model="m", base_url=server.base_url, method="transfusion-1call", limit=1,
+                          no_cache=True)
+    assert summary.metrics["parse_failures_by_step"] == {"tf1": 1}

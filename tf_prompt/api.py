@@ -263,13 +263,15 @@ def _identity(component: Any, default: str) -> str:
 
 
 STEPS_OF = {"direct": ["direct"], "translate-test": ["translate", "annotate"],
-            "transfusion": ["translate", "annotate", "fuse"]}
+            "transfusion": ["translate", "annotate", "fuse"], "transfusion-1call": ["tf1"]}
 
 
 def _templates_of(settings: RunSettings) -> dict[str, str]:
     """Which template each step of the method renders (for metrics.json)."""
-    if settings.style == "json":
+    if settings.style == "json" and settings.method != "transfusion-1call":
         return {s: s for s in STEPS_OF[settings.method]}
+    if settings.method == "transfusion-1call":
+        return {"tf1": "transfusion_1call"}
     return {"direct": {"direct": "gollie_direct"},
             "translate-test": {"translate": "translate", "annotate": "gollie_direct"},
             "transfusion": {"translate": "translate", "fuse": "gollie_tf"}}[settings.method]

@@ -30,6 +30,7 @@ __all__ = [
     "parse_entities",
     "parse_code_assignments",
     "parse_translation",
+    "parse_json_value",
 ]
 
 
@@ -973,3 +974,27 @@ def parse_translation(reply: str) -> str:
     if not text:
         raise ParseFailure("translation reply is empty")
     return text
+
+
+def parse_json_value(reply: str) -> Any:
+    """The first JSON object or list in a reply (whole text, then fences, then embedded in prose),
+    tolerant of trailing commas and Python-style literals; None when there is none.
+
+    Used for structured replies that are not entity lists: the one-call TransFusion answer
+    (`{"translation": ..., "english_entities": [...], "entities": [...]}`) and numbered answers of
+    several sentences in one prompt.
+    """
+    if not isinstance(reply, str):
+        return None
+    text = reply.strip()
+    for candidate in (text, *_fenced_blocks(text)):
+        loaded = _load_jsonish(candidate)
+        if loaded is not _FAIL:
+            return loaded
+    segments, _ = _scan_segments(text)
+    best = None
+    for segment in segments:
+        loaded = _load_jsonish(segment)
+        if loaded is not _FAIL and (best is None or len(segment) > best[0]):
+            best = (len(segment), loaded)   # the largest embedded value is the answer, not an example
+    return best[1] if best else None

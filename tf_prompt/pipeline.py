@@ -22,11 +22,12 @@ from .align import Alignment, Span, bio_to_spans, locate, spans_to_bio
 from .backends.base import BackendError
 from .client import ModelClient
 from .data import Sentence
-from .parse import Mention, ParseFailure, parse_code_assignments, parse_entities, parse_translation
+from .parse import (Mention, ParseFailure, parse_code_assignments, parse_entities, parse_json_value,
+                    parse_translation)
 from .schema import Schema
 from .templates import TemplateSet
 
-METHODS = ("direct", "translate-test", "transfusion")
+METHODS = ("direct", "translate-test", "transfusion", "transfusion-1call")
 #: Prompt styles: "json" (chat instructions, JSON answer) or "gollie" (Python code, GoLLIE/GoLLIE-TF).
 STYLES = ("json", "gollie")
 #: GoLLIE class names of the MasakhaNER labels; other labels are CamelCased.
@@ -65,6 +66,7 @@ class Trace:
     gold: list[str] | None = None
     predicted: list[str] = field(default_factory=list)
     failed: bool = False
+    missing: list[str] = field(default_factory=list)   # parts a structured reply lacked
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -241,6 +243,9 @@ class Pipeline:
             # Projection failures are not the model inventing text: the English entity just
             # has no counterpart the aligner can find.
             alignment = Alignment(alignment.spans, [], alignment.unaligned + alignment.hallucinated)
+        elif self.method == "transfusion-1call":
+            mentions = await self._one_call(sentence, trace)
+            alignment = locate(sentence.text, mentions or [])
         elif self.ctx.style == "gollie":
             mentions = await self._gollie_tf(sentence, trace)
             alignment = locate(sentence.text, mentions or [])
@@ -253,6 +258,44 @@ class Pipeline:
                 labels=self.ctx.label_vars, examples=self.ctx.example_vars)
             alignment = locate(sentence.text, mentions or [])
         return self._finish(sentence, trace, mentions or [], alignment)
+
+    async def _one_call(self, sentence: Sentence, trace: Trace) -> list[Mention] | None:
+        """TransFusion in one call: translation, English entities and source entities in one JSON
+        reply. Missing parts are recorded in the trace (`missing`); only the source entities are
+        needed for the prediction."""
+        gold = gold_mentions(sentence, self.ctx.schema.names) if sentence.tags else []
+        standin = json.dumps({"translation": sentence.text, "english_entities": _mentions_json(gold),
+                              "entities": _mentions_json(gold)}, ensure_ascii=False)
+        reply = await self.ctx.ask("tf1", trace, standin, template_step="transfusion_1call",
+                                   text=sentence.text, language=self.ctx.language,
+                                   labels=self.ctx.label_vars, examples=self.ctx.example_vars)
+        value = parse_json_value(reply)
+        if not isinstance(value, dict):
+            trace.parse_failures["tf1"] = "no JSON object in the reply"
+            return None
+        parts = {str(k).lower(): v for k, v in value.items()}
+        missing = [k for k in ("translation", "english_entities", "entities") if k not in parts]
+        if missing:
+            trace.missing = missing
+        if isinstance(parts.get("translation"), str):
+            trace.translation = parts["translation"]
+        names, aliases = self.ctx.schema.names, self.ctx.schema.aliases
+        if "english_entities" in parts:
+            try:
+                english = parse_entities(json.dumps({"entities": parts["english_entities"]}), names, aliases)
+                trace.english_entities = _mentions_json(english.mentions)
+            except ParseFailure:
+                pass
+        if "entities" not in parts:
+            trace.parse_failures["tf1"] = "the reply has no 'entities'"
+            return None
+        try:
+            result = parse_entities(json.dumps({"entities": parts["entities"]}, ensure_ascii=False), names, aliases)
+        except ParseFailure as e:
+            trace.parse_failures["tf1"] = str(e)
+            return None
+        trace.unknown_labels += _mentions_json(result.unknown)
+        return result.mentions
 
     async def _gollie_tf(self, sentence: Sentence, trace: Trace) -> list[Mention] | None:
         """GoLLIE-TF: translate, then one generation writes `result` (English entities) and

@@ -256,6 +256,16 @@ def oracle_responder(sentences: "Sequence[Any]", labels: "Sequence[str]", *,
         user = [m["content"] for m in body["messages"] if m["role"] == "user"][-1]
         if "# This is the text to analyze" in user:
             return code_reply(user)
+        if '"english_entities"' in user:   # transfusion-1call: translation + both entity lists
+            i = max(k for k, ln in enumerate(user.splitlines()) if ln.startswith("Answer:"))
+            text = _after_prefix(user.splitlines()[i - 1])
+            mentions = gold.get(text)
+            if mentions is None:
+                raise KeyError(f"oracle does not know sentence {text[:60]!r}")
+            items = [{"text": degrade(m.text), "type": m.label} for m in mentions]
+            payload = _json.dumps({"translation": text, "english_entities": items, "entities": items},
+                                  ensure_ascii=False)
+            return f"Sure:\n```json\n{payload}\n```" if variant == "fenced" else payload
         lines = user.splitlines()
         if "Translate the following" in user:
             i = max(k for k, ln in enumerate(lines) if ln.startswith("English:"))

