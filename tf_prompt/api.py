@@ -239,7 +239,8 @@ async def run_async(settings: RunSettings, sentences: Sequence[Sentence] | None 
 
     started = time.perf_counter()
     try:
-        await run_pipeline(pipeline, sentences, concurrency=settings.concurrency or 1, on_result=on_result)
+        await run_pipeline(pipeline, sentences, concurrency=settings.concurrency or 1, on_result=on_result,
+                           batch_size=settings.batch_sentences if settings.style == "json" else 1)
     except (BackendError, BudgetExceeded, asyncio.CancelledError, KeyboardInterrupt) as e:
         if writer:
             writer.close()

@@ -55,6 +55,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     t.add_argument("--method", default="transfusion", choices=METHODS)
     t.add_argument("--style", default="json", choices=STYLES,
                    help="prompt style: json (chat instructions) or gollie (Python code, GoLLIE/GoLLIE-TF)")
+    t.add_argument("--batch-sentences", type=int, default=1, metavar="K",
+                   help="K sentences per prompt for every step (json style); lost items fall back to single calls")
     t.add_argument("--translator", default="llm",
                    help="llm (default) | file:PATH (one translation per sentence, or .jsonl) | mt:DIR (local NLLB/M2M100)")
     t.add_argument("--annotator", default="llm", help="English NER: llm (default) | spacy[:MODEL]")
@@ -89,7 +91,7 @@ def _settings(args: argparse.Namespace) -> RunSettings:
     return RunSettings(
         model=args.model, base_url=args.base_url, api_key_env=args.api_key_env, method=args.method,
         style=args.style, n_threads=args.n_threads, n_ctx=args.n_ctx, translator=args.translator,
-        annotator=args.annotator,
+        annotator=args.annotator, batch_sentences=args.batch_sentences,
         data=args.data, language=args.language, schema=args.schema, labels=labels, shots=args.shots,
         shots_from=args.shots_from, prompts=args.prompts, limit=args.limit, concurrency=args.concurrency,
         temperature=args.temperature, max_tokens=args.max_tokens, seed=args.seed, timeout=args.timeout,
@@ -183,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("action", choices=["stats", "clear"])
     cache.add_argument("--cache-dir", help="default: $TF_PROMPT_CACHE or ~/.cache/tf-prompt")
     cache.set_defaults(func=cmd_cache)
+    from .sweep import add_sweep_parser
+
+    add_sweep_parser(sub)
     return parser
 
 

@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence
 
+from . import batching
 from .align import Alignment, Span, bio_to_spans, locate, spans_to_bio
 from .backends.base import BackendError
 from .client import ModelClient
@@ -67,6 +68,7 @@ class Trace:
     predicted: list[str] = field(default_factory=list)
     failed: bool = False
     missing: list[str] = field(default_factory=list)   # parts a structured reply lacked
+    batches: dict[str, dict[str, Any]] = field(default_factory=dict)  # step -> {size, item, fallback}
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -152,8 +154,23 @@ class Context:
 
         `standin` is the reply assumed when estimating cost without calling (dry run). A call that
         still fails after its retries raises SentenceFailed: the sentence stops there, so no
-        later step is paid for on top of a missing answer.
+        later step is paid for on top of a missing answer. Inside a chunk of `--batch-sentences`,
+        the call is grouped with the same step of the chunk's other sentences (batching.py).
         """
+        batcher = batching.current.get()
+        if batcher is not None and self.style == "json":
+            try:
+                return await batcher.ask(step, trace, standin, template_step, variables)
+            except BackendError as e:
+                if not e.retryable:
+                    raise
+                trace.errors[step] = str(e)
+                raise SentenceFailed(step) from None
+        return await self.ask_single(step, trace, standin, template_step=template_step, **variables)
+
+    async def ask_single(self, step: str, trace: Trace, standin: str, *, template_step: str | None = None,
+                         **variables: Any) -> str:
+        """One call for one sentence with the step's normal template."""
         prompt = self.templates.render(step, template_step=template_step, **variables)
         trace.templates[step] = prompt.identity
         try:

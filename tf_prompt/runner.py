@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from . import batching
+from .batching import ChunkBatcher
 from .client import BudgetExceeded
 from .data import Sentence, write_conll
 from .evaluate import restrict, score
@@ -59,26 +61,49 @@ def compute_metrics(results: Sequence[Result], labels: Sequence[str]) -> dict[st
 
 
 async def run_pipeline(pipeline: Pipeline, sentences: Sequence[Sentence], *, concurrency: int = 8,
-                       on_result: Callable[[Result], None] | None = None) -> list[Result]:
-    """Run every sentence, at most `concurrency` at once; results come back in input order."""
+                       on_result: Callable[[Result], None] | None = None, batch_size: int = 1) -> list[Result]:
+    """Run every sentence, at most `concurrency` at once; results come back in input order.
+
+    With `batch_size` K > 1, sentences go in chunks of K consecutive sentences whose calls are
+    sent together (batching.py); `concurrency` then counts chunks in flight.
+    """
     semaphore = asyncio.Semaphore(max(1, concurrency))
     results: list[Result | None] = [None] * len(sentences)
     budget_stop: list[BudgetExceeded] = []
 
-    async def one(i: int, sentence: Sentence) -> None:
-        async with semaphore:
-            try:
-                result = await pipeline.run(sentence)
-            except BudgetExceeded as e:
-                # Not a crash: calls already in flight must finish and be cached (they are
-                # paid for), so the other tasks are left to drain instead of being cancelled.
-                budget_stop.append(e)
-                return
+    async def one(i: int, sentence: Sentence, batcher: ChunkBatcher | None = None) -> None:
+        try:
+            result = await pipeline.run(sentence)
+        except BudgetExceeded as e:
+            # Not a crash: calls already in flight must finish and be cached (they are
+            # paid for), so the other tasks are left to drain instead of being cancelled.
+            budget_stop.append(e)
+            return
+        finally:
+            if batcher is not None:
+                batcher.leave()
         results[i] = result
         if on_result is not None:
             on_result(result)
 
-    tasks = [asyncio.create_task(one(i, s)) for i, s in enumerate(sentences)]
+    async def single(i: int, sentence: Sentence) -> None:
+        async with semaphore:
+            await one(i, sentence)
+
+    async def chunk(start: int, members: Sequence[Sentence]) -> None:
+        async with semaphore:
+            batcher = ChunkBatcher(pipeline.ctx, len(members), pipeline.ctx.ask_single)
+            token = batching.current.set(batcher)   # the chunk's sentence tasks inherit it
+            try:
+                await asyncio.gather(*(one(start + j, s, batcher) for j, s in enumerate(members)))
+            finally:
+                batching.current.reset(token)
+
+    if batch_size > 1:
+        tasks = [asyncio.create_task(chunk(k, sentences[k:k + batch_size]))
+                 for k in range(0, len(sentences), batch_size)]
+    else:
+        tasks = [asyncio.create_task(single(i, s)) for i, s in enumerate(sentences)]
     try:
         await asyncio.gather(*tasks)
     finally:

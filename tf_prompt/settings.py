@@ -23,6 +23,7 @@ class RunSettings(BaseModel):
     style: str = "json"
     translator: str = "llm"           # llm | file:PATH | mt:DIR
     annotator: str = "llm"            # llm | spacy[:MODEL]
+    batch_sentences: int = 1          # K sentences per prompt (every step)
     data: str | None = None
     language: str | None = None
     schema_spec: str | None = Field(default=None, alias="schema")
@@ -79,6 +80,13 @@ class RunSettings(BaseModel):
     def _annotator(cls, v: str) -> str:
         if not (v == "llm" or v == "spacy" or v.startswith("spacy:")):
             raise ValueError(f"unknown annotator {v!r}; use llm or spacy[:MODEL]")
+        return v
+
+    @field_validator("batch_sentences")
+    @classmethod
+    def _batch(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError("must be >= 1")
         return v
 
     @field_validator("shots", "concurrency", "max_retries")
