@@ -188,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .sweep import add_sweep_parser
 
     add_sweep_parser(sub)
+    from .report import add_report_parser
+
+    add_report_parser(sub)
     return parser
 
 
