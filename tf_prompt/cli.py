@@ -110,14 +110,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"tf-prompt: {note}", file=sys.stderr)
     if settings.data is None:
         print("tf-prompt: no --data given: running on the shipped sample (12 sentences)", file=sys.stderr)
-    summary = asyncio.run(run_async(settings))
+    if args.via == "batch":
+        from .batch_api import run_via_batch
+
+        summary = asyncio.run(run_via_batch(settings, poll_interval=args.poll_interval, max_wait=args.max_wait))
+    else:
+        summary = asyncio.run(run_async(settings))
     print(format_summary(summary.metrics))
     print(f"outputs: {summary.out_dir}")
     failed = sum(1 for r in summary.results if r.trace.failed)
     if failed:
-        print(f"tf-prompt: {failed} sentence(s) failed after {settings.max_retries} retries (see 'errors' in "
-              f"trace.jsonl); rerun the same command to retry them: received replies are cached",
-              file=sys.stderr)
+        why = ("got no reply from the Batch API" if args.via == "batch"
+               else f"failed after {settings.max_retries} retries")
+        print(f"tf-prompt: {failed} sentence(s) {why} (see 'errors' in trace.jsonl); rerun the same command "
+              f"to retry them: received replies are cached", file=sys.stderr)
         return EXIT_INCOMPLETE
     return 0
 
@@ -176,6 +182,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a method on a dataset and score it")
     _add_run_args(run)
+    run.add_argument("--via", choices=["sync", "batch"], default="sync",
+                     help="batch: send uncached requests through the OpenAI Batch API (half price, within 24 h; "
+                          "rerun the same command to resume)")
+    run.add_argument("--poll-interval", type=float, default=30.0, metavar="S",
+                     help="--via batch: seconds between status checks")
+    run.add_argument("--max-wait", type=float, default=None, metavar="S",
+                     help="--via batch: stop waiting after S seconds (the batch stays pending; rerun to pick it up)")
     run.set_defaults(func=cmd_run)
     est = sub.add_parser("estimate", help="calls, tokens and $ a run would cost, without calling any API")
     _add_run_args(est)
