@@ -125,3 +125,15 @@ def test_no_cache_flag(priced_server, tmp_path: Path) -> None:
             "--no-cache", "--out", str(tmp_path / "a")]
     assert main(args) == 0 and main(args) == 0
     assert len(priced_server.requests) == 24
+
+
+def test_estimate_shows_batch_api_and_batching_savings(priced_server, capsys) -> None:
+    est = _estimate(capsys, "--model", "gpt-4o-mini", "--base-url", priced_server.base_url,
+                    "--method", "transfusion", "--batch-sentences", "4")
+    assert est["cost_usd_batch_api"] == pytest.approx(est["cost_usd"] / 2, rel=1e-6)
+    assert est["unbatched"]["calls"] == 36 and est["calls"] == 9
+    assert est["prompt_tokens"] < est["unbatched"]["prompt_tokens"]
+    assert main(["estimate", "--model", "gpt-4o", "--base-url", priced_server.base_url,
+                 "--batch-sentences", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "Batch API" in out and "saves" in out and "o200k_base" in out

@@ -227,7 +227,7 @@ async def run_async(settings: RunSettings, sentences: Sequence[Sentence] | None 
             **settings.model_dump(exclude={"api_key_env"}, by_alias=True), "data_path": data_path,
             "model": default_model(settings)[0],
             "translator": _identity(pipeline.translator, "llm"), "annotator": _identity(pipeline.annotator, "llm"),
-            "labels": schema.names, "tokenizer": client.tokenizer_name, "prices_date": client.prices.date,
+            "labels": schema.names, "tokenizer": client.tokenizer_name, "tokenizer_note": client.tokenizer_note, "prices_date": client.prices.date,
             "templates": {s: pipeline.ctx.templates.identity(t) for s, t in _templates_of(settings).items()},
         }
         if client.cache is not None and not dry_run:
@@ -288,12 +288,25 @@ async def estimate_async(settings: RunSettings, backend: Backend | None = None) 
     """
     summary = await run_async(settings, backend=backend, dry_run=True)
     u = summary.metrics["usage"]
-    return {"calls": u["calls"], "cached_calls": u["cache_hits"], "prompt_tokens": u["prompt_tokens"],
-            "completion_tokens": u["completion_tokens"], "cost_usd": u["cost_usd"],
-            "by_step": u["by_step"], "n_sentences": summary.metrics["n_sentences"],
-            "model": default_model(settings)[0], "method": settings.method,
-            "tokenizer": summary.metrics["settings"]["tokenizer"],
-            "prices_date": summary.metrics["settings"]["prices_date"]}
+    model = default_model(settings)[0].split(":", 1)[-1] if default_model(settings)[0].startswith("openai:") \
+        else default_model(settings)[0]
+    batch_cost = PriceTable.load(settings.prices).cost(model, u["prompt_tokens"], u["completion_tokens"], batch=True)
+    est = {"calls": u["calls"], "cached_calls": u["cache_hits"], "prompt_tokens": u["prompt_tokens"],
+           "completion_tokens": u["completion_tokens"], "cost_usd": u["cost_usd"],
+           "cost_usd_batch_api": batch_cost if u["cost_usd"] is not None else None,
+           "by_step": u["by_step"], "n_sentences": summary.metrics["n_sentences"],
+           "model": default_model(settings)[0], "method": settings.method,
+           "batch_sentences": settings.batch_sentences,
+           "tokenizer": summary.metrics["settings"]["tokenizer"],
+           "tokenizer_note": summary.metrics["settings"]["tokenizer_note"],
+           "prices_date": summary.metrics["settings"]["prices_date"]}
+    if settings.batch_sentences > 1:   # what one sentence per prompt would cost, to show the saving
+        single = await run_async(settings.model_copy(update={"batch_sentences": 1}), backend=backend,
+                                 dry_run=True)
+        su = single.metrics["usage"]
+        est["unbatched"] = {"calls": su["calls"], "prompt_tokens": su["prompt_tokens"],
+                            "completion_tokens": su["completion_tokens"], "cost_usd": su["cost_usd"]}
+    return est
 
 
 def run_dataset(backend: Backend | None = None, **settings: Any) -> RunSummary:

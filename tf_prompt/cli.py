@@ -145,6 +145,17 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     print(f"{'total':<11}{est['calls']:>8}{est['prompt_tokens']:>13}{est['completion_tokens']:>13}"
           f"{_money(est['cost_usd']):>12}")
     print(f"already cached (free): {est['cached_calls']} calls")
+    if est.get("tokenizer_note"):
+        print(f"note: {est['tokenizer_note']}")
+    if est.get("cost_usd_batch_api") is not None:
+        print(f"through the Batch API (--via batch): ${est['cost_usd_batch_api']:.4f}")
+    single = est.get("unbatched")
+    if single:
+        tokens = est["prompt_tokens"] + est["completion_tokens"]
+        single_tokens = single["prompt_tokens"] + single["completion_tokens"]
+        print(f"one sentence per prompt instead: {single['calls']} calls, {single_tokens} tokens, "
+              f"${_money(single['cost_usd'])}; --batch-sentences {est['batch_sentences']} saves "
+              f"{100 * (1 - tokens / single_tokens):.0f}% of the tokens" if single_tokens else "")
     return 0
 
 

@@ -173,6 +173,11 @@ class ModelClient:
         """Name of the tokenizer used so far (None if nothing needed counting)."""
         return self._tokenizer.name if self._tokenizer is not None else None
 
+    @property
+    def tokenizer_note(self) -> str | None:
+        """Why counts are approximate (e.g. o200k_base not available offline), if they are."""
+        return self._tokenizer.note if self._tokenizer is not None else None
+
     def price_of(self, prompt_tokens: int, completion_tokens: int) -> float | None:
         if self.backend.kind != "openai" and self.prices.lookup(self.backend.model) is None:
             return 0.0  # local backends cost nothing unless the price file says otherwise
