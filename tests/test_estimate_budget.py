@@ -130,7 +130,7 @@ def test_no_cache_flag(priced_server, tmp_path: Path) -> None:
 def test_estimate_shows_batch_api_and_batching_savings(priced_server, capsys) -> None:
     est = _estimate(capsys, "--model", "gpt-4o-mini", "--base-url", priced_server.base_url,
                     "--method", "transfusion", "--batch-sentences", "4")
-    assert est["cost_usd_batch_api"] == pytest.approx(est["cost_usd"] / 2, rel=1e-6)
+    assert est["cost_usd_batch_api"] == pytest.approx(est["cost_usd"] / 2, rel=1e-3)
     assert est["unbatched"]["calls"] == 36 and est["calls"] == 9
     assert est["prompt_tokens"] < est["unbatched"]["prompt_tokens"]
     assert main(["estimate", "--model", "gpt-4o", "--base-url", priced_server.base_url,
