@@ -346,7 +346,9 @@ def proc_setup(tmp_path: Path):
     sentences = sentences_n(N_PROC)
     data = write_conll_gold(tmp_path / "hau.txt", sentences)
     # the oracle knows the sentences exactly as the CLI reads them
-    with LoopbackServer(oracle_responder(read_conll(data), LABELS), latency=0.05) as srv:
+    # 0.15 s per reply: the run lasts several seconds, so on a busy machine the interrupt still
+    # lands mid-run even if this process is scheduled late after the progress condition holds.
+    with LoopbackServer(oracle_responder(read_conll(data), LABELS), latency=0.15) as srv:
         yield srv, data, tmp_path / "out", tmp_path / "cache"
 
 
