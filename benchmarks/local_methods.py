@@ -37,6 +37,7 @@ def main() -> int:
     ap.add_argument("--n-threads", type=int)
     ap.add_argument("--out", default="runs/local_methods")
     ap.add_argument("--json", help="also write the rows to this JSON file")
+    ap.add_argument("--plot", help="also draw f1_by_language.png and cost_vs_f1.png into this folder")
     args = ap.parse_args()
     if not (Path(args.data_dir) / "masakhaner2").is_dir():
         print(f"no MasakhaNER 2.0 data under {args.data_dir}", file=sys.stderr)
@@ -70,6 +71,14 @@ def main() -> int:
         print(f"{'avg':<6}{method:<16}{sum(r['f1'] for r in sel) / len(sel) * 100:>7.1f}", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
+    if args.plot:
+        from tf_prompt.plots import plot_cost_vs_f1, plot_f1_by_language
+
+        plot_rows = [{**r, "model": args.model, "language": r["lang"], "prompt": "default", "cost_usd": 0.0}
+                     for r in rows]
+        Path(args.plot).mkdir(parents=True, exist_ok=True)
+        plot_f1_by_language(plot_rows, Path(args.plot) / "f1_by_language.png")
+        plot_cost_vs_f1(plot_rows, Path(args.plot) / "cost_vs_f1.png")
     return 0
 
 
