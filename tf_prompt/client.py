@@ -186,9 +186,6 @@ class ModelClient:
     def key(self, prompt: Prompt) -> str:
         return cache_key(self.backend.identity(), prompt.messages, self.params, prompt.identity)
 
-    def is_cached(self, prompt: Prompt) -> bool:
-        return self.cache is not None and self.options.use_cache and self.key(prompt) in self.cache
-
     async def ask(self, prompt: Prompt, standin: str | None = None) -> Completion:
         """The model's reply to `prompt` (from the cache if possible).
 

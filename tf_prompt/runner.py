@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -30,7 +30,6 @@ class RunSummary:
     results: list[Result]
     metrics: dict[str, Any]
     out_dir: Path | None = None
-    settings: dict[str, Any] = field(default_factory=dict)
 
 
 def compute_metrics(results: Sequence[Result], labels: Sequence[str]) -> dict[str, Any]:
