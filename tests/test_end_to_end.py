@@ -164,3 +164,15 @@ def test_transfusion_one_call_with_missing_parts(server) -> None:
     summary = run_dataset(model="m", base_url=server.base_url, method="transfusion-1call", limit=1,
                           no_cache=True)
     assert summary.metrics["parse_failures_by_step"] == {"tf1": 1}
+
+
+def test_translation_echoing_the_source_label_is_cleaned(server) -> None:
+    def responder(body):
+        user = body["messages"][-1]["content"]
+        if "Translate the following" in user:
+            return "Hausa: Shehu Gusau went to Kano."
+        return '{"entities": []}'
+
+    server.responder = responder
+    summary = run_dataset(model="m", base_url=server.base_url, method="translate-test", language="hau", limit=1)
+    assert summary.results[0].trace.translation == "Shehu Gusau went to Kano."

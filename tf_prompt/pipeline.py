@@ -211,10 +211,16 @@ class LLMTranslator:
         reply = await self.ctx.ask("translate", trace, sentence.text, text=sentence.text,
                                    language=self.ctx.language)
         try:
-            return parse_translation(reply)
+            english = parse_translation(reply)
         except ParseFailure as e:
             trace.parse_failures["translate"] = str(e)
             return None
+        # Small models often echo the template's source label ("Hausa: ..."); it is not part of
+        # the translation.
+        language = self.ctx.language
+        if language and english.lower().startswith(language.lower() + ":"):
+            english = english[len(language) + 1:].strip()
+        return english or None
 
 
 @dataclass
