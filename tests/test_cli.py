@@ -120,3 +120,20 @@ def test_file_translator_and_spacy_annotator_from_the_cli(server, tmp_path: Path
     rc = main(["run", "--model", "m", "--base-url", server.base_url, "--method", "transfusion",
                "--data", str(data), "--translator", f"file:{translations}", "--out", str(out)])
     assert rc == 2 and "2 translations for 1 sentences" in capsys.readouterr().err
+
+
+def test_default_model_choice(monkeypatch) -> None:
+    from tf_prompt.api import default_model, make_backend
+    from tf_prompt.settings import RunSettings
+
+    model, note = default_model(RunSettings())
+    assert model == "gguf:qwen2.5-coder-1.5b" and "embedded local model" in note
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    assert default_model(RunSettings()) == ("gpt-4o-mini", None)
+    assert default_model(RunSettings(model="gpt-4o")) == ("gpt-4o", None)
+    monkeypatch.delenv("OPENAI_API_KEY")
+    assert default_model(RunSettings(base_url="http://127.0.0.1:1/v1"))[0] == "gpt-4o-mini"
+    # model strings choose the backend (constructing one loads nothing)
+    assert make_backend(RunSettings(model="gguf:qwen2.5-coder-0.5b")).kind == "gguf"
+    assert make_backend(RunSettings(model="hf:/nonexistent/dir")).kind == "hf"
+    assert make_backend(RunSettings(model="openai:gpt-4o", base_url="http://127.0.0.1:1/v1")).model == "gpt-4o"
