@@ -1,10 +1,12 @@
-"""The methods, one sentence at a time: direct, translate-test and transfusion.
+"""The methods, one sentence at a time: direct, translate-test, transfusion, transfusion-1call.
 
-    direct          source --(direct)--> entities of the source
-    translate-test  source --(translate)--> English --(annotate)--> English entities
-                    --(projection by string alignment, no model call)--> entities of the source
-    transfusion     source --(translate)--> English --(annotate)--> English entities
-                    --(fuse: source + English + English entities)--> entities of the source
+    direct             source --(direct)--> entities of the source
+    translate-test     source --(translate)--> English --(annotate)--> English entities
+                       --(projection by string alignment, no model call)--> entities of the source
+    transfusion        source --(translate)--> English --(annotate)--> English entities
+                       --(fuse: source + English + English entities)--> entities of the source
+    transfusion-1call  source --(tf1: translation, English entities, source entities in one JSON)
+    --style gollie     code prompts; transfusion becomes translate + GoLLIE-TF (result, final_result)
 
 Every method ends the same way: entity strings are located in the source text (align.locate) and
 turned into BIO tags on the dataset's own tokens. A reply that cannot be parsed is recorded in
@@ -41,6 +43,7 @@ def class_name(label: str) -> str:
         return CLASS_NAMES[label]
     parts = [p for p in label.replace("-", "_").split("_") if p]
     return "".join(p[:1].upper() + p[1:].lower() for p in parts) or "Entity"
+
 
 #: Similarity threshold for projecting English entities onto the source in translate-test:
 #: names are often respelled across languages (Nigeria / Najeriya), so exact matching is too strict.
