@@ -137,3 +137,11 @@ def test_default_model_choice(monkeypatch) -> None:
     assert make_backend(RunSettings(model="gguf:qwen2.5-coder-0.5b")).kind == "gguf"
     assert make_backend(RunSettings(model="hf:/nonexistent/dir")).kind == "hf"
     assert make_backend(RunSettings(model="openai:gpt-4o", base_url="http://127.0.0.1:1/v1")).model == "gpt-4o"
+
+
+def test_progress_line_on_stderr(server, tmp_path: Path, capsys) -> None:
+    server.responder = oracle_responder(read_conll(sample_path()), ["PER", "ORG", "LOC", "DATE"])
+    assert main(["run", "--model", "gpt-4o-mini", "--base-url", server.base_url, "--method", "direct",
+                 "--progress", "--out", str(tmp_path / "o")]) == 0
+    err = capsys.readouterr().err
+    assert "12/12" in err and "calls 12" in err and "hits 0" in err and "retries 0" in err and "$" in err
