@@ -327,7 +327,11 @@ def _start_run(server: LoopbackServer, data: Path, out: Path, cache: Path, log: 
            "--method", "transfusion", "--data", str(data), "--out", str(out), "--cache-dir", str(cache),
            "--concurrency", "2", "--timeout", "10"]
     with log.open("wb") as fh:
-        return subprocess.Popen(cmd, stdout=fh, stderr=fh, env=_child_env())
+        # A user's Ctrl-C reaches a foreground process whose SIGINT has its default disposition.
+        # When the test suite itself runs as a background job (CI, nohup), the shell has set
+        # SIGINT to "ignore" and children inherit that, so restore the default in the child.
+        return subprocess.Popen(cmd, stdout=fh, stderr=fh, env=_child_env(),
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_until(pred: Callable[[], bool], proc: subprocess.Popen, limit: float = 60.0) -> None:
