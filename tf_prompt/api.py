@@ -288,14 +288,13 @@ async def estimate_async(settings: RunSettings, backend: Backend | None = None) 
     """
     summary = await run_async(settings, backend=backend, dry_run=True)
     u = summary.metrics["usage"]
-    model = default_model(settings)[0].split(":", 1)[-1] if default_model(settings)[0].startswith("openai:") \
-        else default_model(settings)[0]
+    model = default_model(settings)[0]   # PriceTable.lookup strips an "openai:" prefix itself
     batch_cost = PriceTable.load(settings.prices).cost(model, u["prompt_tokens"], u["completion_tokens"], batch=True)
     est = {"calls": u["calls"], "cached_calls": u["cache_hits"], "prompt_tokens": u["prompt_tokens"],
            "completion_tokens": u["completion_tokens"], "cost_usd": u["cost_usd"],
            "cost_usd_batch_api": batch_cost if u["cost_usd"] is not None else None,
            "by_step": u["by_step"], "n_sentences": summary.metrics["n_sentences"],
-           "model": default_model(settings)[0], "method": settings.method,
+           "model": model, "method": settings.method,
            "batch_sentences": settings.batch_sentences,
            "tokenizer": summary.metrics["settings"]["tokenizer"],
            "tokenizer_note": summary.metrics["settings"]["tokenizer_note"],

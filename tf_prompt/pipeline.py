@@ -186,9 +186,14 @@ class Context:
         trace.replies[step] = completion.text
         return completion.text
 
+    def expected(self, sentence: Sentence) -> list[Mention]:
+        """The gold entities of a labelled sentence (none for unlabelled data): the size of the
+        stand-in answers a dry run (estimate) assumes."""
+        return gold_mentions(sentence, self.schema.names) if sentence.tags else []
+
     async def entities(self, step: str, trace: Trace, sentence: Sentence, **variables: Any) -> list[Mention] | None:
         """Ask for entities; None (and a recorded parse failure) if the reply is unreadable."""
-        gold = gold_mentions(sentence, self.schema.names) if sentence.tags else []
+        gold = self.expected(sentence)
         if self.style == "gollie":
             reply = await self.ask(step, trace, code_answer({"result": gold}), template_step="gollie_direct",
                                    **variables)
@@ -289,7 +294,7 @@ class Pipeline:
         """TransFusion in one call: translation, English entities and source entities in one JSON
         reply. Missing parts are recorded in the trace (`missing`); only the source entities are
         needed for the prediction."""
-        gold = gold_mentions(sentence, self.ctx.schema.names) if sentence.tags else []
+        gold = self.ctx.expected(sentence)
         standin = json.dumps({"translation": sentence.text, "english_entities": _mentions_json(gold),
                               "entities": _mentions_json(gold)}, ensure_ascii=False)
         reply = await self.ctx.ask("tf1", trace, standin, template_step="transfusion_1call",
@@ -328,7 +333,7 @@ class Pipeline:
         `final_result` (source entities). The English annotation is not a separate call."""
         english = await self.translator.translate(sentence, trace)
         trace.translation = english
-        gold = gold_mentions(sentence, self.ctx.schema.names) if sentence.tags else []
+        gold = self.ctx.expected(sentence)
         reply = await self.ctx.ask("fuse", trace, code_answer({"result": gold, "final_result": gold}),
                                    template_step="gollie_tf", text=sentence.text, language=self.ctx.language,
                                    translation=english or "", labels=self.ctx.label_vars)
