@@ -9,6 +9,7 @@ import pytest
 
 from tf_prompt import RunSettings, extract, run_dataset
 from tf_prompt.cli import main
+from tf_prompt.combine import DEFAULT as DEFAULT_COMBINE
 from tf_prompt.data import read_conll, sample_path
 from tf_prompt.testing import oracle_responder
 
@@ -44,12 +45,13 @@ def test_perfect_model_on_sample_all_methods(server, tmp_path: Path, method: str
     assert metrics["f1"] == pytest.approx(1.0)
     assert metrics["n_sentences"] == len(sentences)
     assert metrics["parse_failures"] == 0 and metrics["hallucinated"] == 0
-    expected_calls = {"direct": 1, "translate-test": 2, "transfusion": 3}[method] * len(sentences)
+    combined = method == "transfusion" and DEFAULT_COMBINE != "none"
+    expected_calls = {"direct": 1, "translate-test": 2, "transfusion": 3 + combined}[method] * len(sentences)
     assert len(server.requests) == expected_calls == metrics["usage"]["calls"]
     assert metrics["usage"]["prompt_tokens"] == server.prompt_tokens
     steps = set(_steps_of(server))
     assert steps == {"direct": {"direct"}, "translate-test": {"translate", "annotate"},
-                     "transfusion": {"translate", "annotate", "fuse"}}[method]
+                     "transfusion": {"translate", "annotate", "fuse"} | ({"direct"} if combined else set())}[method]
     # outputs: predictions.conll has token, gold, predicted; trace has one line per sentence
     rows = [ln.split() for ln in (out / "predictions.conll").read_text().splitlines() if ln.strip()]
     assert all(len(r) == 3 for r in rows) and all(r[1] == r[2] for r in rows)
@@ -176,3 +178,50 @@ def test_translation_echoing_the_source_label_is_cleaned(server) -> None:
     server.responder = responder
     summary = run_dataset(model="m", base_url=server.base_url, method="translate-test", language="hau", limit=1)
     assert summary.results[0].trace.translation == "Shehu Gusau went to Kano."
+
+
+def _step_responder(replies: dict[str, list[dict[str, str]]]):
+    def responder(body) -> str:
+        step = _steps_of(type("S", (), {"requests": [body]})())[0]
+        if step == "translate":
+            return "Shehu Gusau went to Kano on Monday."
+        return json.dumps({"entities": replies[step]})
+    return responder
+
+
+@pytest.mark.parametrize("rule,expected", [
+    ("none", ["B-PER", "I-PER", "O", "O", "O", "B-ORG", "O"]),
+    ("union", ["B-PER", "I-PER", "O", "O", "B-LOC", "B-ORG", "O"]),
+    ("vote", ["B-PER", "I-PER", "O", "O", "B-LOC", "O", "O"]),
+    ("confirmed", ["B-PER", "I-PER", "O", "O", "B-LOC", "O", "O"]),
+])
+def test_transfusion_combines_fusion_direct_and_projection(server, tmp_path: Path, rule: str,
+                                                            expected: list[str]) -> None:
+    data = tmp_path / "one.txt"
+    data.write_text("Shehu B-PER\nGusau I-PER\nya O\nje O\nKano B-LOC\nranar O\nLitinin O\n\n", encoding="utf-8")
+    server.responder = _step_responder({
+        "direct": [{"text": "Shehu Gusau", "type": "PER"}, {"text": "Kano", "type": "LOC"}],
+        "annotate": [{"text": "Shehu Gusau", "type": "PER"}, {"text": "Monday", "type": "PER"},
+                     {"text": "Kano", "type": "LOC"}],
+        "fuse": [{"text": "Shehu Gusau", "type": "PER"}, {"text": "ranar", "type": "ORG"}],
+    })
+    out = tmp_path / "run"
+    summary = run_dataset(model="m", base_url=server.base_url, method="transfusion", combine=rule,
+                          data=str(data), labels=["PER", "ORG", "LOC"], out=str(out))
+    trace = json.loads((out / "trace.jsonl").read_text().splitlines()[0])
+    assert trace["predicted"] == expected
+    # "Monday" is a date: dropped from the English hints when DATE is not a label
+    assert trace["english_entities"] == [{"text": "Shehu Gusau", "type": "PER"}, {"text": "Kano", "type": "LOC"}]
+    fuse_prompt = next(b for b in server.requests if "Now the real sentence" in b["messages"][-1]["content"])
+    assert '- "Kano" (LOC): found as "Kano"' in fuse_prompt["messages"][-1]["content"]
+    assert summary.metrics["usage"]["calls"] == (3 if rule == "none" else 4)
+    if rule != "none":
+        assert trace["combine"] == rule and set(trace["views"]) == {"fusion", "direct", "projection"}
+
+
+def test_combine_applies_to_transfusion_only(tmp_path: Path, capsys) -> None:
+    with pytest.raises(ValueError, match="applies to --method transfusion"):
+        RunSettings(method="direct", combine="vote")
+    assert RunSettings(method="direct").combine_rule() == "none"
+    assert main(["run", "--method", "direct", "--combine", "union", "--out", str(tmp_path)]) == 2
+    assert "applies to --method transfusion" in capsys.readouterr().err

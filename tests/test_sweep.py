@@ -173,3 +173,15 @@ def test_bad_prompt_variant_points_at_its_table(tmp_path: Path) -> None:
     body = 'languages = ["hau"]\n[[models]]\nname = "m"\n[[prompts]]\nname = "a"\n[[prompts]]\nname = "b"\nshots = -1\n'
     with pytest.raises(SweepError, match=r"bad\.toml:8: prompts\[1\]\.shots: .*>= 0"):
         load_config(_write(tmp_path, body, "bad.toml"))
+
+
+def test_combine_variant_applies_to_transfusion_cells_only(tmp_path: Path) -> None:
+    body = ('languages = ["hau"]\nmethods = ["direct", "transfusion"]\n[[models]]\nname = "m"\n'
+            '[[prompts]]\nname = "default"\n[[prompts]]\nname = "plain"\ncombine = "none"\n')
+    cells = {(c.method, c.prompt): c.settings for c in load_config(_write(tmp_path, body)).cells}
+    assert cells[("transfusion", "plain")].combine_rule() == "none"
+    assert cells[("direct", "plain")].combine is None
+    assert cells[("transfusion", "default")].combine is None
+    bad = body.replace('combine = "none"', 'combine = "majority"')
+    with pytest.raises(SweepError, match=r"sweep\.toml:9: prompts\[1\]\.combine: .*choose from"):
+        load_config(_write(tmp_path, bad))

@@ -14,7 +14,8 @@ LABELS = [{"name": "PER", "class_name": "Person", "description": "people", "exam
 
 def _vars(**extra):
     base = dict(text="Shehu ya je Kano", language="Hausa", labels=LABELS, examples=[],
-                translation="Shehu went to Kano", english_entities=[{"text": "Kano", "type": "LOC"}])
+                translation="Shehu went to Kano", english_entities=[{"text": "Kano", "type": "LOC", "found": "Kano"}],
+                label_names=[label["name"] for label in LABELS])
     base.update(extra)
     return base
 
@@ -50,7 +51,7 @@ def test_override_dir_and_highest_version_wins(tmp_path: Path) -> None:
     assert prompt.messages == [{"role": "user", "content": "new Shehu ya je Kano"}]
     assert prompt.template == "direct.v2"
     # steps not overridden still come from the package
-    assert TemplateSet(tmp_path).render("fuse", **_vars()).template == "fuse.v1"
+    assert TemplateSet(tmp_path).render("fuse", **_vars()).template == "fuse.v2"
     # a pinned version
     assert TemplateSet(tmp_path, pins={"direct": "direct.v1"}).render("direct", **_vars()).messages[0][
         "content"] == "old Shehu ya je Kano"
@@ -82,3 +83,28 @@ def test_bad_templates_give_clear_errors(tmp_path: Path) -> None:
         TemplateSet(tmp_path / "missing")
     with pytest.raises(TemplateError, match="no template for step 'nosuch'"):
         TemplateSet().render("nosuch")
+
+
+def test_fuse_shows_which_english_entities_the_source_confirms() -> None:
+    hints = [{"text": "Kano", "type": "LOC", "found": "Kano"}, {"text": "the Emir", "type": "PER", "found": ""}]
+    user = TemplateSet().render("fuse", **_vars(english_entities=hints)).messages[-1]["content"]
+    real = user[user.index("Now the real sentence"):]
+    assert '- "Kano" (LOC): found as "Kano"' in real
+    assert '- "the Emir" (PER): not found' in real
+    assert "trust the Hausa sentence" in user
+    assert "Dates, times, numbers and amounts are not entities here." in user
+
+
+def test_fuse_date_rule_and_worked_example_follow_the_labels() -> None:
+    ts = TemplateSet()
+    date = LABELS + [{"name": "DATE", "class_name": "Date", "description": "dates", "examples": []}]
+    user = ts.render("fuse", **_vars(labels=date, label_names=["PER", "LOC", "DATE"])).messages[-1]["content"]
+    assert "not entities here" not in user
+    # the built-in worked example uses PER/ORG/LOC: shown only when those are the labels
+    assert "A worked example" not in user
+    full = [{"name": n, "class_name": n, "description": n, "examples": []} for n in ("PER", "ORG", "LOC")]
+    user = ts.render("fuse", **_vars(labels=full, label_names=["PER", "ORG", "LOC"])).messages[-1]["content"]
+    assert "A worked example" in user and "Benki ya Dunia" in user
+    shots = [{"text": "Audu ya je Kaduna", "answer": '{"entities": []}'}]
+    user = ts.render("fuse", **_vars(labels=full, label_names=["PER", "ORG", "LOC"], examples=shots)).messages[-1]["content"]
+    assert "A worked example" not in user and "Audu ya je Kaduna" in user

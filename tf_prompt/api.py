@@ -173,7 +173,8 @@ def build_pipeline(settings: RunSettings, client: ModelClient, sentences: Sequen
                   style=settings.style)
     translator, annotator = make_components(settings, schema, sentences,
                                             len(sentences) if total is None else total, dry_run=dry_run)
-    return Pipeline(settings.method, ctx, translator=translator, annotator=annotator)
+    return Pipeline(settings.method, ctx, translator=translator, annotator=annotator,
+                    combine=settings.combine_rule())
 
 
 def make_client(settings: RunSettings, backend: Backend | None = None, *, dry_run: bool = False) -> ModelClient:

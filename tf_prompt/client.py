@@ -14,6 +14,7 @@ In dry-run mode (`tf-prompt estimate`) step 4 is replaced by a stand-in reply an
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -49,6 +50,12 @@ class Usage:
     cost_usd: float = 0.0
     cost_known: bool = True      # False when the model has no price in the table
     wall_seconds: float = 0.0
+    call_seconds: float = 0.0    # time spent in the calls made (with retries)
+    # What the cached replies cost when they were made: a rerun can report a method's full cost.
+    cached_prompt_tokens: int = 0
+    cached_completion_tokens: int = 0
+    cached_seconds: float = 0.0
+    cached_untimed: int = 0      # cache hits stored before replies carried their time
     by_step: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def add(self, step: str, prompt_tokens: int, completion_tokens: int, cost: float | None) -> None:
@@ -66,8 +73,19 @@ class Usage:
         s["completion_tokens"] += completion_tokens
         s["cost_usd"] += cost or 0.0
 
+    def add_cached(self, record: dict[str, Any]) -> None:
+        self.cache_hits += 1
+        self.cached_prompt_tokens += int(record.get("prompt_tokens") or 0)
+        self.cached_completion_tokens += int(record.get("completion_tokens") or 0)
+        if record.get("seconds") is None:
+            self.cached_untimed += 1
+        else:
+            self.cached_seconds += float(record["seconds"])
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        d["call_seconds"] = round(self.call_seconds, 3)
+        d["cached_seconds"] = round(self.cached_seconds, 3)
         d["cost_usd"] = round(self.cost_usd, 6) if self.cost_known else None
         d["wall_seconds"] = round(self.wall_seconds, 3)
         for s in d["by_step"].values():
@@ -195,7 +213,7 @@ class ModelClient:
         if self.cache is not None and self.options.use_cache:
             record = self.cache.get(key)
             if record is not None:
-                self.usage.cache_hits += 1
+                self.usage.add_cached(record)
                 return Completion(text=record["text"], prompt_tokens=record.get("prompt_tokens"),
                                   completion_tokens=record.get("completion_tokens"),
                                   finish_reason=record.get("finish_reason"), model=record.get("model"),
@@ -258,6 +276,7 @@ class ModelClient:
                 assert prompt_tokens is not None
                 expected = prompt_tokens + int(self.params.get("max_tokens") or 256) // 4
                 await self._tpm.acquire(min(expected, self._tpm.max_rate))
+            started = time.perf_counter()
             completion = await with_retries(self._attempt(prompt), max_retries=self.options.max_retries,
                                             initial=self.options.retry_initial, on_retry=self._count_retry)
         except BaseException as e:
@@ -268,6 +287,8 @@ class ModelClient:
             if self.budget is not None:
                 await self.budget.settle(worst, 0.0)
             raise
+        seconds = time.perf_counter() - started
+        self.usage.call_seconds += seconds
         p_tok = (completion.prompt_tokens if completion.prompt_tokens is not None
                  else prompt_tokens if prompt_tokens is not None
                  else self.tokenizer.count_messages(prompt.messages))
@@ -277,7 +298,8 @@ class ModelClient:
             # Stored before anything can fail: a paid reply is never lost.
             self.cache.set(key, {"text": completion.text, "prompt_tokens": p_tok, "completion_tokens": c_tok,
                                  "finish_reason": completion.finish_reason, "model": completion.model,
-                                 "template": prompt.identity, "step": prompt.step})
+                                 "template": prompt.identity, "step": prompt.step,
+                                 "seconds": round(seconds, 3)})
         cost = self.price_of(p_tok, c_tok)
         if self.budget is not None:
             await self.budget.settle(worst, cost or 0.0)

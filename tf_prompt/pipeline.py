@@ -23,7 +23,9 @@ from typing import Any, Protocol, Sequence
 from . import batching
 from .align import Alignment, Span, bio_to_spans, locate, spans_to_bio
 from .backends.base import BackendError
+from .checks import add_prefixes, check_english, names_only, strip_titles
 from .client import ModelClient
+from .combine import RULES as COMBINE_RULES, combine as combine_views
 from .data import Sentence
 from .parse import (Mention, ParseFailure, parse_code_assignments, parse_entities, parse_json_value,
                     parse_translation)
@@ -72,6 +74,8 @@ class Trace:
     failed: bool = False
     missing: list[str] = field(default_factory=list)   # parts a structured reply lacked
     batches: dict[str, dict[str, Any]] = field(default_factory=dict)  # step -> {size, item, fallback}
+    views: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # --combine: each view's spans
+    combine: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -89,6 +93,20 @@ class Result:
 
 def _mentions_json(mentions: Sequence[Mention]) -> list[dict[str, str]]:
     return [{"text": m.text, "type": m.label} for m in mentions]
+
+
+def evidence(source: str, english: Sequence[Mention]) -> list[dict[str, str]]:
+    """The English entities as evidence for the fusion step: each with the source words it was
+    aligned to (`found`, "" if none), as translate-test would project it.
+
+    Small models copy an English list into their answer; marking which hints the source confirms
+    lets the prompt tell them to answer with source words and to doubt the rest.
+    """
+    out = []
+    for m in english:
+        spans = locate(source, [m], fuzzy=PROJECTION_THRESHOLD).spans
+        out.append({"text": m.text, "type": m.label, "found": spans[0].text if spans else ""})
+    return out
 
 
 def answer_json(mentions: Sequence[Mention]) -> str:
@@ -245,10 +263,13 @@ class Pipeline:
     """Runs one method on one sentence at a time; safe to call concurrently."""
 
     def __init__(self, method: str, ctx: Context, *, translator: Translator | None = None,
-                 annotator: Annotator | None = None):
+                 annotator: Annotator | None = None, combine: str = "none"):
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+        if combine not in COMBINE_RULES:
+            raise ValueError(f"unknown combination rule {combine!r}; choose from {', '.join(COMBINE_RULES)}")
         self.method = method
+        self.combine = combine
         self.ctx = ctx
         self.translator = translator or LLMTranslator(ctx)
         self.annotator = annotator or LLMAnnotator(ctx)
@@ -277,18 +298,35 @@ class Pipeline:
         elif self.method == "transfusion-1call":
             mentions = await self._one_call(sentence, trace)
             alignment = locate(sentence.text, mentions or [])
-        elif self.ctx.style == "gollie":
-            mentions = await self._gollie_tf(sentence, trace)
-            alignment = locate(sentence.text, mentions or [])
         else:
-            english, english_mentions = await self._pivot(sentence, trace)
-            mentions = await self.ctx.entities(
-                "fuse", trace, sentence, text=sentence.text, language=self.ctx.language,
-                translation=english or "(not available)",
-                english_entities=_mentions_json(english_mentions or []),
-                labels=self.ctx.label_vars, examples=self.ctx.example_vars)
+            if self.ctx.style == "gollie":
+                english_mentions, mentions = await self._gollie_tf(sentence, trace)
+            else:
+                english, english_mentions = await self._pivot(sentence, trace)
+                mentions = await self.ctx.entities(
+                    "fuse", trace, sentence, text=sentence.text, language=self.ctx.language,
+                    translation=english or "(not available)",
+                    english_entities=evidence(sentence.text, english_mentions or []),
+                    labels=self.ctx.label_vars, label_names=self.ctx.schema.names,
+                    examples=self.ctx.example_vars)
             alignment = locate(sentence.text, mentions or [])
+            if self.combine != "none":
+                alignment = await self._combined(sentence, trace, alignment, english_mentions or [])
         return self._finish(sentence, trace, mentions or [], alignment)
+
+    async def _combined(self, sentence: Sentence, trace: Trace, fusion: Alignment,
+                        english: Sequence[Mention]) -> Alignment:
+        """Ask the direct question too and combine the three views (combine.py) into the answer."""
+        direct = await self.ctx.entities(
+            "direct", trace, sentence, text=sentence.text, language=self.ctx.language,
+            labels=self.ctx.label_vars, examples=self.ctx.example_vars)
+        views = {"fusion": fusion.spans,
+                 "direct": locate(sentence.text, direct or []).spans,
+                 "projection": locate(sentence.text, english, fuzzy=PROJECTION_THRESHOLD).spans}
+        trace.views = {name: [{"start": s.start, "end": s.end, "type": s.label, "text": s.text} for s in spans]
+                       for name, spans in views.items()}
+        trace.combine = self.combine
+        return Alignment(combine_views(self.combine, views), fusion.hallucinated, fusion.unaligned)
 
     async def _one_call(self, sentence: Sentence, trace: Trace) -> list[Mention] | None:
         """TransFusion in one call: translation, English entities and source entities in one JSON
@@ -328,7 +366,7 @@ class Pipeline:
         trace.unknown_labels += _mentions_json(result.unknown)
         return result.mentions
 
-    async def _gollie_tf(self, sentence: Sentence, trace: Trace) -> list[Mention] | None:
+    async def _gollie_tf(self, sentence: Sentence, trace: Trace) -> tuple[list[Mention] | None, list[Mention] | None]:
         """GoLLIE-TF: translate, then one generation writes `result` (English entities) and
         `final_result` (source entities). The English annotation is not a separate call."""
         english = await self.translator.translate(sentence, trace)
@@ -339,12 +377,13 @@ class Pipeline:
                                    translation=english or "", labels=self.ctx.label_vars)
         lists = parse_code_assignments(complete_code(reply), self.ctx.schema.names, self.ctx.schema.aliases)
         if "result" in lists:
+            lists["result"] = check_english(lists["result"], self.ctx.schema.names)
             trace.english_entities = _mentions_json(lists["result"])
         if "final_result" not in lists:
             trace.parse_failures["fuse"] = ("no final_result in the reply" if lists
                                             else "no result/final_result lists in the reply")
-            return None
-        return lists["final_result"]
+            return lists.get("result"), None
+        return lists.get("result"), lists["final_result"]
 
     async def _pivot(self, sentence: Sentence, trace: Trace) -> tuple[str | None, list[Mention] | None]:
         """Translate into English and annotate the translation (shared by both pivot methods)."""
@@ -354,11 +393,15 @@ class Pipeline:
             return None, None
         english_mentions = await self.annotator.annotate(english, sentence, trace)
         if english_mentions is not None:
+            english_mentions = check_english(english_mentions, self.ctx.schema.names)
             trace.english_entities = _mentions_json(english_mentions)
         return english, english_mentions
 
     def _finish(self, sentence: Sentence, trace: Trace, mentions: Sequence[Mention],
                 alignment: Alignment) -> Result:
+        spans = strip_titles(names_only(alignment.spans), self.ctx.schema.title_set)
+        spans = add_prefixes(spans, sentence.text, self.ctx.schema.prefix_sets)
+        alignment = Alignment(spans, alignment.hallucinated, alignment.unaligned)
         tags = spans_to_bio(sentence.offsets, alignment.spans)
         trace.parsed = _mentions_json(mentions)
         trace.spans = [{"start": s.start, "end": s.end, "type": s.label, "text": s.text, "match": s.match}

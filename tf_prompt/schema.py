@@ -8,6 +8,7 @@ memorised conventions, so each label says what counts and what does not. A schem
 from __future__ import annotations
 
 import json
+from importlib import resources
 from pathlib import Path
 from typing import Sequence
 
@@ -41,6 +42,20 @@ class Schema(BaseModel):
     name: str = "custom"
     labels: list[Label]
     aliases: dict[str, str] = Field(default_factory=dict)
+    #: Words that precede a person's name but are not part of its PER span in this annotation
+    #: scheme (titles, honorifics); stripped from predicted PER spans (checks.strip_titles).
+    titles: list[str] = Field(default_factory=list)
+    #: Generic words that belong to the span of the name they precede, per type ("jihar" in
+    #: "jihar Kano" LOC); added to predicted spans that stop just after them (checks.add_prefixes).
+    prefixes: dict[str, list[str]] = Field(default_factory=dict)
+
+    @property
+    def prefix_sets(self) -> dict[str, frozenset[str]]:
+        return {label: frozenset(w.casefold() for w in words) for label, words in self.prefixes.items()}
+
+    @property
+    def title_set(self) -> frozenset[str]:
+        return frozenset(t.rstrip(".").casefold() for t in self.titles)
 
     @property
     def names(self) -> list[str]:
@@ -64,7 +79,15 @@ class Schema(BaseModel):
             name=self.name,
             labels=chosen,
             aliases={k: v for k, v in self.aliases.items() if v in kept},
+            titles=self.titles,
+            prefixes={k: v for k, v in self.prefixes.items() if k in kept},
         )
+
+
+def _conventions() -> dict:
+    """MasakhaNER's span conventions, derived from its dev splits (benchmarks/derive_conventions.py)."""
+    path = resources.files("tf_prompt.resources").joinpath("masakhaner_conventions.json")
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 MASAKHANER = Schema(
@@ -111,6 +134,8 @@ MASAKHANER = Schema(
         "PERSON": "PER", "PEOPLE": "PER", "ORGANIZATION": "ORG", "ORGANISATION": "ORG",
         "LOCATION": "LOC", "GPE": "LOC", "PLACE": "LOC", "TIME": "DATE",
     },
+    titles=_conventions()["titles"],
+    prefixes=_conventions()["prefixes"],
 )
 
 BUILTIN: dict[str, Schema] = {"masakhaner": MASAKHANER}

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
+from .combine import DEFAULT as DEFAULT_COMBINE, RULES as COMBINE_RULES
 from .pipeline import METHODS, STYLES
 
 
@@ -21,6 +22,7 @@ class RunSettings(BaseModel):
     api_key_env: str = "OPENAI_API_KEY"
     method: str = "transfusion"
     style: str = "json"
+    combine: str | None = None        # transfusion only: none | union | vote | ... (None: the default rule)
     translator: str = "llm"           # llm | file:PATH | mt:DIR
     annotator: str = "llm"            # llm | spacy[:MODEL]
     batch_sentences: int = 1          # K sentences per prompt (every step)
@@ -66,6 +68,25 @@ class RunSettings(BaseModel):
         if v not in STYLES:
             raise ValueError(f"unknown prompt style {v!r}; choose from {', '.join(STYLES)}")
         return v
+
+    @field_validator("combine")
+    @classmethod
+    def _combine(cls, v: str | None) -> str | None:
+        if v is not None and v not in COMBINE_RULES:
+            raise ValueError(f"unknown combination rule {v!r}; choose from {', '.join(COMBINE_RULES)}")
+        return v
+
+    @model_validator(mode="after")
+    def _combine_needs_transfusion(self) -> "RunSettings":
+        if self.combine not in (None, "none") and self.method != "transfusion":
+            raise ValueError(f"--combine {self.combine} applies to --method transfusion, not {self.method}")
+        return self
+
+    def combine_rule(self) -> str:
+        """The rule that makes transfusion's final answer ("none" for every other method)."""
+        if self.method != "transfusion":
+            return "none"
+        return self.combine or DEFAULT_COMBINE
 
     @field_validator("translator")
     @classmethod

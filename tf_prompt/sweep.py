@@ -54,10 +54,10 @@ _SET_BY_SWEEP = {
     "data": "datasets", "language": "datasets (as {data = ..., language = ...})", "out": "out",
     "limit": "limit", "concurrency": "concurrency", "labels": "labels", "max_cost": "max_cost",
     "style": "[[prompts]] style", "shots": "[[prompts]] shots", "shots_from": "[[prompts]] shots_from",
-    "prompts": "[[prompts]] prompts_dir",
+    "prompts": "[[prompts]] prompts_dir", "combine": "[[prompts]] combine",
 }
 _MODEL_KEYS = {"name", "label", "base_url", "api_key_env", "n_threads", "n_ctx"}
-_PROMPT_KEYS = {"name", "style", "shots", "shots_from", "prompts_dir", "schema"}
+_PROMPT_KEYS = {"name", "style", "shots", "shots_from", "prompts_dir", "schema", "combine"}
 _DATASET_KEYS = {"data", "language", "name"}
 _TOP_KEYS = {"out", "max_cost", "limit", "concurrency", "labels", "methods", "datasets", "languages",
              "models", "prompts", "run"}
@@ -265,7 +265,9 @@ def load_config(path: str | Path, out: str | Path | None = None) -> SweepConfig:
                     fields = {**run, **model_fields, "model": model["name"], "method": method, "data": data,
                               "language": language, "labels": labels, "limit": limit,
                               "concurrency": concurrency, "out": str(cell_out),
-                              **{k: v for k, v in prompt.items() if k != "name"}}
+                              # combine shapes transfusion's answer; other methods ignore it
+                              **{k: v for k, v in prompt.items()
+                                 if k != "name" and not (k == "combine" and method != "transfusion")}}
                     try:
                         settings = RunSettings(**fields)
                     except ValidationError as e:
@@ -372,7 +374,7 @@ def _read_prompts(src: _Source, conf: dict[str, Any], base: Path) -> list[dict[s
             raise src.error(f"prompts[{i}].style", f"unknown style {p['style']!r}; choose from {', '.join(STYLES)}",
                             "style", "prompts", i)
         variant: dict[str, Any] = {"name": name}
-        for key in ("style", "shots", "schema"):
+        for key in ("style", "shots", "schema", "combine"):
             if key in p:
                 variant[key] = p[key]
         if "shots_from" in p:
