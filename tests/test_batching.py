@@ -12,7 +12,7 @@ from tf_prompt.data import read_conll, sample_path
 from tf_prompt.testing import oracle_responder
 
 LABELS = ["PER", "ORG", "LOC", "DATE"]
-CALLS = {"direct": 1, "translate-test": 2, "transfusion": 3, "transfusion-1call": 1}
+CALLS = {"direct": 1, "translate-test": 2, "transfusion": 4, "transfusion-1call": 1}  # transfusion: + direct (--combine)
 
 
 @pytest.mark.parametrize("method", list(CALLS))
@@ -64,7 +64,7 @@ def test_estimate_knows_batching(server, capsys) -> None:
         assert main(["estimate", "--json", "--model", "gpt-4o-mini", "--base-url", server.base_url,
                      "--method", "transfusion", "--batch-sentences", str(k)]) == 0
         est[k] = json.loads(capsys.readouterr().out)
-    assert est[1]["calls"] == 36 and est[4]["calls"] == 9
+    assert est[1]["calls"] == 48 and est[4]["calls"] == 12   # 4 steps (+ direct for --combine) x 12
     assert est[4]["prompt_tokens"] < 0.6 * est[1]["prompt_tokens"]
     assert server.requests == []
 

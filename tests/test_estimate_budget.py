@@ -36,7 +36,7 @@ def test_estimate_matches_what_the_server_counts(priced_server, capsys, tmp_path
     est = _estimate(capsys, *args)
     assert priced_server.requests == []            # nothing was sent
     n = len(read_conll(sample_path()))
-    assert est["calls"] == {"direct": 1, "translate-test": 2, "transfusion": 3}[method] * n
+    assert est["calls"] == {"direct": 1, "translate-test": 2, "transfusion": 4}[method] * n   # + direct: --combine
     assert main(["run", *args, "--out", str(tmp_path / "run")]) == 0
     counted = priced_server.prompt_tokens
     assert abs(est["prompt_tokens"] - counted) <= 0.10 * counted, (est["prompt_tokens"], counted)
@@ -45,7 +45,7 @@ def test_estimate_matches_what_the_server_counts(priced_server, capsys, tmp_path
     expected = (est["prompt_tokens"] * price.input + est["completion_tokens"] * price.output) / 1e6
     assert est["cost_usd"] == pytest.approx(expected, rel=1e-6)
     assert set(est["by_step"]) == {"direct": {"direct"}, "translate-test": {"translate", "annotate"},
-                                   "transfusion": {"translate", "annotate", "fuse"}}[method]
+                                   "transfusion": {"translate", "annotate", "fuse", "direct"}}[method]
 
 
 def test_estimate_accounts_for_the_cache(priced_server, capsys, tmp_path: Path) -> None:
@@ -53,7 +53,7 @@ def test_estimate_accounts_for_the_cache(priced_server, capsys, tmp_path: Path) 
     assert main(["run", *args, "--limit", "4", "--out", str(tmp_path / "a")]) == 0
     capsys.readouterr()
     est = _estimate(capsys, *args)
-    assert est["cached_calls"] == 12 and est["calls"] == 24
+    assert est["cached_calls"] == 16 and est["calls"] == 32
     assert main(["run", *args, "--out", str(tmp_path / "b")]) == 0
     capsys.readouterr()
     assert _estimate(capsys, *args)["calls"] == 0
@@ -82,7 +82,7 @@ def test_max_cost_is_a_hard_cap(priced_server, capsys, tmp_path: Path) -> None:
     # raising the cap continues from the cache: only the missing replies are paid for
     before = len(priced_server.requests)
     assert main(["run", *args, "--max-cost", "10", "--out", str(out)]) == 0
-    assert len(priced_server.requests) - before == 36 - before
+    assert len(priced_server.requests) - before == 48 - before
 
 
 def test_max_cost_needs_a_price(server, capsys) -> None:
@@ -131,7 +131,7 @@ def test_estimate_shows_batch_api_and_batching_savings(priced_server, capsys) ->
     est = _estimate(capsys, "--model", "gpt-4o-mini", "--base-url", priced_server.base_url,
                     "--method", "transfusion", "--batch-sentences", "4")
     assert est["cost_usd_batch_api"] == pytest.approx(est["cost_usd"] / 2, rel=1e-3)
-    assert est["unbatched"]["calls"] == 36 and est["calls"] == 9
+    assert est["unbatched"]["calls"] == 48 and est["calls"] == 12
     assert est["prompt_tokens"] < est["unbatched"]["prompt_tokens"]
     assert main(["estimate", "--model", "gpt-4o", "--base-url", priced_server.base_url,
                  "--batch-sentences", "4"]) == 0

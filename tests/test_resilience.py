@@ -31,7 +31,7 @@ from tf_prompt.data import Sentence, read_conll, sample_path
 from tf_prompt.testing import Fault, LoopbackServer, oracle_responder
 
 LABELS = ["PER", "ORG", "LOC", "DATE"]
-CALLS_PER_SENTENCE = 3  # transfusion: translate, annotate, fuse
+CALLS_PER_SENTENCE = 4  # transfusion: translate, annotate, fuse, direct (the default --combine)
 
 
 # --- helpers ---------------------------------------------------------------------------------

@@ -86,7 +86,9 @@ class RunSettings(BaseModel):
         """The rule that makes transfusion's final answer ("none" for every other method)."""
         if self.method != "transfusion":
             return "none"
-        return self.combine or DEFAULT_COMBINE
+        # The default rule was measured with the json prompts; GoLLIE-TF stays the paper's one
+        # prompt unless asked.
+        return self.combine or (DEFAULT_COMBINE if self.style == "json" else "none")
 
     @field_validator("translator")
     @classmethod
