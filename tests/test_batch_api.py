@@ -37,8 +37,10 @@ N = len(SENTENCES)
 
 
 def settings(server: LoopbackServer, tmp_path: Path, **kw: Any) -> RunSettings:
-    base = dict(model=MODEL, base_url=server.base_url, method="transfusion", out=str(tmp_path / "out"),
-                cache_dir=str(tmp_path / "cache"))
+    """Plain transfusion (three steps, three waves) unless a test asks for more: these tests are
+    about waves and batches; the first one runs the default, combined with direct."""
+    base = dict(model=MODEL, base_url=server.base_url, method="transfusion", combine="none",
+                out=str(tmp_path / "out"), cache_dir=str(tmp_path / "cache"))
     return RunSettings(**{**base, **kw})
 
 
@@ -61,14 +63,15 @@ def oracle():
 
 
 def test_transfusion_via_batch_then_normal_run_is_free(oracle, tmp_path: Path, capsys) -> None:
-    summary = via_batch(settings(oracle, tmp_path))
+    summary = via_batch(settings(oracle, tmp_path, combine=None))
     m = summary.metrics
     b = m["usage"]["batch"]
     assert m["f1"] == pytest.approx(1.0) and m["complete"] is True
     # one wave per step, one batch per wave, and no synchronous chat request at all
     assert b["waves"] == 3 and b["batches"] == 3 and oracle.batches_created == oracle.uploads == 3
     assert oracle.served == 0 and len(oracle.requests) == 0
-    assert b["requests"] == b["succeeded"] == oracle.batch_requests_served == 3 * N and b["failed"] == 0
+    # 4 requests per sentence: the direct one (--combine) goes in the first wave with translate
+    assert b["requests"] == b["succeeded"] == oracle.batch_requests_served == 4 * N and b["failed"] == 0
     # usage as the API reported it, priced at batch prices (half the standard ones for this model)
     assert (b["prompt_tokens"], b["completion_tokens"]) == (oracle.batch_prompt_tokens, oracle.batch_completion_tokens)
     prices = PriceTable.load()
@@ -76,7 +79,7 @@ def test_transfusion_via_batch_then_normal_run_is_free(oracle, tmp_path: Path, c
     assert b["cost_usd"] == pytest.approx(expected, abs=1e-6)
     assert expected < prices.cost(MODEL, b["prompt_tokens"], b["completion_tokens"])
     # the final pass was all cache hits, and metrics.json on disk has the batch usage
-    assert m["usage"]["calls"] == 0 and m["usage"]["cache_hits"] == 3 * N and m["usage"]["attempts"] == 0
+    assert m["usage"]["calls"] == 0 and m["usage"]["cache_hits"] == 4 * N and m["usage"]["attempts"] == 0
     on_disk = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert on_disk["usage"]["batch"] == b and on_disk["settings"]["via"] == "batch"
     # the input file is what the Batch API expects
@@ -107,7 +110,7 @@ def test_other_methods_and_sentence_batching(oracle, tmp_path: Path, method: str
     assert summary.metrics["f1"] == pytest.approx(1.0) and summary.metrics["complete"] is True
     assert b["waves"] == b["batches"] == waves and b["succeeded"] == waves * -(-N // k) and oracle.served == 0
     again = run_dataset(model=MODEL, base_url=oracle.base_url, method=method, batch_sentences=k,
-                        cache_dir=str(tmp_path / "cache"))
+                        combine="none", cache_dir=str(tmp_path / "cache"))
     assert oracle.served == 0 and again.metrics["f1"] == pytest.approx(1.0)
 
 
@@ -138,7 +141,7 @@ def test_restart_reattaches_to_the_batch_left_behind(oracle, tmp_path: Path, mea
 def test_kill_9_while_pending_then_rerun_reattaches(oracle, tmp_path: Path) -> None:
     oracle.batch_polls_before_done = None
     script = ("import sys; from tf_prompt.batch_api import run_dataset_via_batch as r; "
-              "r(model=sys.argv[1], base_url=sys.argv[2], cache_dir=sys.argv[3], method='transfusion', "
+              "r(model=sys.argv[1], base_url=sys.argv[2], cache_dir=sys.argv[3], method='transfusion', combine='none', "
               "poll_interval=0.02)")
     env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
     proc = subprocess.Popen([sys.executable, "-c", script, MODEL, oracle.base_url, str(tmp_path / "cache")],
@@ -197,7 +200,8 @@ def test_line_that_keeps_failing_is_left_to_a_normal_rerun(tmp_path: Path) -> No
         assert [r.sentence.text for r in failed] == [target]
         assert "no reply from the Batch API" in failed[0].trace.errors["translate"]
         # a normal run retries just that sentence's calls
-        again = run_dataset(model=MODEL, base_url=srv.base_url, method="transfusion", cache_dir=str(tmp_path / "cache"))
+        again = run_dataset(model=MODEL, base_url=srv.base_url, method="transfusion", combine="none",
+                            cache_dir=str(tmp_path / "cache"))
         assert srv.served == again.metrics["usage"]["calls"] == 3
         assert again.metrics["f1"] == pytest.approx(1.0) and again.metrics["complete"] is True
 

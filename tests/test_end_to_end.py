@@ -79,7 +79,7 @@ def test_garbage_replies_are_parse_failures_not_crashes(server) -> None:
     m = summary.metrics
     assert m["n_sentences"] == 5
     # translate replies are prose, so they are taken as translations; annotate and fuse fail
-    assert m["parse_failures_by_step"] == {"annotate": 5, "fuse": 5}
+    assert m["parse_failures_by_step"] == {"annotate": 5, "fuse": 5, "direct": 5}
     assert m["f1"] == 0.0
 
 

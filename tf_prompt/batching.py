@@ -111,7 +111,9 @@ class ChunkBatcher:
         self._maybe_flush()
 
     def _maybe_flush(self) -> None:
-        if not self.waiting or len(self.waiting) < self.active:
+        # A sentence may wait on two calls at once (transfusion asks direct alongside the pivot):
+        # flush when every active sentence waits on at least one.
+        if not self.waiting or len({id(it.trace) for it in self.waiting}) < self.active:
             return
         step = min((it.step for it in self.waiting), key=lambda s: BATCH_STEPS.index(s)
                    if s in BATCH_STEPS else len(BATCH_STEPS))

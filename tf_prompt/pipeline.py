@@ -15,6 +15,7 @@ the sentence's trace and counted; it never stops the run.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from dataclasses import dataclass, field
@@ -285,9 +286,7 @@ class Pipeline:
 
     async def _run(self, sentence: Sentence, trace: Trace) -> Result:
         if self.method == "direct":
-            mentions = await self.ctx.entities(
-                "direct", trace, sentence, text=sentence.text, language=self.ctx.language,
-                labels=self.ctx.label_vars, examples=self.ctx.example_vars)
+            mentions = await self._direct(sentence, trace)
             alignment = locate(sentence.text, mentions or [])
         elif self.method == "translate-test":
             _, mentions = await self._pivot(sentence, trace)
@@ -299,29 +298,45 @@ class Pipeline:
             mentions = await self._one_call(sentence, trace)
             alignment = locate(sentence.text, mentions or [])
         else:
-            if self.ctx.style == "gollie":
-                english_mentions, mentions = await self._gollie_tf(sentence, trace)
+            if self.combine == "none":
+                english_mentions, mentions = await self._fusion(sentence, trace)
+                alignment = locate(sentence.text, mentions or [])
             else:
-                english, english_mentions = await self._pivot(sentence, trace)
-                mentions = await self.ctx.entities(
-                    "fuse", trace, sentence, text=sentence.text, language=self.ctx.language,
-                    translation=english or "(not available)",
-                    english_entities=evidence(sentence.text, english_mentions or []),
-                    labels=self.ctx.label_vars, label_names=self.ctx.schema.names,
-                    examples=self.ctx.example_vars)
-            alignment = locate(sentence.text, mentions or [])
-            if self.combine != "none":
-                alignment = await self._combined(sentence, trace, alignment, english_mentions or [])
+                # The direct question is asked alongside the pivot, not after the fusion: a run
+                # waits no longer, and --via batch sends it in the first wave.
+                fused, direct = await asyncio.gather(self._fusion(sentence, trace), self._direct(sentence, trace),
+                                                     return_exceptions=True)
+                for outcome in (fused, direct):
+                    if isinstance(outcome, BaseException):
+                        raise outcome
+                english_mentions, mentions = fused
+                alignment = self._combined(sentence, trace, locate(sentence.text, mentions or []),
+                                           english_mentions or [], direct or [])
         return self._finish(sentence, trace, mentions or [], alignment)
 
-    async def _combined(self, sentence: Sentence, trace: Trace, fusion: Alignment,
-                        english: Sequence[Mention]) -> Alignment:
-        """Ask the direct question too and combine the three views (combine.py) into the answer."""
-        direct = await self.ctx.entities(
+    async def _fusion(self, sentence: Sentence, trace: Trace) -> tuple[list[Mention] | None, list[Mention] | None]:
+        """(English entities, fused source entities): translate, annotate, fuse (or GoLLIE-TF)."""
+        if self.ctx.style == "gollie":
+            return await self._gollie_tf(sentence, trace)
+        english, english_mentions = await self._pivot(sentence, trace)
+        mentions = await self.ctx.entities(
+            "fuse", trace, sentence, text=sentence.text, language=self.ctx.language,
+            translation=english or "(not available)",
+            english_entities=evidence(sentence.text, english_mentions or []),
+            labels=self.ctx.label_vars, label_names=self.ctx.schema.names,
+            examples=self.ctx.example_vars)
+        return english_mentions, mentions
+
+    async def _direct(self, sentence: Sentence, trace: Trace) -> list[Mention] | None:
+        return await self.ctx.entities(
             "direct", trace, sentence, text=sentence.text, language=self.ctx.language,
             labels=self.ctx.label_vars, examples=self.ctx.example_vars)
+
+    def _combined(self, sentence: Sentence, trace: Trace, fusion: Alignment, english: Sequence[Mention],
+                  direct: Sequence[Mention]) -> Alignment:
+        """The three views of the sentence combined by the rule (combine.py) into the answer."""
         views = {"fusion": fusion.spans,
-                 "direct": locate(sentence.text, direct or []).spans,
+                 "direct": locate(sentence.text, direct).spans,
                  "projection": locate(sentence.text, english, fuzzy=PROJECTION_THRESHOLD).spans}
         trace.views = {name: [{"start": s.start, "end": s.end, "type": s.label, "text": s.text} for s in spans]
                        for name, spans in views.items()}
