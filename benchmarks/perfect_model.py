@@ -35,6 +35,9 @@ def main() -> int:
     ap.add_argument("--split", default="test")
     ap.add_argument("--limit", type=int)
     ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--checks", action="store_true",
+                    help="apply the self-checks (off by default: they rewrite answers to MasakhaNER's "
+                         "conventions, which measures the conventions rather than the pipeline)")
     args = ap.parse_args()
     root = Path(args.data_dir) / "masakhaner2"
     if not root.is_dir():
@@ -53,7 +56,8 @@ def main() -> int:
             for method in methods:
                 settings = RunSettings(model="oracle", base_url=srv.base_url, method=method,
                                        data=f"masakhaner2:{lang}:{args.split}", limit=args.limit,
-                                       concurrency=args.concurrency)
+                                       concurrency=args.concurrency, checks=args.checks,
+                                       combine="none" if method == "transfusion" else None)
                 summary = asyncio.run(run_async(settings))
                 row.append(summary.metrics["f1"])
                 worst = min(worst, summary.metrics["f1"])

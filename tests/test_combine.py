@@ -27,6 +27,10 @@ def test_none_is_the_fusion_answer() -> None:
 def test_union_adds_direct_spans_that_do_not_overlap_fusion() -> None:
     v = views([span("Buhari", "PER")], [span("Shugaba Buhari", "PER"), span("Kano", "LOC")])
     assert combine("union", v) == [span("Buhari", "PER"), span("Kano", "LOC")]
+    # the type is the views' majority; a tie drops the span
+    v = views([span("Kano", "ORG"), span("INEC", "ORG")], [span("Kano", "LOC"), span("INEC", "LOC")],
+              [span("Kano", "LOC")])
+    assert combine("union", v) == [span("Kano", "LOC")]
 
 
 def test_vote_keeps_spans_two_views_propose() -> None:

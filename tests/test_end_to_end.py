@@ -190,8 +190,8 @@ def _step_responder(replies: dict[str, list[dict[str, str]]]):
 
 
 @pytest.mark.parametrize("rule,expected", [
-    ("none", ["B-PER", "I-PER", "O", "O", "O", "B-ORG", "O"]),
-    ("union", ["B-PER", "I-PER", "O", "O", "B-LOC", "B-ORG", "O"]),
+    ("none", ["B-PER", "I-PER", "O", "O", "O", "O", "B-ORG"]),
+    ("union", ["B-PER", "I-PER", "O", "O", "B-LOC", "O", "B-ORG"]),
     ("vote", ["B-PER", "I-PER", "O", "O", "B-LOC", "O", "O"]),
     ("confirmed", ["B-PER", "I-PER", "O", "O", "B-LOC", "O", "O"]),
 ])
@@ -203,7 +203,8 @@ def test_transfusion_combines_fusion_direct_and_projection(server, tmp_path: Pat
         "direct": [{"text": "Shehu Gusau", "type": "PER"}, {"text": "Kano", "type": "LOC"}],
         "annotate": [{"text": "Shehu Gusau", "type": "PER"}, {"text": "Monday", "type": "PER"},
                      {"text": "Kano", "type": "LOC"}],
-        "fuse": [{"text": "Shehu Gusau", "type": "PER"}, {"text": "ranar", "type": "ORG"}],
+        "fuse": [{"text": "Shehu Gusau", "type": "PER"}, {"text": "ranar", "type": "ORG"},
+                 {"text": "Litinin", "type": "ORG"}],
     })
     out = tmp_path / "run"
     summary = run_dataset(model="m", base_url=server.base_url, method="transfusion", combine=rule,
@@ -212,8 +213,7 @@ def test_transfusion_combines_fusion_direct_and_projection(server, tmp_path: Pat
     assert trace["predicted"] == expected
     # "Monday" is a date: dropped from the English hints when DATE is not a label
     assert trace["english_entities"] == [{"text": "Shehu Gusau", "type": "PER"}, {"text": "Kano", "type": "LOC"}]
-    fuse_prompt = next(b for b in server.requests if "Now the real sentence" in b["messages"][-1]["content"])
-    assert '- "Kano" (LOC): found as "Kano"' in fuse_prompt["messages"][-1]["content"]
+    # "ranar" (no capital) is not name-shaped: dropped by the checks whatever the rule
     assert summary.metrics["usage"]["calls"] == (3 if rule == "none" else 4)
     if rule != "none":
         assert trace["combine"] == rule and set(trace["views"]) == {"fusion", "direct", "projection"}

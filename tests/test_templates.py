@@ -14,7 +14,8 @@ LABELS = [{"name": "PER", "class_name": "Person", "description": "people", "exam
 
 def _vars(**extra):
     base = dict(text="Shehu ya je Kano", language="Hausa", labels=LABELS, examples=[],
-                translation="Shehu went to Kano", english_entities=[{"text": "Kano", "type": "LOC", "found": "Kano"}],
+                translation="Shehu went to Kano", english_entities=[{"text": "Kano", "type": "LOC"}],
+                hints=[{"text": "Kano", "type": "LOC", "found": "Kano"}],
                 label_names=[label["name"] for label in LABELS])
     base.update(extra)
     return base
@@ -51,7 +52,7 @@ def test_override_dir_and_highest_version_wins(tmp_path: Path) -> None:
     assert prompt.messages == [{"role": "user", "content": "new Shehu ya je Kano"}]
     assert prompt.template == "direct.v2"
     # steps not overridden still come from the package
-    assert TemplateSet(tmp_path).render("fuse", **_vars()).template == "fuse.v2"
+    assert TemplateSet(tmp_path).render("fuse", **_vars()).template == "fuse.v1"
     # a pinned version
     assert TemplateSet(tmp_path, pins={"direct": "direct.v1"}).render("direct", **_vars()).messages[0][
         "content"] == "old Shehu ya je Kano"
@@ -87,7 +88,7 @@ def test_bad_templates_give_clear_errors(tmp_path: Path) -> None:
 
 def test_fuse_shows_which_english_entities_the_source_confirms() -> None:
     hints = [{"text": "Kano", "type": "LOC", "found": "Kano"}, {"text": "the Emir", "type": "PER", "found": ""}]
-    user = TemplateSet().render("fuse", **_vars(english_entities=hints)).messages[-1]["content"]
+    user = TemplateSet("hints").render("fuse", **_vars(hints=hints)).messages[-1]["content"]
     real = user[user.index("Now the real sentence"):]
     assert '- "Kano" (LOC): found as "Kano"' in real
     assert '- "the Emir" (PER): not found' in real
@@ -96,7 +97,7 @@ def test_fuse_shows_which_english_entities_the_source_confirms() -> None:
 
 
 def test_fuse_date_rule_and_worked_example_follow_the_labels() -> None:
-    ts = TemplateSet()
+    ts = TemplateSet("hints")
     date = LABELS + [{"name": "DATE", "class_name": "Date", "description": "dates", "examples": []}]
     user = ts.render("fuse", **_vars(labels=date, label_names=["PER", "LOC", "DATE"])).messages[-1]["content"]
     assert "not entities here" not in user
@@ -108,3 +109,10 @@ def test_fuse_date_rule_and_worked_example_follow_the_labels() -> None:
     shots = [{"text": "Audu ya je Kaduna", "answer": '{"entities": []}'}]
     user = ts.render("fuse", **_vars(labels=full, label_names=["PER", "ORG", "LOC"], examples=shots)).messages[-1]["content"]
     assert "A worked example" not in user and "Audu ya je Kaduna" in user
+
+
+def test_packaged_variants_by_name(tmp_path: Path) -> None:
+    assert TemplateSet("hints").render("fuse", **_vars()).template == "fuse.v2"
+    assert TemplateSet("hints").render("direct", **_vars()).template == "direct.v1"   # the rest: defaults
+    with pytest.raises(TemplateError, match="packaged variants: hints"):
+        TemplateSet("no_such_variant")

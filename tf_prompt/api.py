@@ -174,7 +174,7 @@ def build_pipeline(settings: RunSettings, client: ModelClient, sentences: Sequen
     translator, annotator = make_components(settings, schema, sentences,
                                             len(sentences) if total is None else total, dry_run=dry_run)
     return Pipeline(settings.method, ctx, translator=translator, annotator=annotator,
-                    combine=settings.combine_rule())
+                    combine=settings.combine_rule(), checks=settings.checks)
 
 
 def make_client(settings: RunSettings, backend: Backend | None = None, *, dry_run: bool = False) -> ModelClient:

@@ -5,6 +5,7 @@ the schema has no DATE type (MasakhaNER is usually scored on PER/ORG/LOC only). 
 the answer consistent with the labels the user chose:
 
 - a mention without a letter ("2014", "50%") is never a name;
+- in a script with capitals, a span with no capital anywhere is a phrase, not a name;
 - a generic word in front of a name is part of it when the schema says so ("[jihar Kano]" LOC,
   "[u Rwanda]" LOC in MasakhaNER), derived the same way;
 - a title in front of a person's name is not part of it when the schema says so (MasakhaNER
@@ -19,10 +20,13 @@ the answer consistent with the labels the user chose:
 from __future__ import annotations
 
 import re
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 from .align import Span
 from .parse import Mention
+
+if TYPE_CHECKING:
+    from .schema import Schema
 
 _MONTHS = ("january|february|march|april|may|june|july|august|september|october|november|december|"
            "jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec")
@@ -44,6 +48,23 @@ def is_english_date(text: str) -> bool:
     """Whether an English mention is only a date expression ("July 2014", "last Wednesday")."""
     text = text.strip()
     return bool(text) and bool(_ENGLISH_DATE.match(text)) and bool(_CALENDAR_WORD.search(text))
+
+
+def _has_capital(word: str) -> bool:
+    return any(c.isupper() for c in word)
+
+
+def name_shaped(span: Span, prefixes: frozenset[str] = frozenset()) -> bool:
+    """Whether a span can be a name in a script with capitals: some word of it carries a capital
+    ("Benki ya Dunia", "eMzantsi Afrika", "Imo state"), not counting the generic words its type
+    may start with ("jihar", "u"). Small models tag whole phrases ("ṣùgbọ́n mo fẹ̀yìntì"); MasakhaNER
+    names nearly always have a capital. Spans in scripts without case pass."""
+    words = span.text.split()
+    while len(words) > 1 and words[0] in prefixes:
+        words = words[1:]
+    if not any(c.isupper() or c.islower() for c in span.text):
+        return True               # no letter with case: nothing to judge
+    return any(_has_capital(w) for w in words)
 
 
 def names_only(spans: Sequence[Span]) -> list[Span]:
@@ -87,6 +108,14 @@ def add_prefixes(spans: Sequence[Span], source: str, prefixes: Mapping[str, froz
             s = Span(start, s.end, s.label, source[start:s.end], s.match)
         out[k] = s
     return out
+
+
+def check_spans(spans: Sequence[Span], source: str, schema: "Schema") -> list[Span]:
+    """Every check on source spans, in order: no numbers as names, name shape, titles out,
+    generic words in. Applied to every method's answer (and to each view before combining)."""
+    prefixes = schema.prefix_sets
+    kept = [s for s in names_only(spans) if s.label == "DATE" or name_shaped(s, prefixes.get(s.label, frozenset()))]
+    return add_prefixes(strip_titles(kept, schema.title_set), source, prefixes)
 
 
 def check_english(mentions: Sequence[Mention], labels: Sequence[str]) -> list[Mention]:

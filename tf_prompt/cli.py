@@ -59,6 +59,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     t.add_argument("--combine", choices=list(COMBINE_RULES),
                    help="transfusion: how its answer is made from the fusion, direct and projected answers "
                         f"(default: {DEFAULT_COMBINE}; none = the fusion answer alone, as in the paper)")
+    t.add_argument("--no-checks", dest="checks", action="store_false",
+                   help="keep answers as the model gave them: no number/name-shape/title/prefix/date checks")
     t.add_argument("--batch-sentences", type=int, default=1, metavar="K",
                    help="K sentences per prompt for every step (json style); lost items fall back to single calls")
     t.add_argument("--translator", default="llm",
@@ -94,7 +96,7 @@ def _settings(args: argparse.Namespace) -> RunSettings:
         out = f"runs/{stem}-{args.method}"
     return RunSettings(
         model=args.model, base_url=args.base_url, api_key_env=args.api_key_env, method=args.method,
-        style=args.style, combine=args.combine, n_threads=args.n_threads, n_ctx=args.n_ctx, translator=args.translator,
+        style=args.style, combine=args.combine, checks=args.checks, n_threads=args.n_threads, n_ctx=args.n_ctx, translator=args.translator,
         annotator=args.annotator, batch_sentences=args.batch_sentences,
         data=args.data, language=args.language, schema=args.schema, labels=labels, shots=args.shots,
         shots_from=args.shots_from, prompts=args.prompts, limit=args.limit, concurrency=args.concurrency,

@@ -74,7 +74,7 @@ def _none(v: Mapping[str, Sequence[Span]]) -> list[Span]:
 
 
 def _union(v: Mapping[str, Sequence[Span]]) -> list[Span]:
-    return merge(v["fusion"], v["direct"])
+    return _retype(merge(v["fusion"], v["direct"]), [v[name] for name in VIEWS])
 
 
 def _vote(v: Mapping[str, Sequence[Span]]) -> list[Span]:
@@ -90,13 +90,13 @@ def _confirmed(v: Mapping[str, Sequence[Span]]) -> list[Span]:
 
 RULES: dict[str, Rule] = {
     "none": _none,            # the fusion answer alone (the paper's TransFusion)
-    "union": _union,          # fusion, plus direct spans that do not overlap it
+    "union": _union,          # fusion, plus direct spans that do not overlap it; majority type
     "vote": _vote,            # spans at least two of the three views propose, majority type
     "confirmed": _confirmed,  # fusion spans another view confirms, plus direct spans projection confirms
 }
 
 #: The rule `--method transfusion` uses unless `--combine` says otherwise (chosen on dev).
-DEFAULT = "vote"
+DEFAULT = "union"
 
 
 def combine(rule: str, views: Mapping[str, Sequence[Span]]) -> list[Span]:

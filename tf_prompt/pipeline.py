@@ -24,7 +24,7 @@ from typing import Any, Protocol, Sequence
 from . import batching
 from .align import Alignment, Span, bio_to_spans, locate, spans_to_bio
 from .backends.base import BackendError
-from .checks import add_prefixes, check_english, names_only, strip_titles
+from .checks import check_english, check_spans
 from .client import ModelClient
 from .combine import RULES as COMBINE_RULES, combine as combine_views
 from .data import Sentence
@@ -264,13 +264,14 @@ class Pipeline:
     """Runs one method on one sentence at a time; safe to call concurrently."""
 
     def __init__(self, method: str, ctx: Context, *, translator: Translator | None = None,
-                 annotator: Annotator | None = None, combine: str = "none"):
+                 annotator: Annotator | None = None, combine: str = "none", checks: bool = True):
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
         if combine not in COMBINE_RULES:
             raise ValueError(f"unknown combination rule {combine!r}; choose from {', '.join(COMBINE_RULES)}")
         self.method = method
         self.combine = combine
+        self.checks = checks
         self.ctx = ctx
         self.translator = translator or LLMTranslator(ctx)
         self.annotator = annotator or LLMAnnotator(ctx)
@@ -322,7 +323,8 @@ class Pipeline:
         mentions = await self.ctx.entities(
             "fuse", trace, sentence, text=sentence.text, language=self.ctx.language,
             translation=english or "(not available)",
-            english_entities=evidence(sentence.text, english_mentions or []),
+            english_entities=_mentions_json(english_mentions or []),
+            hints=evidence(sentence.text, english_mentions or []),
             labels=self.ctx.label_vars, label_names=self.ctx.schema.names,
             examples=self.ctx.example_vars)
         return english_mentions, mentions
@@ -338,6 +340,8 @@ class Pipeline:
         views = {"fusion": fusion.spans,
                  "direct": locate(sentence.text, direct).spans,
                  "projection": locate(sentence.text, english, fuzzy=PROJECTION_THRESHOLD).spans}
+        if self.checks:   # a span the checks would drop must not block another view's span
+            views = {name: check_spans(spans, sentence.text, self.ctx.schema) for name, spans in views.items()}
         trace.views = {name: [{"start": s.start, "end": s.end, "type": s.label, "text": s.text} for s in spans]
                        for name, spans in views.items()}
         trace.combine = self.combine
@@ -392,7 +396,8 @@ class Pipeline:
                                    translation=english or "", labels=self.ctx.label_vars)
         lists = parse_code_assignments(complete_code(reply), self.ctx.schema.names, self.ctx.schema.aliases)
         if "result" in lists:
-            lists["result"] = check_english(lists["result"], self.ctx.schema.names)
+            if self.checks:
+                lists["result"] = check_english(lists["result"], self.ctx.schema.names)
             trace.english_entities = _mentions_json(lists["result"])
         if "final_result" not in lists:
             trace.parse_failures["fuse"] = ("no final_result in the reply" if lists
@@ -408,14 +413,14 @@ class Pipeline:
             return None, None
         english_mentions = await self.annotator.annotate(english, sentence, trace)
         if english_mentions is not None:
-            english_mentions = check_english(english_mentions, self.ctx.schema.names)
+            english_mentions = (check_english(english_mentions, self.ctx.schema.names) if self.checks
+                                else english_mentions)
             trace.english_entities = _mentions_json(english_mentions)
         return english, english_mentions
 
     def _finish(self, sentence: Sentence, trace: Trace, mentions: Sequence[Mention],
                 alignment: Alignment) -> Result:
-        spans = strip_titles(names_only(alignment.spans), self.ctx.schema.title_set)
-        spans = add_prefixes(spans, sentence.text, self.ctx.schema.prefix_sets)
+        spans = check_spans(alignment.spans, sentence.text, self.ctx.schema) if self.checks else alignment.spans
         alignment = Alignment(spans, alignment.hallucinated, alignment.unaligned)
         tags = spans_to_bio(sentence.offsets, alignment.spans)
         trace.parsed = _mentions_json(mentions)

@@ -23,6 +23,7 @@ class RunSettings(BaseModel):
     method: str = "transfusion"
     style: str = "json"
     combine: str | None = None        # transfusion only: none | union | vote | ... (None: the default rule)
+    checks: bool = True               # the cheap self-checks on answers (checks.py)
     translator: str = "llm"           # llm | file:PATH | mt:DIR
     annotator: str = "llm"            # llm | spacy[:MODEL]
     batch_sentences: int = 1          # K sentences per prompt (every step)

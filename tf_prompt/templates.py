@@ -63,7 +63,12 @@ class TemplateSet:
         if override_dir is not None:
             d = Path(override_dir)
             if not d.is_dir():
-                raise TemplateError(f"{d}: prompts directory not found")
+                variant = packaged_prompts_dir() / "variants" / str(override_dir)
+                if not (variant.is_dir() and str(override_dir).isidentifier()):
+                    names = ", ".join(sorted(p.name for p in (packaged_prompts_dir() / "variants").iterdir()
+                                             if p.is_dir()))
+                    raise TemplateError(f"{d}: prompts directory not found (packaged variants: {names})")
+                d = variant
             self.dirs.append(d)
         self.dirs.append(packaged_prompts_dir())
         self.pins = dict(pins or {})
