@@ -83,6 +83,7 @@ def main() -> int:
     ap.add_argument("--n-threads", type=int)
     ap.add_argument("--out", default="runs/quality_local")
     ap.add_argument("--json", help="also write the rows to this JSON file")
+    ap.add_argument("--plot", help="also draw f1_by_language.png into this folder")
     args = ap.parse_args()
     if not (Path(args.data_dir) / "masakhaner2").is_dir():
         print(f"no MasakhaNER 2.0 data under {args.data_dir}", file=sys.stderr)
@@ -104,6 +105,12 @@ def main() -> int:
                 Path(args.json).write_text(json.dumps(rows, indent=2))
     print()
     print(markdown(rows, langs, methods))
+    if args.plot:
+        from tf_prompt.plots import plot_f1_by_language
+
+        Path(args.plot).mkdir(parents=True, exist_ok=True)
+        plot_f1_by_language([{**r, "model": args.model, "language": r["lang"], "prompt": "default"} for r in rows],
+                            Path(args.plot) / "f1_by_language.png")
     return 0
 
 

@@ -88,7 +88,7 @@ def main() -> int:
     print("command: python " + " ".join(sys.argv))
     sentences = make_sentences(args.sentences)
     cache_dir = tempfile.mkdtemp(prefix="tfp-bench-")
-    settings = RunSettings(model="bench", method="transfusion", concurrency=args.concurrency,
+    settings = RunSettings(model="bench", method="transfusion", combine="none", concurrency=args.concurrency,
                            cache_dir=cache_dir, progress=False)
     urls: mp.Queue = mp.Queue()
     stop = mp.Event()

@@ -56,7 +56,9 @@ def main() -> int:
     base = None
     for method in METHODS:
         for k in [int(x) for x in args.ks.split(",")]:
+            # transfusion alone (--combine none): the default adds the direct row's cost
             settings = RunSettings(model="gpt-4", method=method, batch_sentences=k, no_cache=True,
+                                   combine="none" if method == "transfusion" else None,
                                    concurrency=32, progress=False)
             m = asyncio.run(run_async(settings, sentences, backend=backend)).metrics
             u, n = m["usage"], m["n_sentences"]

@@ -72,7 +72,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     t.add_argument("--shots-from", help="labelled CoNLL file (or dataset) to take examples from")
     t.add_argument("--prompts", help="directory of .jinja templates overriding the packaged ones")
     r = p.add_argument_group("run")
-    r.add_argument("--concurrency", type=int, default=8, help="requests in flight (default: %(default)s)")
+    r.add_argument("--concurrency", type=int, default=8, help="sentences in flight (default: %(default)s; transfusion asks direct beside its pivot)")
     r.add_argument("--rpm", type=float, help="at most this many requests per minute")
     r.add_argument("--tpm", type=float, help="at most this many tokens per minute")
     r.add_argument("--max-retries", type=int, default=5,
