@@ -337,9 +337,9 @@ def _fuse_echo(calls: list[str]):
     def respond(messages: list[dict[str, str]]) -> str:
         user = messages[-1]["content"]
         calls.append(user)
-        assert "Now the real sentence" in user, "only the fuse step may call the LLM"
-        hints = re.findall(r'^- ("(?:[^"\\]|\\.)*") \((\w+)\):', user.split("Now the real sentence")[1], re.M)
-        return json.dumps({"entities": [{"text": json.loads(text), "type": label} for text, label in hints]})
+        found = re.search(r"English entities: (\[.*\])", user)
+        assert found, "only the fuse step may call the LLM"
+        return json.dumps({"entities": json.loads(found.group(1))})
     return respond
 
 

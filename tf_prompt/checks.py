@@ -6,11 +6,11 @@ the answer consistent with the labels the user chose:
 
 - a mention without a letter ("2014", "50%") is never a name;
 - in a script with capitals, a span with no capital anywhere is a phrase, not a name;
-- a generic word in front of a name is part of it when the schema says so ("[jihar Kano]" LOC,
-  "[u Rwanda]" LOC in MasakhaNER), derived the same way;
 - a title in front of a person's name is not part of it when the schema says so (MasakhaNER
-  tags "Rais [Samia Suluhu Hassan]", "Alhaji [Aliko Dangote]"); the built-in schema's title words
-  were derived from the dev splits (benchmarks/derive_titles.py);
+  tags "Rais [Samia Suluhu Hassan]", "Alhaji [Aliko Dangote]");
+- a generic word in front of a name is part of it when the schema says so ("[jihar Kano]" LOC,
+  "[u Rwanda]" LOC in MasakhaNER). The built-in schema's title and generic words were derived
+  from the dev splits (benchmarks/derive_conventions.py);
 - an English mention that is a date expression is dropped when DATE is not a label, and typed
   DATE when it is. English is the one language whose date words we can list; the English side is
   where the pivot methods take their hints from, so a date kept there would travel into the
