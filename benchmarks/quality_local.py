@@ -36,7 +36,7 @@ def run_one(args: argparse.Namespace, lang: str, spec: str) -> dict:
     method, _, combine = spec.partition(":")
     settings = RunSettings(model=args.model, method=method, combine=combine or None,
                            data=f"masakhaner2:{lang}:{args.split}", limit=args.limit,
-                           labels=args.labels.split(","), concurrency=1, n_threads=args.n_threads,
+                           labels=args.labels.split(","), prompts=args.prompts, concurrency=1, n_threads=args.n_threads,
                            progress=False, out=f"{args.out}/{args.split}/{lang}/{spec.replace(':', '-')}")
     started = time.perf_counter()
     m = asyncio.run(run_async(settings)).metrics
@@ -81,6 +81,7 @@ def main() -> int:
     ap.add_argument("--model", default="gguf:qwen2.5-coder-1.5b")
     ap.add_argument("--labels", default="PER,ORG,LOC", help="the paper scores MasakhaNER 2.0 without DATE")
     ap.add_argument("--n-threads", type=int)
+    ap.add_argument("--prompts", help="templates overriding the packaged ones (a directory or a packaged variant)")
     ap.add_argument("--out", default="runs/quality_local")
     ap.add_argument("--json", help="also write the rows to this JSON file")
     ap.add_argument("--plot", help="also draw f1_by_language.png into this folder")

@@ -116,3 +116,15 @@ def test_packaged_variants_by_name(tmp_path: Path) -> None:
     assert TemplateSet("hints").render("direct", **_vars()).template == "direct.v1"   # the rest: defaults
     with pytest.raises(TemplateError, match="packaged variants: hints"):
         TemplateSet("no_such_variant")
+
+
+def test_worked_variant_adds_one_example_to_direct_only_without_shots() -> None:
+    full = [{"name": n, "class_name": n, "description": n, "examples": []} for n in ("PER", "ORG", "LOC")]
+    ts = TemplateSet("worked")
+    user = ts.render("direct", **_vars(labels=full, label_names=["PER", "ORG", "LOC"])).messages[-1]["content"]
+    assert user.count("Sentence: ") == 2 and "Benki ya Dunia" in user and user.rstrip().endswith("Answer:")
+    shots = [{"text": "Audu ya je Kaduna", "answer": '{"entities": []}'}]
+    user = ts.render("direct", **_vars(labels=full, label_names=["PER", "ORG", "LOC"],
+                                       examples=shots)).messages[-1]["content"]
+    assert "Benki ya Dunia" not in user and "Audu ya je Kaduna" in user
+    assert ts.render("fuse", **_vars()).template == "fuse.v1"

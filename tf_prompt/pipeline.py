@@ -332,7 +332,7 @@ class Pipeline:
     async def _direct(self, sentence: Sentence, trace: Trace) -> list[Mention] | None:
         return await self.ctx.entities(
             "direct", trace, sentence, text=sentence.text, language=self.ctx.language,
-            labels=self.ctx.label_vars, examples=self.ctx.example_vars)
+            labels=self.ctx.label_vars, label_names=self.ctx.schema.names, examples=self.ctx.example_vars)
 
     def _combined(self, sentence: Sentence, trace: Trace, fusion: Alignment, english: Sequence[Mention],
                   direct: Sequence[Mention]) -> Alignment:
