@@ -40,8 +40,8 @@ def test_user_text_is_never_evaluated_as_template() -> None:
 
 
 def test_missing_variable_is_an_error_naming_the_file() -> None:
-    with pytest.raises(TemplateError, match=r"direct\.v1\.jinja.*'text' is undefined"):
-        TemplateSet().render("direct", language="Hausa", labels=LABELS, examples=[])
+    with pytest.raises(TemplateError, match=r"direct\.v2\.jinja.*'text' is undefined"):
+        TemplateSet().render("direct", language="Hausa", labels=LABELS, label_names=["PER", "LOC"], examples=[])
 
 
 def test_override_dir_and_highest_version_wins(tmp_path: Path) -> None:
@@ -113,18 +113,19 @@ def test_fuse_date_rule_and_worked_example_follow_the_labels() -> None:
 
 def test_packaged_variants_by_name(tmp_path: Path) -> None:
     assert TemplateSet("hints").render("fuse", **_vars()).template == "fuse.v2"
-    assert TemplateSet("hints").render("direct", **_vars()).template == "direct.v1"   # the rest: defaults
+    assert TemplateSet("hints").render("direct", **_vars()).template == "direct.v2"   # the rest: defaults
     with pytest.raises(TemplateError, match="packaged variants: hints"):
         TemplateSet("no_such_variant")
 
 
-def test_worked_variant_adds_one_example_to_direct_only_without_shots() -> None:
+def test_direct_has_one_worked_example_only_without_shots() -> None:
     full = [{"name": n, "class_name": n, "description": n, "examples": []} for n in ("PER", "ORG", "LOC")]
-    ts = TemplateSet("worked")
+    ts = TemplateSet()
     user = ts.render("direct", **_vars(labels=full, label_names=["PER", "ORG", "LOC"])).messages[-1]["content"]
     assert user.count("Sentence: ") == 2 and "Benki ya Dunia" in user and user.rstrip().endswith("Answer:")
     shots = [{"text": "Audu ya je Kaduna", "answer": '{"entities": []}'}]
     user = ts.render("direct", **_vars(labels=full, label_names=["PER", "ORG", "LOC"],
                                        examples=shots)).messages[-1]["content"]
     assert "Benki ya Dunia" not in user and "Audu ya je Kaduna" in user
-    assert ts.render("fuse", **_vars()).template == "fuse.v1"
+    # the example uses PER/ORG/LOC: not shown for other label sets
+    assert "Benki ya Dunia" not in ts.render("direct", **_vars()).messages[-1]["content"]
