@@ -33,6 +33,11 @@ def test_union_adds_direct_spans_that_do_not_overlap_fusion() -> None:
     assert combine("union", v) == [span("Kano", "LOC")]
 
 
+def test_direct_first_adds_fusion_spans_that_do_not_overlap_direct() -> None:
+    v = views([span("Shugaba Buhari", "ORG"), span("INEC", "ORG")], [span("Buhari", "PER"), span("Kano", "LOC")])
+    assert combine("direct-first", v) == [span("Buhari", "PER"), span("Kano", "LOC"), span("INEC", "ORG")]
+
+
 def test_vote_keeps_spans_two_views_propose() -> None:
     v = views(fusion=[span("Buhari", "PER"), span("Hukumar", "ORG")],
               direct=[span("Buhari", "PER"), span("Kano", "LOC")],

@@ -192,6 +192,7 @@ def _step_responder(replies: dict[str, list[dict[str, str]]]):
 @pytest.mark.parametrize("rule,expected", [
     ("none", ["B-PER", "I-PER", "O", "O", "O", "O", "B-ORG"]),
     ("union", ["B-PER", "I-PER", "O", "O", "B-LOC", "O", "B-ORG"]),
+    ("direct-first", ["B-PER", "I-PER", "O", "O", "B-LOC", "O", "B-ORG"]),
     ("vote", ["B-PER", "I-PER", "O", "O", "B-LOC", "O", "O"]),
     ("confirmed", ["B-PER", "I-PER", "O", "O", "B-LOC", "O", "O"]),
 ])

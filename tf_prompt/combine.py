@@ -77,6 +77,10 @@ def _union(v: Mapping[str, Sequence[Span]]) -> list[Span]:
     return _retype(merge(v["fusion"], v["direct"]), [v[name] for name in VIEWS])
 
 
+def _direct_first(v: Mapping[str, Sequence[Span]]) -> list[Span]:
+    return merge(v["direct"], v["fusion"])
+
+
 def _vote(v: Mapping[str, Sequence[Span]]) -> list[Span]:
     views = [v[name] for name in VIEWS]
     kept = [s for s in merge(*views) if sum(supported(s, view) for view in views) >= 2]
@@ -90,13 +94,14 @@ def _confirmed(v: Mapping[str, Sequence[Span]]) -> list[Span]:
 
 RULES: dict[str, Rule] = {
     "none": _none,            # the fusion answer alone (the paper's TransFusion)
+    "direct-first": _direct_first,  # direct, plus fusion spans that do not overlap it
     "union": _union,          # fusion, plus direct spans that do not overlap it; majority type
     "vote": _vote,            # spans at least two of the three views propose, majority type
     "confirmed": _confirmed,  # fusion spans another view confirms, plus direct spans projection confirms
 }
 
 #: The rule `--method transfusion` uses unless `--combine` says otherwise (chosen on dev).
-DEFAULT = "union"
+DEFAULT = "direct-first"
 
 
 def combine(rule: str, views: Mapping[str, Sequence[Span]]) -> list[Span]:
