@@ -90,6 +90,8 @@ def _conventions() -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+_MASAKHANER_CONVENTIONS = _conventions()
+
 MASAKHANER = Schema(
     name="masakhaner",
     labels=[
@@ -134,8 +136,8 @@ MASAKHANER = Schema(
         "PERSON": "PER", "PEOPLE": "PER", "ORGANIZATION": "ORG", "ORGANISATION": "ORG",
         "LOCATION": "LOC", "GPE": "LOC", "PLACE": "LOC", "TIME": "DATE",
     },
-    titles=_conventions()["titles"],
-    prefixes=_conventions()["prefixes"],
+    titles=_MASAKHANER_CONVENTIONS["titles"],
+    prefixes=_MASAKHANER_CONVENTIONS["prefixes"],
 )
 
 BUILTIN: dict[str, Schema] = {"masakhaner": MASAKHANER}
