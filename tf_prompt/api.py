@@ -119,15 +119,24 @@ def choose_examples(pool: Sequence[Sentence], n: int, labels: Sequence[str], see
     return chosen[:n]
 
 
-def load_sentences(data: str | None) -> tuple[list[Sentence], str]:
-    """All sentences of a file or named dataset (the shipped sample when `data` is None)."""
+def load_sentences(data: str | None, limit: int | None = None) -> tuple[list[Sentence], str, int | None]:
+    """The sentences of a file or named dataset (the shipped sample when `data` is None), its path,
+    and how many sentences the file holds (None when `limit` stopped the reading early).
+
+    With `limit` only the first `limit` sentences are read, so `--limit 2` on a huge file is instant.
+    """
+    if limit is not None and limit < 1:
+        raise DataError(f"--limit {limit}: expected a number of sentences of at least 1")
     path = sample_path() if data is None else resolve_dataset(data)
-    return read_conll(path), str(path)
+    sentences = read_conll(path, limit=limit)
+    return sentences, str(path), (len(sentences) if limit is None or len(sentences) < limit else None)
 
 
-def make_components(settings: RunSettings, schema: Schema, sentences: Sequence[Sentence], total: int,
+def make_components(settings: RunSettings, schema: Schema, sentences: Sequence[Sentence], total: int | None,
                     *, dry_run: bool = False) -> tuple[Translator | None, Annotator | None]:
     """The translator and English annotator chosen by `--translator` / `--annotator` (None: the LLM).
+
+    `total` is the number of sentences in the data (None if unknown: `--limit` stopped reading).
 
     Everything is loaded and checked here, before any paid call. An estimate (dry run) does not
     run a local MT model: the LLM path's stand-in (the source sentence) is used for its size.
@@ -156,7 +165,10 @@ def make_components(settings: RunSettings, schema: Schema, sentences: Sequence[S
 
 def build_pipeline(settings: RunSettings, client: ModelClient, sentences: Sequence[Sentence] = (),
                    total: int | None = None, *, dry_run: bool = False) -> Pipeline:
-    """Wire the client, templates, schema, examples and step components into a pipeline."""
+    """Wire the client, templates, schema, examples and step components into a pipeline.
+
+    `total`: the number of sentences in the data, or None if unknown (see `load_sentences`).
+    """
     schema = get_schema(settings.schema_spec, settings.labels)
     templates = TemplateSet(settings.prompts)
     examples: list[Sentence] = []
@@ -171,8 +183,7 @@ def build_pipeline(settings: RunSettings, client: ModelClient, sentences: Sequen
     language = language_name(settings.language or (guess_language(settings.data) if settings.data else None))
     ctx = Context(client=client, templates=templates, schema=schema, language=language, examples=examples,
                   style=settings.style)
-    translator, annotator = make_components(settings, schema, sentences,
-                                            len(sentences) if total is None else total, dry_run=dry_run)
+    translator, annotator = make_components(settings, schema, sentences, total, dry_run=dry_run)
     return Pipeline(settings.method, ctx, translator=translator, annotator=annotator,
                     combine=settings.combine_rule(), checks=settings.checks)
 
@@ -196,11 +207,9 @@ async def run_async(settings: RunSettings, sentences: Sequence[Sentence] | None 
     re-raised. Every reply received is in the cache, so rerunning the same command continues.
     """
     data_path = None
-    total = None
+    total = None if sentences is None else len(sentences)
     if sentences is None:
-        everything, data_path = load_sentences(settings.data)
-        total = len(everything)
-        sentences = everything[: settings.limit] if settings.limit is not None else everything
+        sentences, data_path, total = load_sentences(settings.data, settings.limit)
     client = make_client(settings, backend, dry_run=dry_run)
     usage = client.usage
     pipeline = build_pipeline(settings, client, sentences, total, dry_run=dry_run)

@@ -393,11 +393,9 @@ async def run_via_batch(settings: RunSettings, sentences: Sequence[Sentence] | N
     if settings.no_cache:
         raise BackendError("--via batch stores its replies in the reply cache: drop --no-cache")
     todo = list(sentences) if sentences is not None else None
-    total = None
+    total = None if todo is None else len(todo)
     if todo is None:
-        everything, _ = load_sentences(settings.data)
-        total = len(everything)
-        todo = everything[: settings.limit] if settings.limit is not None else everything
+        todo, _, total = load_sentences(settings.data, settings.limit)
     prices = PriceTable.load(settings.prices)
     if settings.max_cost is not None and prices.cost(backend.model, 1, 1, batch=True) is None:
         raise BudgetExceeded(f"--max-cost needs a price for model {backend.model!r}: add it to a prices file "

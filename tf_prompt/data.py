@@ -23,6 +23,7 @@ the dependency graph.
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import re
 import sys
@@ -33,14 +34,16 @@ import urllib.request
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 __all__ = [
     "DataError",
     "Sentence",
     "tokenize",
     "read_conll",
+    "iter_conll",
     "write_conll",
+    "conll_token_problem",
     "iob2",
     "resolve_dataset",
     "sample_path",
@@ -106,10 +109,20 @@ class Sentence:
         path: str | None = None,
         line: int | None = None,
     ) -> "Sentence":
-        """Build a sentence from pre-tokenized input; text is tokens joined by spaces."""
+        """Build a sentence from pre-tokenized input; text is tokens joined by spaces.
+
+        Raises ValueError for a token that cannot be one CoNLL column (see
+        :func:`conll_token_problem`): caught here, before any model call, it
+        cannot break ``write_conll`` at the end of a paid run.
+        """
         offsets = []
         pos = 0
-        for tok in tokens:
+        for i, tok in enumerate(tokens):
+            if not isinstance(tok, str):
+                raise ValueError(f"token {i}: expected a string, got {type(tok).__name__}")
+            problem = conll_token_problem(tok)
+            if problem:
+                raise ValueError(f"token {i} {tok!r} {problem}")
             offsets.append((pos, pos + len(tok)))
             pos += len(tok) + 1
         return cls(
@@ -193,10 +206,52 @@ def iob2(tags: Sequence[str]) -> list[str]:
     return out
 
 
-def _read_text(path: Path) -> str:
-    """Read a file as UTF-8 (BOM tolerated), turning OS errors into DataError."""
+# --- the CoNLL format as tf-prompt reads and writes it ----------------------
+#
+# Reader and writer share these rules, so any file read_conll accepts can be
+# written back by write_conll and reads back to the same sentences:
+#
+# * Lines end at "\n", "\r\n" or a lone "\r" (Python's universal newlines).
+#   Other characters str.splitlines() breaks on (U+2028, U+0085, "\v", "\f",
+#   "\x1c"-"\x1e") are ordinary characters inside a token.
+# * Columns are separated by runs of ASCII spaces and tabs only. Every other
+#   Unicode space (NBSP, U+202F, U+3000, ...) is part of the token, so
+#   "10\u00a0000" is one token and is written back byte for byte.
+# * A line that is empty or only whitespace (any Unicode space) ends a
+#   sentence, as does a line starting with -DOCSTART-.
+
+#: Characters that separate CoNLL columns.
+COLUMN_SEPARATORS = " \t"
+_NOT_IN_TOKEN = frozenset(COLUMN_SEPARATORS + "\r\n")
+_DOCSTART = "-DOCSTART-"
+_BOM = "\ufeff"
+
+
+def conll_token_problem(token: str) -> str | None:
+    """Why ``token`` cannot be one CoNLL column (None if it can).
+
+    The single definition of a token shared by :func:`read_conll` (which
+    never produces a token with a problem), :meth:`Sentence.from_tokens` and
+    :func:`write_conll`.
+    """
+    if not token:
+        return "is empty"
+    if not _NOT_IN_TOKEN.isdisjoint(token):
+        return "contains a space, tab or line break (CoNLL column separators)"
+    if token.startswith(_DOCSTART):
+        return f"starts with {_DOCSTART} (a document boundary in CoNLL)"
+    return None
+
+
+def _iter_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """Yield (line number, line without its line break) lazily, decoding UTF-8 line by line.
+
+    Decoding per line gives the exact line of an encoding error, and reading
+    lazily lets ``--limit`` stop early on a large file. A UTF-8 BOM at the
+    start of the file is dropped.
+    """
     try:
-        data = path.read_bytes()
+        f = open(path, "rb")
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -205,65 +260,61 @@ def _read_text(path: Path) -> str:
         if path.is_dir():  # Windows raises PermissionError for directories
             raise DataError(f"{path}: is a directory, expected a CoNLL file") from None
         raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
-    # Strip the BOM ourselves: "utf-8-sig" would report error offsets
-    # relative to the BOM-less bytes, but we count lines in `data`.
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        lineno = data.count(b"\n", 0, e.start) + 1
-        raise DataError(f"{path}:{lineno}: not valid UTF-8") from None
+    lineno = 0
+    with f:
+        first = True
+        while True:
+            try:
+                data = f.readline()
+            except OSError as e:
+                raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
+            if not data:
+                return
+            if first and data.startswith(b"\xef\xbb\xbf"):
+                data = data[3:]
+            first = False
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError as e:
+                # The bad byte is on the first line of this chunk unless
+                # lone "\r"s came before it.
+                bad = data[: e.start].count(b"\r") - data[: e.start].count(b"\r\n")
+                raise DataError(f"{path}:{lineno + 1 + bad}: not valid UTF-8") from None
+            if text.endswith("\n"):
+                text = text[:-1]
+            if text.endswith("\r"):
+                text = text[:-1]
+            for line in text.split("\r") if "\r" in text else (text,):
+                lineno += 1
+                yield lineno, line
 
 
-def read_conll(path: str | Path, *, labeled: bool | None = None) -> list[Sentence]:
-    """Read a CoNLL file: token first column, tag last column, blank line between sentences.
+def iter_conll(path: str | Path, *, labeled: bool | None = None) -> Iterator[Sentence]:
+    """Yield the sentences of a CoNLL file one by one, reading only as far as needed.
 
-    ``labeled=None`` decides from the file: if every token line has a single
-    column the file is unlabeled (tags None). ``labeled=False`` ignores any
-    tag columns. Tags are validated and converted to IOB2.
+    Token first column, tag last column, blank line (or ``-DOCSTART-``)
+    between sentences. ``labeled=None`` decides from the first token line:
+    with a single column the file is unlabeled (tags None), and a later line
+    with a tag column is an error. ``labeled=False`` ignores any tag columns.
+    Tags are validated and converted to IOB2. Errors are DataError
+    ``PATH:LINE: ...``, raised when the reader reaches the line, so a caller
+    that stops early never sees errors further down the file.
     """
     path = Path(path)
-    text = _read_text(path)
-
-    # Pass 1: group (line number, columns) into sentences.
-    groups: list[list[tuple[int, list[str]]]] = []
-    current: list[tuple[int, list[str]]] = []
-    any_tagged = False
-    for lineno, raw in enumerate(text.split("\n"), 1):
-        # Columns are separated by spaces/tabs only; other Unicode spaces
-        # (e.g. NBSP) may legitimately appear inside a token.
-        cols = [c for c in raw.strip(" \t\r").replace("\t", " ").split(" ") if c]
-        if not cols or cols[0].startswith("-DOCSTART-"):
-            if current:
-                groups.append(current)
-                current = []
-            continue
-        if len(cols) > 1:
-            any_tagged = True
-        current.append((lineno, cols))
-    if current:
-        groups.append(current)
-    if not groups:
-        raise DataError(f"{path}: no sentences found")
-
-    if labeled is None:
-        labeled = any_tagged
-
-    # Pass 2: build sentences, validating tags.
-    valid: set[str] = set()  # tags already checked; files reuse a handful
-    sentences: list[Sentence] = []
     spath = str(path)
-    for index, group in enumerate(groups):
+    valid: set[str] = set()  # tags already checked; files reuse a handful
+    first_token_line = 0
+    group: list[tuple[int, list[str]]] = []
+    index = 0
+
+    def build() -> Sentence:
         tokens = [cols[0] for _, cols in group]
         tags: list[str] | None = None
         if labeled:
             tags = []
             for lineno, cols in group:
                 if len(cols) == 1:
-                    raise DataError(
-                        f"{path}:{lineno}: expected 'token TAG', got 1 column"
-                    )
+                    raise DataError(f"{path}:{lineno}: expected 'token TAG', got 1 column")
                 tag = cols[-1]
                 if tag not in valid:
                     if not _TAG_RE.match(tag):
@@ -274,10 +325,47 @@ def read_conll(path: str | Path, *, labeled: bool | None = None) -> list[Sentenc
                     valid.add(tag)
                 tags.append(tag)
             tags = iob2(tags)
-        sentences.append(
-            Sentence.from_tokens(tokens, tags, index=index, path=spath, line=group[0][0])
-        )
-    return sentences
+        return Sentence.from_tokens(tokens, tags, index=index, path=spath, line=group[0][0])
+
+    for lineno, raw in _iter_lines(path):
+        cols = [c for c in raw.replace("\t", " ").split(" ") if c]
+        if not cols or raw.isspace() or cols[0].startswith(_DOCSTART):
+            if group:
+                yield build()
+                index += 1
+                group = []
+            continue
+        if labeled is None:
+            labeled = len(cols) > 1
+            first_token_line = lineno
+        elif first_token_line and not labeled and len(cols) > 1:
+            raise DataError(
+                f"{path}:{lineno}: {len(cols)} columns, but the first token line "
+                f"(line {first_token_line}) has no tag: give every token a tag, or none"
+            )
+        group.append((lineno, cols))
+    if group:
+        yield build()
+        index += 1
+    if index == 0:
+        raise DataError(f"{path}: no sentences found")
+
+
+def read_conll(
+    path: str | Path, *, labeled: bool | None = None, limit: int | None = None
+) -> list[Sentence]:
+    """Read a CoNLL file (see :func:`iter_conll`); with ``limit``, only its first ``limit`` sentences.
+
+    The file is read no further than the end of the last sentence returned,
+    so a limit costs time and memory for those sentences only.
+    """
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit must be >= 0, got {limit}")
+    sentences = iter_conll(path, labeled=labeled)
+    try:
+        return list(sentences if limit is None else itertools.islice(sentences, limit))
+    finally:
+        sentences.close()
 
 
 def write_conll(
@@ -287,8 +375,11 @@ def write_conll(
 ) -> None:
     """Write ``token GOLD PRED`` lines (GOLD is ``-`` when unlabeled) for inspection and re-scoring.
 
-    Raises ValueError if predictions do not line up with the sentences or a
-    token contains whitespace, since either would make the file unreadable.
+    Tokens are written exactly as read, so the file reads back to the same
+    tokens. Raises ValueError if predictions do not line up with the
+    sentences or a token cannot be a CoNLL column -- neither happens for
+    sentences from :func:`read_conll` or :meth:`Sentence.from_tokens`, which
+    check tokens on the way in.
     """
     if len(predicted) != len(sentences):
         raise ValueError(
@@ -302,10 +393,14 @@ def write_conll(
             )
         gold = sent.tags if sent.tags is not None else ("-",) * len(sent.tokens)
         for tok, g, p in zip(sent.tokens, gold, pred):
-            if not tok or any(c.isspace() for c in tok):
-                raise ValueError(f"sentence {sent.index}: token {tok!r} is empty or has whitespace")
+            problem = conll_token_problem(tok)
+            if problem:
+                raise ValueError(f"sentence {sent.index}: token {tok!r} {problem}")
             lines.append(f"{tok} {g} {p}\n")
         lines.append("\n")
+    # The reader drops one BOM at the start of a file: protect a token that starts with one.
+    if lines and lines[0].startswith(_BOM):
+        lines.insert(0, _BOM)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(lines), encoding="utf-8", newline="\n")

@@ -111,8 +111,13 @@ class FileTranslator:
             else:
                 raise DataError(f"{self.path}:{n}: needs an integer 'index' or a 'source' string")
 
-    def check(self, expected: int, sentences: Sequence[Sentence] | None = None) -> None:
-        """Fail unless every sentence has a translation (by index, or by source text if given)."""
+    def check(self, expected: int | None, sentences: Sequence[Sentence] | None = None) -> None:
+        """Fail unless every sentence has a translation (by index, or by source text if given).
+
+        `expected` is the number of sentences in the data, or None when it is unknown because
+        `--limit` stopped reading early: then every sentence read must have its translation, and
+        extra lines are expected (they belong to the sentences not read).
+        """
         if self.by_source and sentences is not None:
             missing = [s for s in sentences if self._lookup(s) is None]
             if missing:
@@ -121,6 +126,14 @@ class FileTranslator:
             return
         if self.by_source and not self.by_index:
             return   # looked up by text: only the sentences themselves can say what is missing
+        if expected is None:
+            if sentences is None:
+                raise ValueError("FileTranslator.check needs the sentences when their number is unknown")
+            missing_idx = [s.index for s in sentences if s.index not in self.by_index]
+            if missing_idx:
+                raise DataError(f"{self.path}: {len(sentences) - len(missing_idx)} translations for the "
+                                f"{len(sentences)} sentences read (first missing: sentence {missing_idx[0]})")
+            return
         have = sum(1 for i in range(expected) if i in self.by_index)
         if len(self.by_index) > have:   # lines beyond the data: almost surely the wrong file
             raise DataError(f"{self.path}: {len(self.by_index)} translations for {expected} sentences")
