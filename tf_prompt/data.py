@@ -79,7 +79,9 @@ class Sentence:
     """One sentence: tokens plus the exact text the model sees.
 
     Offsets tie each token to a span of ``text`` so that entity spans the
-    model returns as text can be mapped back to tokens.
+    model returns as text can be mapped back to tokens. Every token is one
+    CoNLL column (:func:`conll_token_problem`), so any sentence can be
+    written by :func:`write_conll`.
     """
 
     tokens: tuple[str, ...]
@@ -98,6 +100,14 @@ class Sentence:
             )
         if self.tags is not None and len(self.tags) != len(self.tokens):
             raise ValueError(f"{len(self.tokens)} tokens but {len(self.tags)} tags")
+        # Every token must be writable as one CoNLL column: caught here, before any model
+        # call, a bad token cannot break write_conll at the end of a paid run.
+        for i, tok in enumerate(self.tokens):
+            if not isinstance(tok, str):
+                raise ValueError(f"token {i}: expected a string, got {type(tok).__name__}")
+            problem = conll_token_problem(tok)
+            if problem:
+                raise ValueError(f"token {i} {tok!r} {problem}")
 
     @classmethod
     def from_tokens(
@@ -112,17 +122,13 @@ class Sentence:
         """Build a sentence from pre-tokenized input; text is tokens joined by spaces.
 
         Raises ValueError for a token that cannot be one CoNLL column (see
-        :func:`conll_token_problem`): caught here, before any model call, it
-        cannot break ``write_conll`` at the end of a paid run.
+        :func:`conll_token_problem`).
         """
         offsets = []
         pos = 0
-        for i, tok in enumerate(tokens):
+        for tok in tokens:
             if not isinstance(tok, str):
-                raise ValueError(f"token {i}: expected a string, got {type(tok).__name__}")
-            problem = conll_token_problem(tok)
-            if problem:
-                raise ValueError(f"token {i} {tok!r} {problem}")
+                raise ValueError(f"token {tok!r}: expected a string, got {type(tok).__name__}")
             offsets.append((pos, pos + len(tok)))
             pos += len(tok) + 1
         return cls(
