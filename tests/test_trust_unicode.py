@@ -141,3 +141,15 @@ def test_extract_with_nbsp_in_text_and_tokens(server) -> None:
                     model="m", base_url=server.base_url, method="direct", labels=LABELS)
     assert [[(e.type, e.token_start, e.token_end) for e in f] for f in found] == [
         [("PER", 0, 2), ("LOC", 3, 6)], [("PER", 0, 1), ("LOC", 2, 4)]]
+
+
+def test_token_starting_with_a_bom_round_trips(tmp_path: Path) -> None:
+    """The reader drops one BOM at the start of a file; a first token that starts with U+FEFF
+    (after that BOM) must still read back as written."""
+    src = tmp_path / "bom.conll"
+    src.write_bytes("\ufeff\ufeffAmina B-PER\n".encode("utf-8"))
+    (sent,) = read_conll(src)
+    assert sent.tokens == ("\ufeffAmina",)
+    out = tmp_path / "out.conll"
+    write_conll(out, [sent], [["B-PER"]])
+    assert read_conll(out)[0].tokens == sent.tokens

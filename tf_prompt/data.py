@@ -23,7 +23,6 @@ the dependency graph.
 from __future__ import annotations
 
 import functools
-import itertools
 import os
 import re
 import sys
@@ -325,7 +324,7 @@ def iter_conll(path: str | Path, *, labeled: bool | None = None) -> Iterator[Sen
                 if tag not in valid:
                     if not _TAG_RE.match(tag):
                         raise DataError(
-                            f"{path}:{lineno}: invalid tag '{tag}' "
+                            f"{path}:{lineno}: invalid tag {tag!r} "
                             "(expected O or B-/I- followed by a type)"
                         )
                     valid.add(tag)
@@ -367,11 +366,18 @@ def read_conll(
     """
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0, got {limit}")
+    out: list[Sentence] = []
+    if limit == 0:
+        return out
     sentences = iter_conll(path, labeled=labeled)
     try:
-        return list(sentences if limit is None else itertools.islice(sentences, limit))
+        for sentence in sentences:
+            out.append(sentence)
+            if len(out) == limit:
+                break
     finally:
         sentences.close()
+    return out
 
 
 def write_conll(
