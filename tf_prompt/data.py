@@ -217,8 +217,8 @@ def iob2(tags: Sequence[str]) -> list[str]:
 # written back by write_conll and reads back to the same sentences:
 #
 # * Lines end at "\n", "\r\n" or a lone "\r" (Python's universal newlines).
-#   Other characters str.splitlines() breaks on (U+2028, U+0085, "\v", "\f",
-#   "\x1c"-"\x1e") are ordinary characters inside a token.
+#   Other characters str.splitlines() breaks on (U+2028, U+2029, U+0085,
+#   "\v", "\f", "\x1c"-"\x1e") are ordinary characters inside a token.
 # * Columns are separated by runs of ASCII spaces and tabs only. Every other
 #   Unicode space (NBSP, U+202F, U+3000, ...) is part of the token, so
 #   "10\u00a0000" is one token and is written back byte for byte.
@@ -236,8 +236,8 @@ def conll_token_problem(token: str) -> str | None:
     """Why ``token`` cannot be one CoNLL column (None if it can).
 
     The single definition of a token shared by :func:`read_conll` (which
-    never produces a token with a problem), :meth:`Sentence.from_tokens` and
-    :func:`write_conll`.
+    never produces a token with a problem), :class:`Sentence` (which refuses
+    one when built) and :func:`write_conll`.
     """
     if not token:
         return "is empty"
