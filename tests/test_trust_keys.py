@@ -213,3 +213,13 @@ def test_redaction_rules() -> None:
     assert redact_url(None) is None
     text = redact_text("cannot connect to http://u:p@ss@h/v1/chat?token=t0k&x=1: refused")
     assert "p@ss" not in text and "t0k" not in text and "x=1" in text
+
+
+@pytest.mark.parametrize("url", ["http://bob:hunter2secret@127.0.0.1:99999/v1", "http://bob:hunter2secret@h:port/v1",
+                                 "ftp://bob:hunter2secret@h/v1", "127.0.0.1:8000/v1"])
+def test_unusable_base_url_is_one_line_without_the_credentials(url: str, tmp_path: Path, capsys) -> None:
+    """Before: a port out of range escaped the SDK as an OverflowError traceback."""
+    assert main(_run_args(url, tmp_path / "o")) == 1
+    err = capsys.readouterr().err.strip().splitlines()   # the first line notes the shipped sample
+    assert len(err) == 2 and err[-1].startswith("tf-prompt: error: base URL ") and "not usable" in err[-1], err
+    assert "hunter2secret" not in "\n".join(err)

@@ -49,6 +49,22 @@ def read_api_key(env: str | None, base_url: str | None) -> str:
     return PLACEHOLDER_KEY
 
 
+def _url_problem(url: str) -> str | None:
+    """What is wrong with a base URL that no request could be sent to (None if nothing is)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port   # raises ValueError for a port that is not a number in 0-65535
+    except ValueError as e:
+        return redact_text(str(e))
+    if parts.scheme not in ("http", "https"):
+        return "it must start with http:// or https://"
+    if not parts.hostname:
+        return "it names no host"
+    return None
+
+
 def _connection_cause(e: BaseException) -> str:
     """Why a connection failed, in a few plain words (the SDK only says "Connection error.")."""
     import socket
@@ -144,14 +160,18 @@ class OpenAIBackend(Backend):
 
     def __post_init__(self) -> None:
         self.base_url = self.base_url or os.environ.get("OPENAI_BASE_URL") or None
+        # Checked before the key is read, so a typo in the URL is reported as such.
+        problem = _url_problem(self.base_url) if self.base_url else None
         # Always an explicit key: given None, the SDK would read OPENAI_API_KEY on its own.
         key = self.api_key or read_api_key(self.api_key_env, self.base_url)
         try:
-            self._client = openai.AsyncOpenAI(api_key=key, base_url=self.base_url, max_retries=0,
-                                              timeout=self.timeout)
+            if problem is None:
+                self._client = openai.AsyncOpenAI(api_key=key, base_url=self.base_url, max_retries=0,
+                                                  timeout=self.timeout)
         except Exception as e:   # httpx rejects a malformed URL here; its text may quote the URL
-            raise BackendError(f"--base-url {redact_url(self.base_url)} is not a usable URL: "
-                               f"{redact_text(str(e))}") from None
+            problem = redact_text(str(e))
+        if problem is not None:
+            raise BackendError(f"base URL {redact_url(self.base_url)} (--base-url or $OPENAI_BASE_URL) is not usable: {problem}")
 
     @property
     def endpoint(self) -> str:
