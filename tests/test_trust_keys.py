@@ -213,6 +213,10 @@ def test_redaction_rules() -> None:
     assert redact_url(None) is None
     text = redact_text("cannot connect to http://u:p@ss@h/v1/chat?token=t0k&x=1: refused")
     assert "p@ss" not in text and "t0k" not in text and "x=1" in text
+    from tf_prompt.backends.openai_compat import OpenAIBackend
+
+    backend = OpenAIBackend(model="m", base_url="http://u:hunter2secret@127.0.0.1:1/v1")
+    assert "hunter2secret" not in repr(backend) + json.dumps(backend.identity())   # identity: in every cache key
 
 
 @pytest.mark.parametrize("url", ["http://bob:hunter2secret@127.0.0.1:99999/v1", "http://bob:hunter2secret@h:port/v1",

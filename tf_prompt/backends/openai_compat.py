@@ -173,6 +173,9 @@ class OpenAIBackend(Backend):
         if problem is not None:
             raise BackendError(f"base URL {redact_url(self.base_url)} (--base-url or $OPENAI_BASE_URL) is not usable: {problem}")
 
+    def __repr__(self) -> str:   # the dataclass repr would show the URL's credentials
+        return f"OpenAIBackend(model={self.model!r}, base_url={self.endpoint!r}, timeout={self.timeout!r})"
+
     @property
     def endpoint(self) -> str:
         """The base URL as it may be shown or stored: credentials masked."""
