@@ -14,8 +14,10 @@ auth (httpx does this), and every message or identity shows the URL redacted (re
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import openai
 
@@ -51,8 +53,6 @@ def read_api_key(env: str | None, base_url: str | None) -> str:
 
 def _url_problem(url: str) -> str | None:
     """What is wrong with a base URL that no request could be sent to (None if nothing is)."""
-    from urllib.parse import urlsplit
-
     try:
         parts = urlsplit(url)
         parts.port   # raises ValueError for a port that is not a number in 0-65535
@@ -66,9 +66,11 @@ def _url_problem(url: str) -> str | None:
 
 
 def _connection_cause(e: BaseException) -> str:
-    """Why a connection failed, in a few plain words (the SDK only says "Connection error.")."""
-    import socket
+    """Why a connection failed, in a few plain words (the SDK only says "Connection error.").
 
+    The OS error sits a few levels down: SDK error <- httpx error <- httpcore error, whose first
+    argument is the OSError itself.
+    """
     seen: set[int] = set()
     cur: BaseException | None = e
     last = e
@@ -81,8 +83,8 @@ def _connection_cause(e: BaseException) -> str:
         if isinstance(cur, ConnectionResetError):
             return "connection reset by the server"
         last = cur
-        cur = cur.__cause__ or cur.__context__ or (cur.args[0] if cur.args and isinstance(cur.args[0], BaseException)
-                                                   else None)
+        wrapped = cur.args[0] if cur.args and isinstance(cur.args[0], BaseException) else None
+        cur = cur.__cause__ or cur.__context__ or wrapped
     text = " ".join(str(last).split()) or type(last).__name__
     return "server closed the connection without answering" if "disconnected" in text.lower() else text
 
@@ -162,16 +164,17 @@ class OpenAIBackend(Backend):
         self.base_url = self.base_url or os.environ.get("OPENAI_BASE_URL") or None
         # Checked before the key is read, so a typo in the URL is reported as such.
         problem = _url_problem(self.base_url) if self.base_url else None
-        # Always an explicit key: given None, the SDK would read OPENAI_API_KEY on its own.
-        key = self.api_key or read_api_key(self.api_key_env, self.base_url)
-        try:
-            if problem is None:
+        if problem is None:
+            # Always an explicit key: given None, the SDK would read OPENAI_API_KEY on its own.
+            key = self.api_key or read_api_key(self.api_key_env, self.base_url)
+            try:
                 self._client = openai.AsyncOpenAI(api_key=key, base_url=self.base_url, max_retries=0,
                                                   timeout=self.timeout)
-        except Exception as e:   # httpx rejects a malformed URL here; its text may quote the URL
-            problem = redact_text(str(e))
+            except Exception as e:   # httpx rejects a malformed URL here; its text may quote the URL
+                problem = redact_text(str(e))
         if problem is not None:
-            raise BackendError(f"base URL {redact_url(self.base_url)} (--base-url or $OPENAI_BASE_URL) is not usable: {problem}")
+            raise BackendError(f"base URL {redact_url(self.base_url)} (--base-url or $OPENAI_BASE_URL) is not "
+                               f"usable: {problem}")
 
     def __repr__(self) -> str:   # the dataclass repr would show the URL's credentials
         return f"OpenAIBackend(model={self.model!r}, base_url={self.endpoint!r}, timeout={self.timeout!r})"
