@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .backends.base import Backend, BackendError
-from .backends.openai_compat import OpenAIBackend
+from .backends.openai_compat import DEFAULT_KEY_ENV, OpenAIBackend
 from .cache import ReplyCache
 from .client import BudgetExceeded, ClientOptions, ModelClient
 from .cost import PriceTable
@@ -30,6 +30,7 @@ from .languages import guess_language, language_name
 from .annotators import SpacyAnnotator
 from .pipeline import Annotator, Context, Pipeline, Result, Translator, gold_mentions
 from .progress import Progress
+from .redact import redact_url
 from .runner import RunSummary, TraceWriter, compute_metrics, run_pipeline, write_outputs
 from .schema import Schema, get_schema
 from .settings import RunSettings
@@ -61,7 +62,10 @@ def default_model(settings: RunSettings) -> tuple[str, str | None]:
     if settings.model:
         return settings.model, None
     has_key = bool(settings.api_key_env and os.environ.get(settings.api_key_env))
-    if has_key or settings.base_url or os.environ.get("OPENAI_BASE_URL"):
+    # Naming a key variable asks for a hosted model: if it is unset, make_backend says so,
+    # rather than a silent switch to the local model.
+    named = bool(settings.api_key_env) and settings.api_key_env != DEFAULT_KEY_ENV
+    if has_key or named or settings.base_url or os.environ.get("OPENAI_BASE_URL"):
         return HOSTED_DEFAULT, None
     return LOCAL_DEFAULT, (f"no --model and no {settings.api_key_env or 'API key'}: using the embedded local "
                            f"model {LOCAL_DEFAULT.split(':', 1)[1]} (llama.cpp on CPU; install with "
@@ -87,8 +91,9 @@ def make_backend(settings: RunSettings) -> Backend:
         return HFBackend(model=rest)
     if kind == "openai" and rest:
         model = rest
-    key = os.environ.get(settings.api_key_env) if settings.api_key_env else None
-    return OpenAIBackend(model=model, base_url=settings.base_url, api_key=key, timeout=settings.timeout)
+    # The backend reads the key from the named variable only (an unset one is an error there).
+    return OpenAIBackend(model=model, base_url=settings.base_url, api_key_env=settings.api_key_env or None,
+                         timeout=settings.timeout)
 
 
 def choose_examples(pool: Sequence[Sentence], n: int, labels: Sequence[str], seed: int = 0) -> list[Sentence]:
@@ -235,6 +240,7 @@ async def run_async(settings: RunSettings, sentences: Sequence[Sentence] | None 
         metrics["usage"] = usage.to_dict()
         metrics["settings"] = {
             **settings.model_dump(exclude={"api_key_env"}, by_alias=True), "data_path": data_path,
+            "base_url": redact_url(settings.base_url),   # never credentials written in the URL
             "model": default_model(settings)[0],
             "translator": _identity(pipeline.translator, "llm"), "annotator": _identity(pipeline.annotator, "llm"),
             "labels": schema.names, "tokenizer": client.tokenizer_name, "tokenizer_note": client.tokenizer_note, "prices_date": client.prices.date,

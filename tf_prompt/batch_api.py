@@ -33,7 +33,7 @@ import openai
 
 from .api import build_pipeline, default_model, load_sentences, make_backend, run_async
 from .backends.base import Backend, BackendError, Completion
-from .backends.openai_compat import PLACEHOLDER_KEY, OpenAIBackend, translate_error
+from .backends.openai_compat import OpenAIBackend, read_api_key, translate_error
 from .cache import ReplyCache
 from .client import BudgetExceeded, ClientOptions, ModelClient
 from .cost import PriceTable
@@ -403,8 +403,8 @@ async def run_via_batch(settings: RunSettings, sentences: Sequence[Sentence] | N
     cache = ReplyCache(settings.cache_dir)
     client = CollectingClient(backend, settings.decoding_params(), cache=cache, prices=prices,
                               options=ClientOptions(max_retries=0))
-    key = (os.environ.get(settings.api_key_env) if settings.api_key_env else None) or os.environ.get("OPENAI_API_KEY")
-    api = openai.AsyncOpenAI(base_url=backend.base_url, api_key=key or PLACEHOLDER_KEY, max_retries=2,
+    key = read_api_key(settings.api_key_env or None, backend.base_url)   # the named variable only
+    api = openai.AsyncOpenAI(base_url=backend.base_url, api_key=key, max_retries=2,
                              timeout=max(settings.timeout, 300.0))
     runner = BatchRunner(api, backend, settings.decoding_params(), cache, BatchStore(cache.directory / "batches"),
                          prices, client, poll_interval=poll_interval,

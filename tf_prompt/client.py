@@ -23,7 +23,7 @@ from aiolimiter import AsyncLimiter
 from .backends.base import Backend, BackendError, Completion
 from .cache import ReplyCache, cache_key
 from .cost import PriceTable, Tokenizer, tokenizer_for
-from .retry import with_retries
+from .retry import DeadEndpoint, with_retries
 from .templates import Prompt
 
 
@@ -173,6 +173,7 @@ class ModelClient:
         self.cache_misses = 0
         self._inflight: dict[str, asyncio.Future[Completion]] = {}
         self.stopped: BackendError | None = None   # the fatal error that stops the run, once one occurred
+        self._dead = DeadEndpoint()                 # stops a run whose endpoint never answered
         if self.budget is not None and self.price_of(1, 1) is None:
             raise BudgetExceeded(
                 f"--max-cost needs a price for model {backend.model!r}: add it to a prices file "
@@ -307,13 +308,27 @@ class ModelClient:
         return completion
 
     def _attempt(self, prompt: Prompt):
+        tries = 0
+
         async def call() -> Completion:
+            nonlocal tries
             if self.stopped is not None:
                 # Set by a fatal error of a concurrent call: the run is stopping, send nothing
                 # more (a request sent now would be cancelled, but could still be billed).
                 raise RunStopped(str(self.stopped), status=self.stopped.status)
             self.usage.attempts += 1
-            return await self.backend.complete(prompt.messages, self.params)
+            tries += 1
+            try:
+                completion = await self.backend.complete(prompt.messages, self.params)
+            except BackendError as e:
+                # An endpoint that never answered stops the run now, not after every retry of
+                # every sentence (retry.DeadEndpoint).
+                fatal = self._dead.failed(e, tries, last=tries > self.options.max_retries)
+                if fatal is not None:
+                    raise fatal from None
+                raise
+            self._dead.succeeded_once()
+            return completion
         return call
 
     def _count_retry(self, exc: BaseException | None) -> None:

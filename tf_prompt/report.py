@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from .align import bio_to_spans
+from .redact import redact_text
 
 __all__ = ["ErrorItem", "TokenSpan", "ReportError", "classify_errors", "classify_spans", "tag_spans", "build_report",
            "add_report_parser", "cmd_report", "kind_counts", "ENTITY_KINDS", "SENTENCE_KINDS"]
@@ -516,7 +517,7 @@ class _Renderer:
                 parts.append(f"<b>{title}</b><span>{self.mentions(t[key])}</span>")
         for key, title in (("parse_failures", "parse failure"), ("errors", "call error")):
             for step, msg in (t.get(key) or {}).items():
-                parts.append(f"<b>{title}</b><span>{_t(step)}: {_t(msg)}</span>")
+                parts.append(f"<b>{title}</b><span>{_t(step)}: {_t(redact_text(str(msg)))}</span>")
         parts.append("</div>")
         replies = t.get("replies") or {}
         if replies:

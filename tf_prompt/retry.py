@@ -59,3 +59,50 @@ async def with_retries(call: Callable[[], Awaitable[T]], *, max_retries: int, in
         with attempt:
             return await call()
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+class DeadEndpoint:
+    """A per-run circuit breaker: an endpoint that has never answered is not retried for long.
+
+    Retries are for an endpoint that works but hiccups. When no request of the run has ever
+    succeeded and failures that say "nobody is answering" pile up (connection refused, DNS,
+    timeouts, 5xx), retrying every sentence 5 times only hides the cause for minutes. `failed`
+    then returns a fatal error naming the cause, and the run stops with its outputs kept.
+
+    It trips after `min_failures` such failed attempts in the run, on a failure that has no
+    HTTP status (nothing answered: connection or timeout), or on the `attempts`-th failed
+    attempt of one call (a server that keeps answering 5xx after a few retries), or when a call
+    has used all its retries. Once any request has succeeded it never trips: from then on
+    transient errors are retried as before. 429 neither counts nor resets: a server that rate
+    limits is alive.
+    """
+
+    def __init__(self, min_failures: int = 3, attempts: int = 4):
+        self.min_failures = min_failures
+        self.attempts = attempts
+        self.succeeded = False
+        self.failures = 0
+
+    def succeeded_once(self) -> None:
+        self.succeeded = True
+
+    @staticmethod
+    def is_dead_sign(e: BaseException) -> bool:
+        """No answer (connection, timeout: no status) or a server error (408 or 5xx)."""
+        return (isinstance(e, BackendError) and e.retryable
+                and (e.status is None or e.status == 408 or e.status >= 500))
+
+    def failed(self, e: BaseException, attempt: int, last: bool) -> BackendError | None:
+        """Record a failed attempt (the call's `attempt`-th, `last` if no retry is left); the
+        error that stops the run if the breaker trips, else None."""
+        if self.succeeded or not self.is_dead_sign(e):
+            return None
+        self.failures += 1
+        if self.failures < self.min_failures:
+            return None
+        assert isinstance(e, BackendError)
+        if e.status is None or attempt >= self.attempts or last:
+            return BackendError(f"{e}; no request of this run has succeeded ({self.failures} attempts failed), "
+                                f"so it stops here with its outputs kept: rerun once the endpoint answers",
+                                status=e.status)
+        return None

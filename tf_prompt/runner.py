@@ -33,7 +33,12 @@ class RunSummary:
 
 
 def compute_metrics(results: Sequence[Result], labels: Sequence[str]) -> dict[str, Any]:
-    """Scores (if the data is labelled) and the pipeline's counts of what went wrong."""
+    """Scores (if the data is labelled) and the pipeline's counts of what went wrong.
+
+    A sentence whose call failed after all retries has no answer, not an empty one: it is left
+    out of the scores instead of counting its entities as missed. `scored_sentences` says how
+    many sentences the scores cover (fewer than `n_sentences` when some failed).
+    """
     traces = [r.trace for r in results]
     metrics: dict[str, Any] = {
         "n_sentences": len(results),
@@ -49,13 +54,15 @@ def compute_metrics(results: Sequence[Result], labels: Sequence[str]) -> dict[st
     for t in traces:
         for step in t.parse_failures:
             metrics["parse_failures_by_step"][step] = metrics["parse_failures_by_step"].get(step, 0) + 1
-    labelled = [r for r in results if r.sentence.tags is not None]
-    if labelled and len(labelled) == len(results):
-        gold = [restrict(r.sentence.tags or [], labels) for r in results]
-        scores = score(gold, [r.tags for r in results])
-        metrics = {**scores, **metrics}
+    answered = [r for r in results if not r.trace.failed]
+    labelled = [r for r in answered if r.sentence.tags is not None]
+    if labelled and len(labelled) == len(answered):
+        gold = [restrict(r.sentence.tags or [], labels) for r in answered]
+        scores = score(gold, [r.tags for r in answered])
+        metrics = {**scores, **metrics, "scored_sentences": len(answered)}
     else:
-        metrics = {"f1": None, "precision": None, "recall": None, "per_type": {}, **metrics}
+        metrics = {"f1": None, "precision": None, "recall": None, "per_type": {}, **metrics,
+                   "scored_sentences": 0}
     return metrics
 
 
@@ -145,16 +152,24 @@ def write_outputs(out_dir: Path, results: Sequence[Result], metrics: dict[str, A
 
 
 def format_summary(metrics: dict[str, Any]) -> str:
-    """A short table for the terminal."""
+    """A short table for the terminal; scores that cover only part of the set say so first."""
     lines = []
+    n = metrics["n_sentences"]
+    failed = metrics.get("failed_sentences", 0)
     if metrics.get("f1") is not None:
+        scored = metrics.get("scored_sentences", n)
+        if failed or scored < n:
+            lines.append(f"PARTIAL: scores over {scored} of {n} sentences; {failed} failed and are not scored "
+                         f"(rerun the same command to complete the set)")
+        elif metrics.get("complete") is False:
+            lines.append(f"PARTIAL: the run stopped; scores over the {scored} sentences finished")
         lines.append(f"{'type':<8}{'P':>8}{'R':>8}{'F1':>8}{'n':>7}")
         for name, v in sorted(metrics.get("per_type", {}).items()):
             lines.append(f"{name:<8}{v['precision']*100:>8.1f}{v['recall']*100:>8.1f}{v['f1']*100:>8.1f}"
                          f"{v['support']:>7}")
         lines.append(f"{'micro':<8}{metrics['precision']*100:>8.1f}{metrics['recall']*100:>8.1f}"
                      f"{metrics['f1']*100:>8.1f}{metrics.get('support', 0):>7}")
-    counts = (f"sentences {metrics['n_sentences']}  parse failures {metrics['parse_failures']}  "
+    counts = (f"sentences {n}{f' ({failed} failed)' if failed else ''}  parse failures {metrics['parse_failures']}  "
               f"hallucinated {metrics['hallucinated']}  unaligned {metrics['unaligned']}")
     lines.append(counts)
     usage = metrics.get("usage")

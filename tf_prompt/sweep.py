@@ -40,6 +40,7 @@ from typing import Any, Sequence
 
 from .data import DataError
 from .pipeline import METHODS, STYLES
+from .redact import redact_url
 from .settings import RunSettings
 
 EXIT_REFUSED = 2
@@ -422,6 +423,7 @@ def cell_fingerprint(settings: RunSettings) -> dict[str, Any]:
     from .templates import TemplateSet
 
     fields = settings.model_dump(exclude=_NOT_IN_HASH, by_alias=True)
+    fields["base_url"] = redact_url(fields.get("base_url"))   # cell.json keeps no credentials
     templates = TemplateSet(settings.prompts)
     fields["templates"] = {step: templates.identity(t) for step, t in _templates_of(settings).items()}
     if settings.data is not None:

@@ -3,20 +3,90 @@
 A thin layer over the official `openai` SDK: the SDK's own retries are off (`max_retries=0`) so
 that the caller's retry policy is the only one and attempts never multiply. SDK exceptions are
 turned into BackendError with a one-line message that says what to fix.
+
+Keys: the key is read from the variable the user named (`--api-key-env`, default OPENAI_API_KEY)
+and from nowhere else; a named variable that is unset is an error before any call, never a
+silent fall back to OPENAI_API_KEY (which would send that key to whatever `--base-url` says).
+Credentials written in the base URL (`https://user:pw@host/v1`) go to that host as HTTP Basic
+auth (httpx does this), and every message or identity shows the URL redacted (redact.py).
 """
 
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import openai
 
+from ..redact import redact_text, redact_url
 from .base import Backend, BackendError, Completion
 
 #: Used when a local server needs no key but the SDK insists on one.
 PLACEHOLDER_KEY = "sk-no-key-required"
+#: The variable read when the user names none.
+DEFAULT_KEY_ENV = "OPENAI_API_KEY"
+#: Where requests go without a base URL (shown in messages, part of the cache identity).
+OPENAI_URL = "https://api.openai.com/v1"
+
+
+def read_api_key(env: str | None, base_url: str | None) -> str:
+    """The key in variable `env`, for an endpoint at `base_url` (None: OpenAI itself).
+
+    A variable the user named (anything but OPENAI_API_KEY) must be set: falling back to another
+    variable would send that key to an endpoint it was never meant for. With no key in the
+    default variable, a base URL gets the placeholder a keyless local server accepts.
+    """
+    key = os.environ.get(env) if env else None
+    if key:
+        return key
+    if env and env != DEFAULT_KEY_ENV:
+        raise BackendError(f"--api-key-env {env}: the environment variable {env} is not set or is empty; "
+                           f"export it, or leave out --api-key-env to use {DEFAULT_KEY_ENV}")
+    if base_url is None:
+        raise BackendError(
+            "no API key: set OPENAI_API_KEY, or give --base-url for a local OpenAI-compatible server")
+    return PLACEHOLDER_KEY
+
+
+def _url_problem(url: str) -> str | None:
+    """What is wrong with a base URL that no request could be sent to (None if nothing is)."""
+    try:
+        parts = urlsplit(url)
+        parts.port   # raises ValueError for a port that is not a number in 0-65535
+    except ValueError as e:
+        return redact_text(str(e))
+    if parts.scheme not in ("http", "https"):
+        return "it must start with http:// or https://"
+    if not parts.hostname:
+        return "it names no host"
+    return None
+
+
+def _connection_cause(e: BaseException) -> str:
+    """Why a connection failed, in a few plain words (the SDK only says "Connection error.").
+
+    The OS error sits a few levels down: SDK error <- httpx error <- httpcore error, whose first
+    argument is the OSError itself.
+    """
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    last = e
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(cur, socket.gaierror):
+            return "host name not found"
+        if isinstance(cur, ConnectionResetError):
+            return "connection reset by the server"
+        last = cur
+        wrapped = cur.args[0] if cur.args and isinstance(cur.args[0], BaseException) else None
+        cur = cur.__cause__ or cur.__context__ or wrapped
+    text = " ".join(str(last).split()) or type(last).__name__
+    return "server closed the connection without answering" if "disconnected" in text.lower() else text
 
 
 def _retry_after(headers: Any) -> float | None:
@@ -36,12 +106,23 @@ def _retry_after(headers: Any) -> float | None:
 
 
 def translate_error(e: Exception, base_url: str | None) -> BackendError:
-    """Map an SDK exception to a BackendError: retryable or not, with an actionable message."""
-    where = base_url or "the OpenAI API"
+    """Map an SDK exception to a BackendError: retryable or not, with an actionable message.
+
+    The message names the endpoint with its credentials masked, and any URL the SDK's own text
+    carries is masked too: messages end up in traces, metrics.json and on the terminal.
+    """
+    err = _translate(e, redact_url(base_url) or "the OpenAI API")
+    safe = redact_text(str(err))
+    if safe != str(err):
+        err = BackendError(safe, retryable=err.retryable, retry_after=err.retry_after, status=err.status)
+    return err
+
+
+def _translate(e: Exception, where: str) -> BackendError:
     if isinstance(e, openai.APITimeoutError):
         return BackendError(f"request to {where} timed out", retryable=True)
     if isinstance(e, openai.APIConnectionError):
-        return BackendError(f"cannot connect to {where}: {e.__cause__ or e}", retryable=True)
+        return BackendError(f"cannot connect to {where}: {_connection_cause(e)}", retryable=True)
     if isinstance(e, openai.APIStatusError):
         status = e.status_code
         body = e.body if isinstance(e.body, dict) else {}
@@ -74,24 +155,39 @@ class OpenAIBackend(Backend):
 
     base_url: str | None = None
     api_key: str | None = field(default=None, repr=False)
+    #: Where the key is read when `api_key` is not given (see read_api_key).
+    api_key_env: str | None = DEFAULT_KEY_ENV
     timeout: float = 60.0
     kind: str = field(default="openai", init=False)
 
     def __post_init__(self) -> None:
         self.base_url = self.base_url or os.environ.get("OPENAI_BASE_URL") or None
-        key = self.api_key or os.environ.get("OPENAI_API_KEY")
-        if not key:
-            if self.base_url is None:
-                raise BackendError(
-                    "no API key: set OPENAI_API_KEY, or give --base-url for a local OpenAI-compatible server"
-                )
-            key = PLACEHOLDER_KEY
-        self._client = openai.AsyncOpenAI(api_key=key, base_url=self.base_url, max_retries=0,
-                                          timeout=self.timeout)
+        # Checked before the key is read, so a typo in the URL is reported as such.
+        problem = _url_problem(self.base_url) if self.base_url else None
+        if problem is None:
+            # Always an explicit key: given None, the SDK would read OPENAI_API_KEY on its own.
+            key = self.api_key or read_api_key(self.api_key_env, self.base_url)
+            try:
+                self._client = openai.AsyncOpenAI(api_key=key, base_url=self.base_url, max_retries=0,
+                                                  timeout=self.timeout)
+            except Exception as e:   # httpx rejects a malformed URL here; its text may quote the URL
+                problem = redact_text(str(e))
+        if problem is not None:
+            raise BackendError(f"base URL {redact_url(self.base_url)} (--base-url or $OPENAI_BASE_URL) is not "
+                               f"usable: {problem}")
+
+    def __repr__(self) -> str:   # the dataclass repr would show the URL's credentials
+        return f"OpenAIBackend(model={self.model!r}, base_url={self.endpoint!r}, timeout={self.timeout!r})"
+
+    @property
+    def endpoint(self) -> str:
+        """The base URL as it may be shown or stored: credentials masked."""
+        return redact_url((self.base_url or OPENAI_URL).rstrip("/")) or OPENAI_URL
 
     def identity(self) -> dict[str, Any]:
-        return {"kind": self.kind, "model": self.model,
-                "base_url": (self.base_url or "https://api.openai.com/v1").rstrip("/")}
+        # Redacted: the identity is hashed into every cache key, and a hash of a short password
+        # can be brute-forced. The same host and path with other credentials serve the same model.
+        return {"kind": self.kind, "model": self.model, "base_url": self.endpoint}
 
     async def complete(self, messages: list[dict[str, str]], params: dict[str, Any]) -> Completion:
         try:
@@ -99,7 +195,7 @@ class OpenAIBackend(Backend):
         except openai.OpenAIError as e:
             raise translate_error(e, self.base_url) from None
         if not resp.choices:
-            raise BackendError(f"{self.base_url or 'the OpenAI API'}: reply had no choices", retryable=True)
+            raise BackendError(f"{redact_url(self.base_url) or 'the OpenAI API'}: reply had no choices", retryable=True)
         choice = resp.choices[0]
         usage = resp.usage
         return Completion(
