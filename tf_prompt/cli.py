@@ -85,7 +85,10 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     r.add_argument("--no-cache", action="store_true", help="neither read nor write the reply cache")
     r.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar on stderr (default: when stderr is a terminal)")
-    r.add_argument("--out", help="output directory (default: runs/<data>-<method>)")
+    r.add_argument("--out", help="output directory (default: runs/<data>-<method>); the same settings continue "
+                                 "the run in it, different ones are refused unless --overwrite")
+    r.add_argument("--overwrite", action="store_true",
+                   help="replace a different earlier run in --out (its outputs stay until a sentence finishes)")
 
 
 def _settings(args: argparse.Namespace) -> RunSettings:
@@ -103,7 +106,7 @@ def _settings(args: argparse.Namespace) -> RunSettings:
         temperature=args.temperature, max_tokens=args.max_tokens, seed=args.seed, timeout=args.timeout,
         out=out, cache_dir=args.cache_dir, no_cache=args.no_cache, max_retries=args.max_retries,
         retry_initial=args.retry_initial, rpm=args.rpm, tpm=args.tpm, max_cost=args.max_cost,
-        prices=args.prices, progress=args.progress,
+        prices=args.prices, progress=args.progress, overwrite=args.overwrite,
     )
 
 
