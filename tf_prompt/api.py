@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 from .backends.base import Backend, BackendError
 from .backends.openai_compat import OpenAIBackend
-from .cache import ReplyCache
+from .cache import CacheError, ReplyCache
 from .client import BudgetExceeded, ClientOptions, ModelClient
 from .cost import PriceTable
 from .data import DataError, Sentence, read_conll, resolve_dataset, sample_path
@@ -261,7 +261,7 @@ async def run_async(settings: RunSettings, sentences: Sequence[Sentence] | None 
         await run_pipeline(pipeline, sentences, concurrency=settings.concurrency or 1, on_result=on_result,
                            batch_size=settings.batch_sentences if settings.style == "json" else 1)
         ran = True
-    except (BackendError, BudgetExceeded, TemplateError, asyncio.CancelledError, KeyboardInterrupt) as e:
+    except (BackendError, BudgetExceeded, TemplateError, CacheError, asyncio.CancelledError, KeyboardInterrupt) as e:
         if writer:
             writer.close()
             writer = None

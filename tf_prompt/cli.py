@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from . import __version__
 from .backends.base import BackendError
+from .cache import CacheError
 from .combine import DEFAULT as DEFAULT_COMBINE, RULES as COMBINE_RULES
 from .client import BudgetExceeded
 from .cost import PriceError
@@ -175,12 +176,13 @@ def _money(x: float | None) -> str:
 def cmd_cache(args: argparse.Namespace) -> int:
     from .cache import ReplyCache
 
+    if args.action == "clear":   # also works on a corrupt cache, which cannot be opened
+        n, where = ReplyCache.clear_directory(args.cache_dir)
+        print(f"removed {n} cached replies from {where}" if n is not None
+              else f"removed the corrupt cache at {where / 'replies'}")
+        return 0
     cache = ReplyCache(args.cache_dir)
     try:
-        if args.action == "clear":
-            n = cache.clear()
-            print(f"removed {n} cached replies from {cache.directory}")
-            return 0
         st = cache.stats()
         print(f"cache: {st['directory']}")
         print(f"entries: {st['entries']}  size: {st['size_bytes'] / 1e6:.2f} MB")
@@ -232,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (DataError, SchemaError, TemplateError, PriceError, ComponentError) as e:
+    except (DataError, SchemaError, TemplateError, PriceError, ComponentError, CacheError) as e:
         print(f"tf-prompt: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except ValidationError as e:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from . import atomic
 from .align import bio_to_spans
 
 __all__ = ["ErrorItem", "TokenSpan", "ReportError", "classify_errors", "classify_spans", "tag_spans", "build_report",
@@ -638,7 +639,7 @@ def build_report(run_dir: Path, out: Path | None = None) -> Path:
     out = Path(out) if out is not None else run_dir / "report.html"
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(page, encoding="utf-8")
+        atomic.write_text(out, page)   # a kill while writing leaves the old page or the new one
     except OSError as e:
         raise ReportError(f"{out}: cannot write ({e.strerror or e})") from None
     return out

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from . import atomic
 from .data import DataError
 from .pipeline import METHODS, STYLES
 from .settings import RunSettings
@@ -615,16 +616,18 @@ def write_results(out: Path, rows: Sequence[dict[str, Any]], title: str, notes: 
         except ImportError:
             extra.append("plots skipped: matplotlib is not installed (pip install matplotlib)")
         else:
-            plot_f1_by_language(rows, out / "f1_by_language.png")
-            plot_cost_vs_f1(rows, out / "cost_vs_f1.png")
+            with atomic.replacing(out / "f1_by_language.png") as tmp:
+                plot_f1_by_language(rows, tmp)
+            with atomic.replacing(out / "cost_vs_f1.png") as tmp:
+                plot_cost_vs_f1(rows, tmp)
             plot_files = ["f1_by_language.png", "cost_vs_f1.png"]
     all_notes = [*notes, *extra]
-    (out / "results.md").write_text(format_results(rows, title, all_notes), encoding="utf-8")
+    atomic.write_text(out / "results.md", format_results(rows, title, all_notes))
     avg, gs = averages(rows), gains(rows)
-    (out / "results.json").write_text(json.dumps(
+    atomic.write_text(out / "results.json", json.dumps(
         {"title": title, "cells": list(rows), "averages": avg, "gains": gs, "notes": all_notes,
-         "plots": plot_files}, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    with (out / "results.csv").open("w", encoding="utf-8", newline="") as fh:
+         "plots": plot_files}, indent=2, ensure_ascii=False) + "\n")
+    with atomic.replacing(out / "results.csv") as tmp, tmp.open("w", encoding="utf-8", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=["kind", *CELL_COLUMNS], extrasaction="ignore")
         writer.writeheader()
         for r in rows:
@@ -695,9 +698,9 @@ async def run_sweep(config: SweepConfig, *, dry_run: bool = False, proceed_up_to
             spent += metrics["usage"].get("cost_usd") or 0.0
             rows.append(cell_row(cell, metrics))
             if metrics.get("complete"):
-                (cell.out_dir / CELL_FILE).write_text(json.dumps(
+                atomic.write_text(cell.out_dir / CELL_FILE, json.dumps(
                     {"hash": est["hash"], "fingerprint": est["fingerprint"]}, indent=2,
-                    default=str) + "\n", encoding="utf-8")
+                    default=str) + "\n")
             else:
                 notes.append(f"{cell.model} / {cell.language} / {cell.method} / {cell.prompt} is incomplete "
                              f"(failed sentences): rerun the sweep to retry them")
