@@ -147,16 +147,84 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ReportError(f"{path}: not valid JSON ({e})") from None
+    except OSError as e:
+        raise ReportError(f"{path}: cannot read ({e.strerror or e})") from None
     if not isinstance(data, dict):
         raise ReportError(f"{path}: expected a JSON object")
     return data
+
+
+_NUMBER = (int, float)
+
+
+def _is(value: Any, kinds: Any) -> bool:
+    """isinstance, except that a bool is not a number here (JSON true is not a score)."""
+    return isinstance(value, kinds) and not (isinstance(value, bool) and bool not in _as_tuple(kinds))
+
+
+def _as_tuple(kinds: Any) -> tuple:
+    return kinds if isinstance(kinds, tuple) else (kinds,)
+
+
+def _check_metrics(metrics: dict[str, Any], path: Path) -> None:
+    """Every field the page reads has the type a run writes; else one line naming the key."""
+    def bad(key: str, want: str) -> ReportError:
+        return ReportError(f"{path}: {key!r} should be {want}, got {json.dumps(metrics_get(key))[:40]}")
+
+    def metrics_get(key: str) -> Any:
+        value: Any = metrics
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        return value
+
+    for key in ("f1", "precision", "recall"):
+        if metrics.get(key) is not None and not _is(metrics[key], _NUMBER):
+            raise bad(key, "a number or null")
+    for key in ("settings", "usage", "per_type"):
+        if metrics.get(key) is not None and not isinstance(metrics[key], dict):
+            raise bad(key, "an object")
+    for label, v in (metrics.get("per_type") or {}).items():
+        if not isinstance(v, dict) or any(not _is(v.get(k), _NUMBER) for k in ("precision", "recall", "f1", "support")):
+            raise bad(f"per_type.{label}", "an object with numbers precision, recall, f1, support")
+    settings = metrics.get("settings") or {}
+    labels = settings.get("labels")
+    if labels is not None and not (isinstance(labels, list) and all(isinstance(x, str) for x in labels)):
+        raise bad("settings.labels", "a list of strings")
+    if settings.get("templates") is not None and not isinstance(settings["templates"], dict):
+        raise bad("settings.templates", "an object")
+    usage = metrics.get("usage") or {}
+    if usage.get("cost_usd") is not None and not _is(usage["cost_usd"], _NUMBER):
+        raise bad("usage.cost_usd", "a number or null")
+
+
+def _tags(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(x, str) for x in value)
+
+
+def _check_record(rec: dict[str, Any]) -> None:
+    """Raise ValueError naming the first field of a trace line that a run would never write."""
+    for key in ("replies", "templates", "parse_failures", "errors"):
+        if rec.get(key) is not None and not isinstance(rec[key], dict):
+            raise ValueError(f"{key!r} should be an object")
+    for key in ("english_entities", "hallucinated", "unaligned", "unknown_labels"):
+        if rec.get(key) is not None and not isinstance(rec[key], list):
+            raise ValueError(f"{key!r} should be a list")
+    if rec.get("predicted") is not None and not _tags(rec["predicted"]):
+        raise ValueError("'predicted' should be a list of tags")
+    if rec.get("gold") is not None and not _tags(rec["gold"]):
+        raise ValueError("'gold' should be a list of tags or null")
+    if "index" in rec and not _is(rec["index"], int):
+        raise ValueError("'index' should be a whole number")
 
 
 def _read_trace(path: Path, notes: list[str]) -> list[dict[str, Any]]:
     """Trace lines by sentence index; a torn last line (a killed run) is skipped with a note."""
     if not path.is_file():
         raise ReportError(f"{path}: not found (is this a tf-prompt run folder?)")
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as e:
+        raise ReportError(f"{path}: cannot read ({e.strerror or e})") from None
     by_index: dict[int, dict[str, Any]] = {}
     for n, line in enumerate(lines, 1):
         if not line.strip():
@@ -165,6 +233,7 @@ def _read_trace(path: Path, notes: list[str]) -> list[dict[str, Any]]:
             rec = json.loads(line)
             if not isinstance(rec, dict) or not isinstance(rec.get("source"), str):
                 raise ValueError("not a trace record")
+            _check_record(rec)
             idx = int(rec.get("index", n - 1))
         except (ValueError, TypeError) as e:
             if n == len(lines):
@@ -189,7 +258,11 @@ def _read_predictions(path: Path) -> list[tuple[list[str], list[str] | None, lis
             out.append((toks[:], None if all(g == "-" for g in gold) else gold[:], pred[:]))
         toks.clear(), gold.clear(), pred.clear()
 
-    for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as e:
+        raise ReportError(f"{path}: cannot read ({e.strerror or e})") from None
+    for n, line in enumerate(text.splitlines(), 1):
         cols = line.split()
         if not cols:
             flush()
@@ -616,7 +689,9 @@ def build_report(run_dir: Path, out: Path | None = None) -> Path:
     if metrics is None:
         notes.append("metrics.json is missing (interrupted run?): scores recomputed from trace.jsonl")
         metrics = {}
-    elif metrics.get("complete") is False:
+    else:
+        _check_metrics(metrics, metrics_path)
+    if metrics and metrics.get("complete") is False:
         notes.append("the run is incomplete: only finished sentences are shown")
     settings = metrics.get("settings") or {}
     labels = settings.get("labels") or None
