@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["replacing", "write_text", "write_bytes"]
+__all__ = ["replacing", "write_text", "write_bytes", "TEMPORARY"]
+
+#: The name of a temporary file made by `replacing` (a kill can leave one behind).
+TEMPORARY = re.compile(r"\..+\.[0-9a-f]{8}\.tmp(\.[^.]*)?")
 
 
 def _fsync_dir(directory: Path) -> None:

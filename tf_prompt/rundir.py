@@ -164,6 +164,7 @@ class RunFolder:
             raise RunDirError(f"--out {self.path}: cannot create the folder ({e.strerror or e})") from None
         self._lock()
         try:
+            self._remove_stale_temporaries()
             self.previous = read_previous(self.path)
             prev = self.previous
             if prev is None or self.overwrite:
@@ -178,6 +179,15 @@ class RunFolder:
         except BaseException:
             self.close()
             raise
+
+    def _remove_stale_temporaries(self) -> None:
+        """Temporary files of a write that a kill interrupted (we hold the lock: none is live)."""
+        for p in self.path.glob(".*.tmp*"):
+            if atomic.TEMPORARY.fullmatch(p.name):
+                try:
+                    p.unlink()
+                except OSError:
+                    pass
 
     def _lock(self) -> None:
         if fcntl is None:
