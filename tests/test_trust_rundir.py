@@ -172,3 +172,34 @@ def test_two_runs_never_write_one_folder_at_once(server, tmp_path, capsys) -> No
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["complete"] is True and metrics["n_sentences"] == 12
     assert len((out / "trace.jsonl").read_text().splitlines()) == 12
+
+
+def test_an_edited_sweep_refuses_to_replace_its_cells_unless_overwrite(shared_data, tmp_path, capsys,
+                                                                     monkeypatch) -> None:
+    """A sweep cell is a run folder too: after the config changes a result-defining setting, the
+    old cell is kept (one line) until `tf-prompt sweep --overwrite`."""
+    root = tmp_path / "data" / "masakhaner2" / "hau"
+    root.mkdir(parents=True)
+    blocks = (shared_data / "masakhaner2" / "hau" / "test.txt").read_text(encoding="utf-8").strip().split("\n\n")[:4]
+    (root / "test.txt").write_text("\n\n".join(blocks) + "\n", encoding="utf-8")
+    monkeypatch.setenv("TF_PROMPT_DATA", str(tmp_path / "data"))
+    from tf_prompt.testing import LoopbackServer
+
+    with LoopbackServer(oracle_responder(read_conll(root / "test.txt"), ["PER", "ORG", "LOC"])) as srv:
+        def config(temperature: float) -> str:
+            path = tmp_path / "sweep.toml"
+            path.write_text(f'out = "sweep"\nlabels = ["PER", "ORG", "LOC"]\nmethods = ["direct"]\n'
+                            f'languages = ["hau"]\n\n[[models]]\nname = "loopback"\nbase_url = "{srv.base_url}"\n\n'
+                            f'[run]\nmax_retries = 0\ntemperature = {temperature}\n', encoding="utf-8")
+            return str(path)
+
+        assert main(["sweep", config(0.0)]) == 0
+        cell = tmp_path / "sweep" / "loopback" / "hau" / "direct"
+        before = snapshot(cell)
+        capsys.readouterr()
+        assert main(["sweep", config(0.5)]) == 2
+        err = capsys.readouterr().err   # the sweep says which cell it starts, then the one error line
+        assert "Traceback" not in err and "temperature 0.0 -> 0.5" in one_error_line(err.splitlines()[-1])
+        assert snapshot(cell) == before
+        assert main(["sweep", config(0.5), "--overwrite"]) == 0
+        assert json.loads((cell / "metrics.json").read_text())["settings"]["temperature"] == 0.5

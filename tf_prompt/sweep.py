@@ -646,8 +646,13 @@ def _say(msg: str) -> None:
     print(f"tf-prompt: {msg}", file=sys.stderr, flush=True)
 
 
-async def run_sweep(config: SweepConfig, *, dry_run: bool = False, proceed_up_to_cap: bool = False) -> int:
-    """Estimate, check the cap, run the cells in order, write the results; returns an exit code."""
+async def run_sweep(config: SweepConfig, *, dry_run: bool = False, proceed_up_to_cap: bool = False,
+                    overwrite: bool = False) -> int:
+    """Estimate, check the cap, run the cells in order, write the results; returns an exit code.
+
+    A cell whose folder holds a run with other settings (the config was edited) is refused
+    (rundir.py) unless `overwrite`.
+    """
     from .api import run_async
     from .backends.base import BackendError
     from .client import BudgetExceeded
@@ -676,7 +681,7 @@ async def run_sweep(config: SweepConfig, *, dry_run: bool = False, proceed_up_to
                 _say(f"{name}: already complete, skipped")
                 rows.append(cell_row(cell, done))
                 continue
-            settings = cell.settings
+            settings = cell.settings.model_copy(update={"overwrite": overwrite})
             if cap is not None and est["cost_usd"] is not None:   # unpriced models cannot be capped
                 remaining = cap - spent
                 settings = settings.model_copy(update={"max_cost": max(remaining, 0.0)})
@@ -734,7 +739,8 @@ def _spent_in(out_dir: Path) -> float:
 def cmd_sweep(args: argparse.Namespace) -> int:
     """`tf-prompt sweep CONFIG`: errors are raised (SweepError, DataError...) for the CLI to print."""
     config = load_config(args.config, args.out)
-    return asyncio.run(run_sweep(config, dry_run=args.dry_run, proceed_up_to_cap=args.proceed_up_to_cap))
+    return asyncio.run(run_sweep(config, dry_run=args.dry_run, proceed_up_to_cap=args.proceed_up_to_cap,
+                                 overwrite=args.overwrite))
 
 
 def add_sweep_parser(subparsers: Any) -> None:
@@ -747,6 +753,8 @@ def add_sweep_parser(subparsers: Any) -> None:
     p.add_argument("--proceed-up-to-cap", action="store_true",
                    help="when the estimate exceeds max_cost, run cells in order until max_cost is spent")
     p.add_argument("--out", help="sweep folder (overrides out in the config)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace cell folders that hold runs with other settings (after the config was edited)")
     p.set_defaults(func=cmd_sweep)
 
 
