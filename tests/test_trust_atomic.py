@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -91,3 +92,24 @@ def test_kill_9_while_writing_metrics_leaves_a_whole_file(tmp_path) -> None:
             proc.wait(timeout=10)
         metrics = json.loads((out / "metrics.json").read_text())
         assert metrics["version"] == metrics["end"] and len(metrics["pad"]) == 8_000_000
+
+
+def test_never_renames_over_something_that_is_not_a_regular_file(tmp_path) -> None:
+    """`report --out /dev/null` must not replace the device: a FIFO stands in for it here."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(OSError, match="not a regular file"):
+        atomic.write_text(fifo, "page")
+    with pytest.raises(OSError, match="not a regular file"):
+        atomic.write_text(tmp_path, "page")
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]
+
+
+def test_writes_through_a_symlink_instead_of_replacing_it(tmp_path) -> None:
+    real = tmp_path / "real.json"
+    real.write_text("old")
+    link = tmp_path / "metrics.json"
+    link.symlink_to(real)
+    atomic.write_text(link, "new")
+    assert link.is_symlink() and real.read_text() == "new"

@@ -10,6 +10,7 @@ leaves the old file untouched. Standard library only, so every layer may use it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import secrets
@@ -45,6 +46,11 @@ def replacing(path: str | Path) -> Iterator[Path]:
     the temporary file is removed and `path` is left as it was.
     """
     path = Path(path)
+    if path.is_symlink():   # write through a link, as open() would, instead of replacing it
+        path = path.resolve()
+    if path.exists() and not path.is_file():   # never rename over /dev/null or a folder
+        raise IsADirectoryError(errno.EISDIR, "not a regular file", str(path)) if path.is_dir() else \
+            OSError(errno.EINVAL, "not a regular file", str(path))
     # Not tempfile.mkstemp: its files are 0600, and an output should get the usual permissions
     # (0666 less the umask), like a file created by open().
     while True:
