@@ -203,3 +203,19 @@ def test_an_edited_sweep_refuses_to_replace_its_cells_unless_overwrite(shared_da
         assert snapshot(cell) == before
         assert main(["sweep", config(0.5), "--overwrite"]) == 0
         assert json.loads((cell / "metrics.json").read_text())["settings"]["temperature"] == 0.5
+
+
+def test_the_same_data_read_from_elsewhere_continues_and_edited_data_is_named(oracle, tmp_path, capsys) -> None:
+    data = tmp_path / "a" / "test.txt"
+    data.parent.mkdir()
+    data.write_bytes(sample_path().read_bytes())
+    out = tmp_path / "run"
+    assert run_cli(oracle, out, "--data", str(data)) == 0
+    moved = tmp_path / "b" / "test.txt"
+    data.parent.rename(moved.parent)
+    served = oracle.served
+    assert run_cli(oracle, out, "--data", str(moved)) == 0 and oracle.served == served
+    moved.write_text(moved.read_text().replace("B-PER", "B-ORG", 1))
+    capsys.readouterr()
+    assert run_cli(oracle, out, "--data", str(moved)) == 2
+    assert "data (the contents of" in one_error_line(capsys.readouterr().err)

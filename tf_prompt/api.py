@@ -195,6 +195,8 @@ async def run_async(settings: RunSettings, sentences: Sequence[Sentence] | None 
     If the run stops early (a fatal API error, the budget, Ctrl-C), the outputs of the sentences
     finished so far are written, with `"complete": false` in metrics.json, and the error is
     re-raised. Every reply received is in the cache, so rerunning the same command continues.
+    The output folder is touched only after everything is validated, and an earlier run in it is
+    continued, refused or replaced as rundir.py says.
     """
     out_dir = Path(settings.out) if settings.out and not dry_run else None
     if out_dir:

@@ -43,8 +43,10 @@ PARTIAL_TRACE = "trace.partial.jsonl"
 NOT_IDENTITY = frozenset({
     "out", "overwrite", "concurrency", "cache_dir", "no_cache", "max_retries", "retry_initial", "rpm",
     "tpm", "max_cost", "prices", "progress", "timeout", "api_key_env", "n_threads", "tokenizer",
-    "tokenizer_note", "prices_date", "via", "data",   # data: the spec as typed; data_path and
-})                                                    # data_sha256 say what was read
+    "tokenizer_note", "prices_date", "via",
+    "data",      # the spec as typed: data_path and data_sha256 say what was read
+    "prompts",   # the folder: `templates` holds each step's template name and hash
+})
 
 
 class RunDirError(DataError):
@@ -89,22 +91,31 @@ def _show(value: Any) -> str:
     if value is None:
         return "none"
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
-    return text if len(text) <= 40 else text[:37] + "..."
+    return text if len(text) <= 48 else "..." + text[-45:]   # the end of a path is what differs
 
 
 def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """What differs between two identities, one short phrase per setting (keys in both only,
-    so a setting added by a later version does not make every earlier run look different)."""
+    so a setting added by a later version does not make every earlier run look different).
+
+    The data is compared by content when both sides have its hash: the same sentences read
+    from another path (a moved data folder, a reinstalled package) are the same run.
+    """
+    hashed = "data_sha256" in old and "data_sha256" in new
     out = []
     for key in sorted(old.keys() & new.keys()):
-        if old[key] == new[key]:
+        a, b = old[key], new[key]
+        if a == b or (key == "data_path" and hashed):
             continue
         if key == "data_sha256":
-            if old.get("data_path") == new.get("data_path"):
-                out.append(f"data (the contents of {_show(new.get('data_path'))} changed)")
-            continue   # a different path is reported as data_path
-        name = "data" if key == "data_path" else key
-        out.append(f"{name} {_show(old[key])} -> {_show(new[key])}")
+            paths = old.get("data_path"), new.get("data_path")
+            out.append(f"data ({_show(paths[0])} -> {_show(paths[1])})" if paths[0] != paths[1]
+                       else f"data (the contents of {_show(paths[1])} changed)")
+        elif isinstance(a, dict) and isinstance(b, dict):
+            out += [f"{key}.{k} {_show(a.get(k))} -> {_show(b.get(k))}"
+                    for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)]
+        else:
+            out.append(f"{'data' if key == 'data_path' else key} {_show(a)} -> {_show(b)}")
     return out
 
 
