@@ -135,11 +135,12 @@ def test_a_folder_with_an_unrecorded_run_needs_overwrite(oracle, tmp_path, capsy
     assert (out / "trace.jsonl").read_text() == '{"index": 0, "source": "x"}\n'
 
 
-@pytest.mark.parametrize("target", ["file", "inside-file", "/dev/null", "/"])
+@pytest.mark.parametrize("target", ["file", "inside-file", "/dev/null", "/", "empty"])
 def test_out_that_cannot_be_a_run_folder_is_one_line(oracle, tmp_path, capsys, target) -> None:
     afile = tmp_path / "notes.txt"
     afile.write_text("keep me\n")
-    out = {"file": afile, "inside-file": afile / "run", "/dev/null": Path("/dev/null"), "/": Path("/")}[target]
+    out = {"file": afile, "inside-file": afile / "run", "/dev/null": Path("/dev/null"), "/": Path("/"),
+           "empty": ""}[target]
     listing = sorted(os.listdir("/"))
     assert run_cli(oracle, out) == 2
     one_error_line(capsys.readouterr().err)

@@ -198,9 +198,8 @@ async def run_async(settings: RunSettings, sentences: Sequence[Sentence] | None 
     The output folder is touched only after everything is validated, and an earlier run in it is
     continued, refused or replaced as rundir.py says.
     """
-    out_dir = Path(settings.out) if settings.out and not dry_run else None
-    if out_dir:
-        check_out_path(out_dir)   # refused before anything is loaded; nothing is written yet
+    out_dir = check_out_path(settings.out) if settings.out is not None and not dry_run else None
+    # (an unusable --out is refused before anything is loaded; nothing is written yet)
     data_path = None
     total = None
     if sentences is None:

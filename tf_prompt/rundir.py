@@ -59,6 +59,8 @@ class OutputError(RunDirError):
 
 def check_out_path(out: str | Path) -> Path:
     """Refuse an `--out` that can never be a run folder, before anything is read or written."""
+    if not str(out).strip():
+        raise RunDirError("--out is empty: give a folder for the run's outputs")
     path = Path(out)
     absolute = path.absolute()
     if absolute == Path(absolute.anchor):
