@@ -220,3 +220,31 @@ def test_the_same_data_read_from_elsewhere_continues_and_edited_data_is_named(or
     capsys.readouterr()
     assert run_cli(oracle, out, "--data", str(moved)) == 2
     assert "data (the contents of" in one_error_line(capsys.readouterr().err)
+
+
+def test_kill_9_during_a_rerun_leaves_the_finished_run_whole(oracle, tmp_path) -> None:
+    """The rerun pays again (--no-cache) and is killed mid-way: the folder still holds the first
+    run, whole, and the report reads it; the rerun's finished sentences are in the side trace."""
+    out = tmp_path / "run"
+    cache = tmp_path / "cache"
+    assert run_cli(oracle, out, cache=cache) == 0
+    before = snapshot(out)
+    oracle.latency = 0.2
+    served = oracle.served
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tf_prompt.cli", "run", "--model", "m", "--base-url", oracle.base_url, "--data",
+         "sample", "--method", "direct", "--out", str(out), "--retry-initial", "0.01", "--max-retries", "0",
+         "--cache-dir", str(cache), "--no-cache", "--concurrency", "1"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while oracle.served < served + 4 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+        assert proc.poll() is None
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+    assert snapshot(out) == before
+    assert 1 <= len((out / "trace.partial.jsonl").read_text().splitlines()) < 12
+    assert main(["report", str(out)]) == 0

@@ -256,8 +256,9 @@ async def run_async(settings: RunSettings, sentences: Sequence[Sentence] | None 
     ran = False
     try:
         if out_dir:   # only now, with data, templates, components and backend validated
-            folder = RunFolder(out_dir, identity_of(record), overwrite=settings.overwrite)
-            folder.open()
+            opening = RunFolder(out_dir, identity_of(record), overwrite=settings.overwrite)
+            opening.open()   # (closes itself if it refuses)
+            folder = opening
             writer = TraceWriter(folder.trace_path, on_open=folder.started)
         await run_pipeline(pipeline, sentences, concurrency=settings.concurrency or 1, on_result=on_result,
                            batch_size=settings.batch_sentences if settings.style == "json" else 1)
