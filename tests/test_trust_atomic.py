@@ -113,3 +113,15 @@ def test_writes_through_a_symlink_instead_of_replacing_it(tmp_path) -> None:
     link.symlink_to(real)
     atomic.write_text(link, "new")
     assert link.is_symlink() and real.read_text() == "new"
+
+
+def test_sweep_results_one_unwritable_table_does_not_cost_the_others(tmp_path) -> None:
+    from tf_prompt.sweep import write_results
+
+    out = tmp_path / "sweep"
+    (out / "results.md").mkdir(parents=True)
+    (out / "results.json").write_text("old")
+    with pytest.raises(OutputError, match=r"results\.md: cannot write"):
+        write_results(out, [], "title", plots=False)
+    assert json.loads((out / "results.json").read_text())["title"] == "title"
+    assert (out / "results.csv").read_text().startswith("kind,")

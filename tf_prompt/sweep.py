@@ -36,7 +36,7 @@ import sys
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from . import atomic
 from .data import DataError
@@ -606,9 +606,15 @@ def format_results(rows: Sequence[dict[str, Any]], title: str, notes: Sequence[s
 
 def write_results(out: Path, rows: Sequence[dict[str, Any]], title: str, notes: Sequence[str] = (),
                   *, plots: bool = True) -> list[str]:
-    """Write results.md/.csv/.json (and the plots); returns notes about what could not be done."""
-    out.mkdir(parents=True, exist_ok=True)
+    """Write results.md/.csv/.json (and the plots); returns notes about what could not be done.
+
+    Each file is replaced whole (atomic.py) and attempted even if another fails; the first
+    failure is then raised as one OutputError line.
+    """
+    from .rundir import OutputError
+
     extra: list[str] = []
+    writers: list[tuple[str, Callable[[Path], None]]] = []
     plot_files: list[str] = []
     if plots and rows:
         try:
@@ -616,28 +622,51 @@ def write_results(out: Path, rows: Sequence[dict[str, Any]], title: str, notes: 
         except ImportError:
             extra.append("plots skipped: matplotlib is not installed (pip install matplotlib)")
         else:
-            with atomic.replacing(out / "f1_by_language.png") as tmp:
-                plot_f1_by_language(rows, tmp)
-            with atomic.replacing(out / "cost_vs_f1.png") as tmp:
-                plot_cost_vs_f1(rows, tmp)
-            plot_files = ["f1_by_language.png", "cost_vs_f1.png"]
+            for name, plot in (("f1_by_language.png", plot_f1_by_language), ("cost_vs_f1.png", plot_cost_vs_f1)):
+                writers.append((name, lambda path, plot=plot: _replace_with(path, lambda tmp: plot(rows, tmp))))
+                plot_files.append(name)
     all_notes = [*notes, *extra]
-    atomic.write_text(out / "results.md", format_results(rows, title, all_notes))
     avg, gs = averages(rows), gains(rows)
-    atomic.write_text(out / "results.json", json.dumps(
-        {"title": title, "cells": list(rows), "averages": avg, "gains": gs, "notes": all_notes,
-         "plots": plot_files}, indent=2, ensure_ascii=False) + "\n")
-    with atomic.replacing(out / "results.csv") as tmp, tmp.open("w", encoding="utf-8", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["kind", *CELL_COLUMNS], extrasaction="ignore")
-        writer.writeheader()
-        for r in rows:
-            writer.writerow({"kind": "cell", **r})
-        for a in avg:
-            writer.writerow({"kind": "average", **a})
-        for g in gs:
-            writer.writerow({"kind": "gain", "model": g["model"], "language": g["language"],
-                             "method": "transfusion-direct", "prompt": g["prompt"], "f1": g["gain"]})
+
+    def csv_table(tmp: Path) -> None:
+        with tmp.open("w", encoding="utf-8", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=["kind", *CELL_COLUMNS], extrasaction="ignore")
+            writer.writeheader()
+            for r in rows:
+                writer.writerow({"kind": "cell", **r})
+            for a in avg:
+                writer.writerow({"kind": "average", **a})
+            for g in gs:
+                writer.writerow({"kind": "gain", "model": g["model"], "language": g["language"],
+                                 "method": "transfusion-direct", "prompt": g["prompt"], "f1": g["gain"]})
+
+    writers += [
+        ("results.md", lambda path: atomic.write_text(path, format_results(rows, title, all_notes))),
+        ("results.json", lambda path: atomic.write_text(path, json.dumps(
+            {"title": title, "cells": list(rows), "averages": avg, "gains": gs, "notes": all_notes,
+             "plots": plot_files}, indent=2, ensure_ascii=False) + "\n")),
+        ("results.csv", lambda path: _replace_with(path, csv_table)),
+    ]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"{out}: cannot create the sweep folder ({e.strerror or e})") from None
+    failures = []
+    for name, write in writers:
+        try:
+            write(out / name)
+        except OSError as e:
+            failures.append(f"{out / name}: cannot write ({e.strerror or e})")
+    if failures:
+        more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+        raise OutputError(f"{failures[0]}{more}; the other results were written, and each cell's run folder is kept")
     return extra
+
+
+def _replace_with(path: Path, write: Callable[[Path], Any]) -> None:
+    """Run a writer that needs a file name, so that `path` is replaced whole (atomic.py)."""
+    with atomic.replacing(path) as tmp:
+        write(tmp)
 
 
 # -- running ---------------------------------------------------------------------------------------
