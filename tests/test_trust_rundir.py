@@ -148,6 +148,7 @@ def test_out_that_cannot_be_a_run_folder_is_one_line(oracle, tmp_path, capsys, t
     assert oracle.served == 0
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="the folder lock is POSIX flock")
 def test_two_runs_never_write_one_folder_at_once(server, tmp_path, capsys) -> None:
     server.responder = oracle_responder(read_conll(sample_path()), LABELS)
     server.latency = 0.4
