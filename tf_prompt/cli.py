@@ -229,20 +229,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _error(message: object) -> None:
+    """Print an error as the one line the user gets (a message from a library may span lines)."""
+    print(f"tf-prompt: error: {' '.join(str(message).splitlines())}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.func(args)
     except (DataError, SchemaError, TemplateError, PriceError, ComponentError, CacheError) as e:
-        print(f"tf-prompt: error: {e}", file=sys.stderr)
+        _error(e)
         return EXIT_USAGE
     except ValidationError as e:
         err = e.errors()[0]
-        print(f"tf-prompt: error: {'.'.join(map(str, err['loc']))}: {err['msg']}", file=sys.stderr)
+        _error(f"{'.'.join(map(str, err['loc']))}: {err['msg']}")
         return EXIT_USAGE
     except (BackendError, BudgetExceeded) as e:
-        print(f"tf-prompt: error: {e}", file=sys.stderr)
+        _error(e)
         return EXIT_FAILED
     except KeyboardInterrupt:
         print("tf-prompt: interrupted; outputs written so far are kept", file=sys.stderr)

@@ -154,16 +154,9 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return data
 
 
-_NUMBER = (int, float)
-
-
-def _is(value: Any, kinds: Any) -> bool:
-    """isinstance, except that a bool is not a number here (JSON true is not a score)."""
-    return isinstance(value, kinds) and not (isinstance(value, bool) and bool not in _as_tuple(kinds))
-
-
-def _as_tuple(kinds: Any) -> tuple:
-    return kinds if isinstance(kinds, tuple) else (kinds,)
+def _number(value: Any) -> bool:
+    """A JSON number (true/false are not scores, though Python counts bool as int)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _check_metrics(metrics: dict[str, Any], path: Path) -> None:
@@ -178,13 +171,13 @@ def _check_metrics(metrics: dict[str, Any], path: Path) -> None:
         return value
 
     for key in ("f1", "precision", "recall"):
-        if metrics.get(key) is not None and not _is(metrics[key], _NUMBER):
+        if metrics.get(key) is not None and not _number(metrics[key]):
             raise bad(key, "a number or null")
     for key in ("settings", "usage", "per_type"):
         if metrics.get(key) is not None and not isinstance(metrics[key], dict):
             raise bad(key, "an object")
     for label, v in (metrics.get("per_type") or {}).items():
-        if not isinstance(v, dict) or any(not _is(v.get(k), _NUMBER) for k in ("precision", "recall", "f1", "support")):
+        if not isinstance(v, dict) or not all(_number(v.get(k)) for k in ("precision", "recall", "f1", "support")):
             raise bad(f"per_type.{label}", "an object with numbers precision, recall, f1, support")
     settings = metrics.get("settings") or {}
     labels = settings.get("labels")
@@ -193,7 +186,7 @@ def _check_metrics(metrics: dict[str, Any], path: Path) -> None:
     if settings.get("templates") is not None and not isinstance(settings["templates"], dict):
         raise bad("settings.templates", "an object")
     usage = metrics.get("usage") or {}
-    if usage.get("cost_usd") is not None and not _is(usage["cost_usd"], _NUMBER):
+    if usage.get("cost_usd") is not None and not _number(usage["cost_usd"]):
         raise bad("usage.cost_usd", "a number or null")
 
 
@@ -213,7 +206,7 @@ def _check_record(rec: dict[str, Any]) -> None:
         raise ValueError("'predicted' should be a list of tags")
     if rec.get("gold") is not None and not _tags(rec["gold"]):
         raise ValueError("'gold' should be a list of tags or null")
-    if "index" in rec and not _is(rec["index"], int):
+    if "index" in rec and not (isinstance(rec["index"], int) and not isinstance(rec["index"], bool)):
         raise ValueError("'index' should be a whole number")
 
 
@@ -669,6 +662,7 @@ def _filter_bar(rows: Sequence[_Row]) -> str:
 def kind_counts(run_dir: Path) -> dict[str, int]:
     """Sentences per kind (as on the filter bar); handy for tests and scripts."""
     metrics = _read_json(run_dir / "metrics.json") or {}
+    _check_metrics(metrics, run_dir / "metrics.json")
     labels = set((metrics.get("settings") or {}).get("labels") or []) or None
     rows = _load_rows(run_dir, labels, [])
     return dict(Counter(k for r in rows for k in r.kinds))

@@ -18,9 +18,8 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
 from types import TracebackType
+from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError as JinjaTemplateError, UndefinedError, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
