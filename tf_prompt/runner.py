@@ -5,6 +5,8 @@ Outputs in the run folder:
                        its work), rewritten in sentence order at the end
     predictions.conll  token, gold tag, predicted tag
     metrics.json       f1/precision/recall (micro, 0-1), per_type, counts, usage, settings
+    run.json           the run's identity (rundir.py decides whether a rerun continues it)
+Final files are replaced whole (atomic.py): a kill while writing leaves the old or the new one.
 """
 
 from __future__ import annotations
