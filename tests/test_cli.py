@@ -26,7 +26,7 @@ def test_subprocess_run_prints_summary_and_writes_outputs(server, tmp_path: Path
     assert proc.returncode == 0, proc.stderr
     assert "micro" in proc.stdout and "100.0" in proc.stdout
     assert "shipped sample" in proc.stderr
-    assert {p.name for p in out.iterdir()} == {"metrics.json", "predictions.conll", "trace.jsonl"}
+    assert {p.name for p in out.iterdir()} == {"metrics.json", "predictions.conll", "trace.jsonl", "run.json"}
     metrics = json.loads((out / "metrics.json").read_text())
     for key in ("f1", "precision", "recall", "per_type", "n_sentences", "parse_failures",
                 "hallucinated", "unaligned", "usage"):

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 from .backends.base import Backend, BackendError
 from .backends.openai_compat import DEFAULT_KEY_ENV, OpenAIBackend
-from .cache import ReplyCache
+from .cache import CacheError, ReplyCache
 from .client import BudgetExceeded, ClientOptions, ModelClient
 from .cost import PriceTable
 from .data import DataError, Sentence, read_conll, resolve_dataset, sample_path
@@ -31,10 +31,11 @@ from .annotators import SpacyAnnotator
 from .pipeline import Annotator, Context, Pipeline, Result, Translator, gold_mentions
 from .progress import Progress
 from .redact import redact_url
+from .rundir import MANIFEST, OutputError, RunFolder, check_out_path, data_digest, identity_of
 from .runner import RunSummary, TraceWriter, compute_metrics, run_pipeline, write_outputs
 from .schema import Schema, get_schema
 from .settings import RunSettings
-from .templates import TemplateSet
+from .templates import TemplateError, TemplateSet
 from .translators import ComponentError, FileTranslator, HFTranslator
 
 
@@ -210,17 +211,34 @@ async def run_async(settings: RunSettings, sentences: Sequence[Sentence] | None 
     If the run stops early (a fatal API error, the budget, Ctrl-C), the outputs of the sentences
     finished so far are written, with `"complete": false` in metrics.json, and the error is
     re-raised. Every reply received is in the cache, so rerunning the same command continues.
+    The output folder is touched only after everything is validated, and an earlier run in it is
+    continued, refused or replaced as rundir.py says.
     """
+    out_dir = check_out_path(settings.out) if settings.out is not None and not dry_run else None
+    # (an unusable --out is refused before anything is loaded; nothing is written yet)
     data_path = None
     total = None if sentences is None else len(sentences)
     if sentences is None:
         sentences, data_path, total = load_sentences(settings.data, settings.limit)
     client = make_client(settings, backend, dry_run=dry_run)
     usage = client.usage
-    pipeline = build_pipeline(settings, client, sentences, total, dry_run=dry_run)
+    folder: RunFolder | None = None
+    writer: TraceWriter | None = None
+    try:
+        pipeline = build_pipeline(settings, client, sentences, total, dry_run=dry_run)
+    except BaseException:
+        await _close_client(client)
+        raise
     schema = pipeline.ctx.schema
-    out_dir = Path(settings.out) if settings.out and not dry_run else None
-    writer = TraceWriter(out_dir / "trace.jsonl") if out_dir else None
+    record = {
+        **settings.model_dump(exclude={"api_key_env"}, by_alias=True), "data_path": data_path,
+        "base_url": redact_url(settings.base_url),   # never credentials written in the URL
+        "data_sha256": data_digest([(s.tokens, s.tags) for s in sentences]),
+        "model": default_model(settings)[0],
+        "translator": _identity(pipeline.translator, "llm"), "annotator": _identity(pipeline.annotator, "llm"),
+        "labels": schema.names, "tokenizer": None, "tokenizer_note": None, "prices_date": client.prices.date,
+        "templates": {s: pipeline.ctx.templates.identity(t) for s, t in _templates_of(settings).items()},
+    }
     progress = Progress(len(sentences), usage, settings.progress,
                         desc="estimate" if dry_run else settings.method)
     done: list[Result] = []
@@ -238,40 +256,61 @@ async def run_async(settings: RunSettings, sentences: Sequence[Sentence] | None 
         if stopped:
             metrics["stopped"] = stopped
         metrics["usage"] = usage.to_dict()
-        metrics["settings"] = {
-            **settings.model_dump(exclude={"api_key_env"}, by_alias=True), "data_path": data_path,
-            "base_url": redact_url(settings.base_url),   # never credentials written in the URL
-            "model": default_model(settings)[0],
-            "translator": _identity(pipeline.translator, "llm"), "annotator": _identity(pipeline.annotator, "llm"),
-            "labels": schema.names, "tokenizer": client.tokenizer_name, "tokenizer_note": client.tokenizer_note, "prices_date": client.prices.date,
-            "templates": {s: pipeline.ctx.templates.identity(t) for s, t in _templates_of(settings).items()},
-        }
+        # the tokenizer is known once a prompt was counted
+        metrics["settings"] = {**record, "tokenizer": client.tokenizer_name, "tokenizer_note": client.tokenizer_note}
         if client.cache is not None and not dry_run:
             client.cache.record_run({"hits": usage.cache_hits, "misses": client.cache_misses,
                                      "calls": usage.calls, "model": client.backend.model})
-        if out_dir:
-            write_outputs(out_dir, done, metrics)
+        # A run that stopped before finishing enough never replaces an earlier run's outputs.
+        if folder is not None and folder.may_replace(len(done)):
+            write_outputs(folder.path, done, metrics, first=[(MANIFEST, folder.write_manifest)])
+            folder.committed()
         return metrics
 
     started = time.perf_counter()
+    ran = False
     try:
+        if out_dir:   # only now, with data, templates, components and backend validated
+            opening = RunFolder(out_dir, identity_of(record), overwrite=settings.overwrite)
+            opening.open()   # (closes itself if it refuses)
+            folder = opening
+            writer = TraceWriter(folder.trace_path, on_open=folder.started)
         await run_pipeline(pipeline, sentences, concurrency=settings.concurrency or 1, on_result=on_result,
                            batch_size=settings.batch_sentences if settings.style == "json" else 1)
-    except (BackendError, BudgetExceeded, asyncio.CancelledError, KeyboardInterrupt) as e:
+        ran = True
+    except (BackendError, BudgetExceeded, TemplateError, CacheError, asyncio.CancelledError, KeyboardInterrupt) as e:
         if writer:
             writer.close()
             writer = None
-        finish(False, str(e) or type(e).__name__)
+        try:
+            finish(False, str(e) or type(e).__name__)
+        except OutputError as oe:   # say both: why the run stopped, and what could not be kept
+            raise OutputError(f"{e}; and {oe}") from None
         raise
     finally:
         progress.close()
         if writer:
             writer.close()
+        try:
+            await _close_client(client)
+        finally:
+            if folder is not None and not ran:   # a stopped run has written what it may
+                folder.close()
+    try:
+        metrics = finish(not any(r.trace.failed for r in done))
+    finally:
+        if folder is not None:
+            folder.close()
+    return RunSummary(results=sorted(done, key=lambda r: r.sentence.index), metrics=metrics, out_dir=out_dir)
+
+
+async def _close_client(client: ModelClient) -> None:
+    """Stop the client's connections and close its cache (whatever happened to the run)."""
+    try:
         await client.aclose()
+    finally:
         if client.cache is not None:
             client.cache.close()
-    metrics = finish(not any(r.trace.failed for r in done))
-    return RunSummary(results=sorted(done, key=lambda r: r.sentence.index), metrics=metrics, out_dir=out_dir)
 
 
 def _identity(component: Any, default: str) -> str:

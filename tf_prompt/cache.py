@@ -9,12 +9,15 @@ kill -9 of the process one instruction later.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import shutil
+import sqlite3
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import diskcache
 
@@ -36,35 +39,101 @@ def cache_key(identity: dict[str, Any], messages: list[dict[str, str]], params: 
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
+class CacheError(RuntimeError):
+    """The cache directory cannot be used (not a directory, unwritable, corrupt); one line."""
+
+
 class ReplyCache:
-    """A directory of cached replies (one diskcache.Cache)."""
+    """A directory of cached replies (one diskcache.Cache).
+
+    Every SQLite or file-system error is raised as a one-line CacheError naming the directory;
+    a corrupt database says how to clear it (`clear_directory` works on one that cannot be opened).
+    """
 
     def __init__(self, directory: str | Path | None = None):
         self.directory = Path(directory) if directory else default_cache_dir()
-        self._cache = diskcache.Cache(str(self.directory / "replies"), size_limit=2**40,
-                                      eviction_policy="none")
+        for p in (self.directory, *self.directory.parents):
+            if p.exists():
+                if not p.is_dir():
+                    raise CacheError(f"cache directory {self.directory} is not usable: {p} is not a directory "
+                                     f"(set --cache-dir or $TF_PROMPT_CACHE to a folder)")
+                break
+        with self._guard():
+            self._cache = diskcache.Cache(str(self.directory / "replies"), size_limit=2**40,
+                                          eviction_policy="none")
+
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.DatabaseError as e:
+            raise CacheError(corrupt_message(self.directory, e)) from None
+        except OSError as e:
+            raise CacheError(f"cache directory {self.directory} is not usable ({e.strerror or e}); "
+                             f"set --cache-dir or $TF_PROMPT_CACHE to a writable folder") from None
 
     def get(self, key: str) -> dict[str, Any] | None:
-        return self._cache.get(key)
+        with self._guard():
+            return self._cache.get(key)
 
     def set(self, key: str, record: dict[str, Any]) -> None:
-        self._cache.set(key, {**record, "stored_at": time.time()})
+        with self._guard():
+            self._cache.set(key, {**record, "stored_at": time.time()})
 
     def __contains__(self, key: str) -> bool:
-        return key in self._cache
+        with self._guard():
+            return key in self._cache
 
     def record_run(self, stats: dict[str, Any]) -> None:
-        """Remember the last run's hits and misses for `tf-prompt cache stats`."""
-        self._cache.set(_LAST_RUN, {**stats, "at": time.time()})
+        """Remember the last run's hits and misses for `tf-prompt cache stats` (best effort: a
+        failure here must not cost the run its outputs)."""
+        with contextlib.suppress(CacheError):
+            with self._guard():
+                self._cache.set(_LAST_RUN, {**stats, "at": time.time()})
 
     def stats(self) -> dict[str, Any]:
-        last = self._cache.get(_LAST_RUN)
-        entries = len(self._cache) - (1 if last is not None else 0)
-        return {"directory": str(self.directory / "replies"), "entries": entries,
-                "size_bytes": int(self._cache.volume()), "last_run": last}
+        with self._guard():
+            last = self._cache.get(_LAST_RUN)
+            entries = len(self._cache) - (1 if last is not None else 0)
+            return {"directory": str(self.directory / "replies"), "entries": entries,
+                    "size_bytes": int(self._cache.volume()), "last_run": last}
 
     def clear(self) -> int:
-        return int(self._cache.clear())
+        with self._guard():
+            return int(self._cache.clear())
 
     def close(self) -> None:
-        self._cache.close()
+        with contextlib.suppress(sqlite3.Error, OSError):
+            self._cache.close()
+
+    @classmethod
+    def clear_directory(cls, directory: str | Path | None = None) -> tuple[int | None, Path]:
+        """Empty the cache at `directory`: the number of replies removed, or None when the
+        database was corrupt and its folder (`replies/`) was deleted instead."""
+        try:
+            cache = cls(directory)
+        except CacheError:
+            root = Path(directory) if directory else default_cache_dir()
+            replies = root / "replies"
+            if not replies.is_dir():
+                raise
+            try:
+                shutil.rmtree(replies)
+            except OSError as e:
+                raise CacheError(f"cannot remove the cache at {replies} ({e.strerror or e})") from None
+            return None, root
+        try:
+            try:
+                return cache.clear(), cache.directory
+            except CacheError:   # opened, but corrupt further in
+                cache.close()
+                shutil.rmtree(cache.directory / "replies", ignore_errors=True)
+                return None, cache.directory
+        finally:
+            cache.close()
+
+
+def corrupt_message(directory: Path, error: BaseException) -> str:
+    """What to tell a user whose cache database is damaged."""
+    return (f"cache at {directory / 'replies'} is corrupt ({error}): remove it or run "
+            f"`tf-prompt cache clear --cache-dir {directory}`")

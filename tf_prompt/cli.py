@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from . import __version__
 from .backends.base import BackendError
+from .cache import CacheError
 from .combine import DEFAULT as DEFAULT_COMBINE, RULES as COMBINE_RULES
 from .client import BudgetExceeded
 from .cost import PriceError
@@ -85,7 +86,10 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     r.add_argument("--no-cache", action="store_true", help="neither read nor write the reply cache")
     r.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar on stderr (default: when stderr is a terminal)")
-    r.add_argument("--out", help="output directory (default: runs/<data>-<method>)")
+    r.add_argument("--out", help="output directory (default: runs/<data>-<method>); the same settings continue "
+                                 "the run in it, different ones are refused unless --overwrite")
+    r.add_argument("--overwrite", action="store_true",
+                   help="replace a different earlier run in --out (its outputs stay until a sentence finishes)")
 
 
 def _settings(args: argparse.Namespace) -> RunSettings:
@@ -103,7 +107,7 @@ def _settings(args: argparse.Namespace) -> RunSettings:
         temperature=args.temperature, max_tokens=args.max_tokens, seed=args.seed, timeout=args.timeout,
         out=out, cache_dir=args.cache_dir, no_cache=args.no_cache, max_retries=args.max_retries,
         retry_initial=args.retry_initial, rpm=args.rpm, tpm=args.tpm, max_cost=args.max_cost,
-        prices=args.prices, progress=args.progress,
+        prices=args.prices, progress=args.progress, overwrite=args.overwrite,
     )
 
 
@@ -172,12 +176,13 @@ def _money(x: float | None) -> str:
 def cmd_cache(args: argparse.Namespace) -> int:
     from .cache import ReplyCache
 
+    if args.action == "clear":   # also works on a corrupt cache, which cannot be opened
+        n, where = ReplyCache.clear_directory(args.cache_dir)
+        print(f"removed {n} cached replies from {where}" if n is not None
+              else f"removed the corrupt cache at {where / 'replies'}")
+        return 0
     cache = ReplyCache(args.cache_dir)
     try:
-        if args.action == "clear":
-            n = cache.clear()
-            print(f"removed {n} cached replies from {cache.directory}")
-            return 0
         st = cache.stats()
         print(f"cache: {st['directory']}")
         print(f"entries: {st['entries']}  size: {st['size_bytes'] / 1e6:.2f} MB")
@@ -224,20 +229,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _error(message: object) -> None:
+    """Print an error as the one line the user gets (a message from a library may span lines)."""
+    print(f"tf-prompt: error: {' '.join(str(message).splitlines())}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (DataError, SchemaError, TemplateError, PriceError, ComponentError) as e:
-        print(f"tf-prompt: error: {e}", file=sys.stderr)
+    except (DataError, SchemaError, TemplateError, PriceError, ComponentError, CacheError) as e:
+        _error(e)
         return EXIT_USAGE
     except ValidationError as e:
         err = e.errors()[0]
-        print(f"tf-prompt: error: {'.'.join(map(str, err['loc']))}: {err['msg']}", file=sys.stderr)
+        _error(f"{'.'.join(map(str, err['loc']))}: {err['msg']}")
         return EXIT_USAGE
     except (BackendError, BudgetExceeded) as e:
-        print(f"tf-prompt: error: {e}", file=sys.stderr)
+        _error(e)
         return EXIT_FAILED
     except KeyboardInterrupt:
         print("tf-prompt: interrupted; outputs written so far are kept", file=sys.stderr)

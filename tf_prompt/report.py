@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from . import atomic
 from .align import bio_to_spans
 from .redact import redact_text
 
@@ -147,16 +148,77 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ReportError(f"{path}: not valid JSON ({e})") from None
+    except OSError as e:
+        raise ReportError(f"{path}: cannot read ({e.strerror or e})") from None
     if not isinstance(data, dict):
         raise ReportError(f"{path}: expected a JSON object")
     return data
+
+
+def _number(value: Any) -> bool:
+    """A JSON number (true/false are not scores, though Python counts bool as int)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_metrics(metrics: dict[str, Any], path: Path) -> None:
+    """Every field the page reads has the type a run writes; else one line naming the key."""
+    def bad(key: str, want: str) -> ReportError:
+        return ReportError(f"{path}: {key!r} should be {want}, got {json.dumps(metrics_get(key))[:40]}")
+
+    def metrics_get(key: str) -> Any:
+        value: Any = metrics
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        return value
+
+    for key in ("f1", "precision", "recall"):
+        if metrics.get(key) is not None and not _number(metrics[key]):
+            raise bad(key, "a number or null")
+    for key in ("settings", "usage", "per_type"):
+        if metrics.get(key) is not None and not isinstance(metrics[key], dict):
+            raise bad(key, "an object")
+    for label, v in (metrics.get("per_type") or {}).items():
+        if not isinstance(v, dict) or not all(_number(v.get(k)) for k in ("precision", "recall", "f1", "support")):
+            raise bad(f"per_type.{label}", "an object with numbers precision, recall, f1, support")
+    settings = metrics.get("settings") or {}
+    labels = settings.get("labels")
+    if labels is not None and not (isinstance(labels, list) and all(isinstance(x, str) for x in labels)):
+        raise bad("settings.labels", "a list of strings")
+    if settings.get("templates") is not None and not isinstance(settings["templates"], dict):
+        raise bad("settings.templates", "an object")
+    usage = metrics.get("usage") or {}
+    if usage.get("cost_usd") is not None and not _number(usage["cost_usd"]):
+        raise bad("usage.cost_usd", "a number or null")
+
+
+def _tags(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(x, str) for x in value)
+
+
+def _check_record(rec: dict[str, Any]) -> None:
+    """Raise ValueError naming the first field of a trace line that a run would never write."""
+    for key in ("replies", "templates", "parse_failures", "errors"):
+        if rec.get(key) is not None and not isinstance(rec[key], dict):
+            raise ValueError(f"{key!r} should be an object")
+    for key in ("english_entities", "hallucinated", "unaligned", "unknown_labels"):
+        if rec.get(key) is not None and not isinstance(rec[key], list):
+            raise ValueError(f"{key!r} should be a list")
+    if rec.get("predicted") is not None and not _tags(rec["predicted"]):
+        raise ValueError("'predicted' should be a list of tags")
+    if rec.get("gold") is not None and not _tags(rec["gold"]):
+        raise ValueError("'gold' should be a list of tags or null")
+    if "index" in rec and not (isinstance(rec["index"], int) and not isinstance(rec["index"], bool)):
+        raise ValueError("'index' should be a whole number")
 
 
 def _read_trace(path: Path, notes: list[str]) -> list[dict[str, Any]]:
     """Trace lines by sentence index; a torn last line (a killed run) is skipped with a note."""
     if not path.is_file():
         raise ReportError(f"{path}: not found (is this a tf-prompt run folder?)")
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as e:
+        raise ReportError(f"{path}: cannot read ({e.strerror or e})") from None
     by_index: dict[int, dict[str, Any]] = {}
     for n, line in enumerate(lines, 1):
         if not line.strip():
@@ -165,6 +227,7 @@ def _read_trace(path: Path, notes: list[str]) -> list[dict[str, Any]]:
             rec = json.loads(line)
             if not isinstance(rec, dict) or not isinstance(rec.get("source"), str):
                 raise ValueError("not a trace record")
+            _check_record(rec)
             idx = int(rec.get("index", n - 1))
         except (ValueError, TypeError) as e:
             if n == len(lines):
@@ -189,7 +252,11 @@ def _read_predictions(path: Path) -> list[tuple[list[str], list[str] | None, lis
             out.append((toks[:], None if all(g == "-" for g in gold) else gold[:], pred[:]))
         toks.clear(), gold.clear(), pred.clear()
 
-    for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as e:
+        raise ReportError(f"{path}: cannot read ({e.strerror or e})") from None
+    for n, line in enumerate(text.splitlines(), 1):
         cols = line.split()
         if not cols:
             flush()
@@ -596,6 +663,7 @@ def _filter_bar(rows: Sequence[_Row]) -> str:
 def kind_counts(run_dir: Path) -> dict[str, int]:
     """Sentences per kind (as on the filter bar); handy for tests and scripts."""
     metrics = _read_json(run_dir / "metrics.json") or {}
+    _check_metrics(metrics, run_dir / "metrics.json")
     labels = set((metrics.get("settings") or {}).get("labels") or []) or None
     rows = _load_rows(run_dir, labels, [])
     return dict(Counter(k for r in rows for k in r.kinds))
@@ -616,7 +684,9 @@ def build_report(run_dir: Path, out: Path | None = None) -> Path:
     if metrics is None:
         notes.append("metrics.json is missing (interrupted run?): scores recomputed from trace.jsonl")
         metrics = {}
-    elif metrics.get("complete") is False:
+    else:
+        _check_metrics(metrics, metrics_path)
+    if metrics and metrics.get("complete") is False:
         notes.append("the run is incomplete: only finished sentences are shown")
     settings = metrics.get("settings") or {}
     labels = settings.get("labels") or None
@@ -639,7 +709,7 @@ def build_report(run_dir: Path, out: Path | None = None) -> Path:
     out = Path(out) if out is not None else run_dir / "report.html"
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(page, encoding="utf-8")
+        atomic.write_text(out, page)   # a kill while writing leaves the old page or the new one
     except OSError as e:
         raise ReportError(f"{out}: cannot write ({e.strerror or e})") from None
     return out

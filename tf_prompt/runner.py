@@ -5,6 +5,8 @@ Outputs in the run folder:
                        its work), rewritten in sentence order at the end
     predictions.conll  token, gold tag, predicted tag
     metrics.json       f1/precision/recall (micro, 0-1), per_type, counts, usage, settings
+    run.json           the run's identity (rundir.py decides whether a rerun continues it)
+Final files are replaced whole (atomic.py): a kill while writing leaves the old or the new one.
 """
 
 from __future__ import annotations
@@ -13,14 +15,15 @@ import asyncio
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import IO, Any, Callable, Sequence
 
-from . import batching
+from . import atomic, batching
 from .batching import ChunkBatcher
 from .client import BudgetExceeded
 from .data import Sentence, write_conll
 from .evaluate import restrict, score
 from .pipeline import Pipeline, Result
+from .rundir import OutputError
 
 
 @dataclass
@@ -124,31 +127,76 @@ async def run_pipeline(pipeline: Pipeline, sentences: Sequence[Sentence], *, con
 
 
 class TraceWriter:
-    """Appends trace lines as sentences finish, flushing each, so interrupted work is kept."""
+    """Appends trace lines as sentences finish, flushing each, so interrupted work is kept.
 
-    def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
+    The file is opened (truncated) only when the first sentence finishes, after `on_open` has
+    run: a run that fails before finishing any sentence (a bad key, a template error) never
+    touches the folder's earlier trace.
+    """
+
+    def __init__(self, path: Path, on_open: Callable[[], None] | None = None):
         self.path = path
-        self._fh = path.open("w", encoding="utf-8")
+        self._on_open = on_open
+        self._fh: IO[str] | None = None
+
+    @property
+    def opened(self) -> bool:
+        return self._fh is not None
 
     def __call__(self, result: Result) -> None:
-        self._fh.write(json.dumps(result.trace.to_dict(), ensure_ascii=False) + "\n")
-        self._fh.flush()
+        try:
+            if self._fh is None:
+                if self._on_open is not None:
+                    self._on_open()
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._fh = self.path.open("w", encoding="utf-8")
+            self._fh.write(json.dumps(result.trace.to_dict(), ensure_ascii=False) + "\n")
+            self._fh.flush()
+        except OSError as e:
+            raise OutputError(f"{self.path}: cannot write the trace ({e.strerror or e}); the replies "
+                              f"received are cached, rerun once it is writable") from None
 
     def close(self) -> None:
-        self._fh.close()
+        if self._fh is not None:
+            self._fh.close()
 
 
-def write_outputs(out_dir: Path, results: Sequence[Result], metrics: dict[str, Any]) -> None:
-    """Write predictions, the ordered trace and metrics (atomically enough: each file at once)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+def write_outputs(out_dir: Path, results: Sequence[Result], metrics: dict[str, Any],
+                  first: Sequence[tuple[str, Callable[[Path], None]]] = ()) -> None:
+    """Write predictions, the ordered trace and metrics, each atomically (old file or new, never
+    half of one).
+
+    Each file is attempted even if another fails, so one unwritable file never costs the others;
+    the first failure is then raised as one OutputError line. `first` are extra (name, writer)
+    pairs written before the others (the run folder's manifest).
+    """
     ordered = sorted(results, key=lambda r: r.sentence.index)
-    write_conll(out_dir / "predictions.conll", [r.sentence for r in ordered], [r.tags for r in ordered])
-    with (out_dir / "trace.jsonl").open("w", encoding="utf-8") as fh:
-        for r in ordered:
-            fh.write(json.dumps(r.trace.to_dict(), ensure_ascii=False) + "\n")
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n",
-                                          encoding="utf-8")
+
+    def predictions(path: Path) -> None:
+        with atomic.replacing(path) as tmp:
+            write_conll(tmp, [r.sentence for r in ordered], [r.tags for r in ordered])
+
+    def trace(path: Path) -> None:
+        atomic.write_text(path, "".join(json.dumps(r.trace.to_dict(), ensure_ascii=False) + "\n"
+                                        for r in ordered))
+
+    def metrics_json(path: Path) -> None:
+        atomic.write_text(path, json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
+
+    failures: list[str] = []
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"{out_dir}: cannot create the output folder ({e.strerror or e})") from None
+    for name, write in [*first, ("predictions.conll", predictions), ("trace.jsonl", trace),
+                        ("metrics.json", metrics_json)]:
+        try:
+            write(out_dir / name)
+        except (OSError, ValueError) as e:
+            failures.append(f"{out_dir / name}: cannot write ({getattr(e, 'strerror', None) or e})")
+    if failures:
+        more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+        raise OutputError(f"{failures[0]}{more}; the other outputs were written and the replies are cached")
 
 
 def format_summary(metrics: dict[str, Any]) -> str:

@@ -43,6 +43,8 @@ class RunSettings(BaseModel):
     n_threads: int | None = None      # local backends
     n_ctx: int | None = None
     out: str | None = None
+    # replace a different earlier run in `out` (rundir.py); not recorded, never part of a hash
+    overwrite: bool = Field(default=False, exclude=True)
     # how calls are made (not part of any cache key)
     cache_dir: str | None = None
     no_cache: bool = False

@@ -36,8 +36,9 @@ import sys
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
+from . import atomic
 from .data import DataError
 from .pipeline import METHODS, STYLES
 from .redact import redact_url
@@ -607,9 +608,15 @@ def format_results(rows: Sequence[dict[str, Any]], title: str, notes: Sequence[s
 
 def write_results(out: Path, rows: Sequence[dict[str, Any]], title: str, notes: Sequence[str] = (),
                   *, plots: bool = True) -> list[str]:
-    """Write results.md/.csv/.json (and the plots); returns notes about what could not be done."""
-    out.mkdir(parents=True, exist_ok=True)
+    """Write results.md/.csv/.json (and the plots); returns notes about what could not be done.
+
+    Each file is replaced whole (atomic.py) and attempted even if another fails; the first
+    failure is then raised as one OutputError line.
+    """
+    from .rundir import OutputError
+
     extra: list[str] = []
+    writers: list[tuple[str, Callable[[Path], None]]] = []
     plot_files: list[str] = []
     if plots and rows:
         try:
@@ -617,26 +624,51 @@ def write_results(out: Path, rows: Sequence[dict[str, Any]], title: str, notes: 
         except ImportError:
             extra.append("plots skipped: matplotlib is not installed (pip install matplotlib)")
         else:
-            plot_f1_by_language(rows, out / "f1_by_language.png")
-            plot_cost_vs_f1(rows, out / "cost_vs_f1.png")
-            plot_files = ["f1_by_language.png", "cost_vs_f1.png"]
+            for name, plot in (("f1_by_language.png", plot_f1_by_language), ("cost_vs_f1.png", plot_cost_vs_f1)):
+                writers.append((name, lambda path, plot=plot: _replace_with(path, lambda tmp: plot(rows, tmp))))
+                plot_files.append(name)
     all_notes = [*notes, *extra]
-    (out / "results.md").write_text(format_results(rows, title, all_notes), encoding="utf-8")
     avg, gs = averages(rows), gains(rows)
-    (out / "results.json").write_text(json.dumps(
-        {"title": title, "cells": list(rows), "averages": avg, "gains": gs, "notes": all_notes,
-         "plots": plot_files}, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    with (out / "results.csv").open("w", encoding="utf-8", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["kind", *CELL_COLUMNS], extrasaction="ignore")
-        writer.writeheader()
-        for r in rows:
-            writer.writerow({"kind": "cell", **r})
-        for a in avg:
-            writer.writerow({"kind": "average", **a})
-        for g in gs:
-            writer.writerow({"kind": "gain", "model": g["model"], "language": g["language"],
-                             "method": "transfusion-direct", "prompt": g["prompt"], "f1": g["gain"]})
+
+    def csv_table(tmp: Path) -> None:
+        with tmp.open("w", encoding="utf-8", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=["kind", *CELL_COLUMNS], extrasaction="ignore")
+            writer.writeheader()
+            for r in rows:
+                writer.writerow({"kind": "cell", **r})
+            for a in avg:
+                writer.writerow({"kind": "average", **a})
+            for g in gs:
+                writer.writerow({"kind": "gain", "model": g["model"], "language": g["language"],
+                                 "method": "transfusion-direct", "prompt": g["prompt"], "f1": g["gain"]})
+
+    writers += [
+        ("results.md", lambda path: atomic.write_text(path, format_results(rows, title, all_notes))),
+        ("results.json", lambda path: atomic.write_text(path, json.dumps(
+            {"title": title, "cells": list(rows), "averages": avg, "gains": gs, "notes": all_notes,
+             "plots": plot_files}, indent=2, ensure_ascii=False) + "\n")),
+        ("results.csv", lambda path: _replace_with(path, csv_table)),
+    ]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"{out}: cannot create the sweep folder ({e.strerror or e})") from None
+    failures = []
+    for name, write in writers:
+        try:
+            write(out / name)
+        except OSError as e:
+            failures.append(f"{out / name}: cannot write ({e.strerror or e})")
+    if failures:
+        more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+        raise OutputError(f"{failures[0]}{more}; the other results were written, and each cell's run folder is kept")
     return extra
+
+
+def _replace_with(path: Path, write: Callable[[Path], Any]) -> None:
+    """Run a writer that needs a file name, so that `path` is replaced whole (atomic.py)."""
+    with atomic.replacing(path) as tmp:
+        write(tmp)
 
 
 # -- running ---------------------------------------------------------------------------------------
@@ -645,8 +677,13 @@ def _say(msg: str) -> None:
     print(f"tf-prompt: {msg}", file=sys.stderr, flush=True)
 
 
-async def run_sweep(config: SweepConfig, *, dry_run: bool = False, proceed_up_to_cap: bool = False) -> int:
-    """Estimate, check the cap, run the cells in order, write the results; returns an exit code."""
+async def run_sweep(config: SweepConfig, *, dry_run: bool = False, proceed_up_to_cap: bool = False,
+                    overwrite: bool = False) -> int:
+    """Estimate, check the cap, run the cells in order, write the results; returns an exit code.
+
+    A cell whose folder holds a run with other settings (the config was edited) is refused
+    (rundir.py) unless `overwrite`.
+    """
     from .api import run_async
     from .backends.base import BackendError
     from .client import BudgetExceeded
@@ -675,7 +712,7 @@ async def run_sweep(config: SweepConfig, *, dry_run: bool = False, proceed_up_to
                 _say(f"{name}: already complete, skipped")
                 rows.append(cell_row(cell, done))
                 continue
-            settings = cell.settings
+            settings = cell.settings.model_copy(update={"overwrite": overwrite})
             if cap is not None and est["cost_usd"] is not None:   # unpriced models cannot be capped
                 remaining = cap - spent
                 settings = settings.model_copy(update={"max_cost": max(remaining, 0.0)})
@@ -697,9 +734,9 @@ async def run_sweep(config: SweepConfig, *, dry_run: bool = False, proceed_up_to
             spent += metrics["usage"].get("cost_usd") or 0.0
             rows.append(cell_row(cell, metrics))
             if metrics.get("complete"):
-                (cell.out_dir / CELL_FILE).write_text(json.dumps(
+                atomic.write_text(cell.out_dir / CELL_FILE, json.dumps(
                     {"hash": est["hash"], "fingerprint": est["fingerprint"]}, indent=2,
-                    default=str) + "\n", encoding="utf-8")
+                    default=str) + "\n")
             else:
                 notes.append(f"{cell.model} / {cell.language} / {cell.method} / {cell.prompt} is incomplete "
                              f"(failed sentences): rerun the sweep to retry them")
@@ -733,7 +770,8 @@ def _spent_in(out_dir: Path) -> float:
 def cmd_sweep(args: argparse.Namespace) -> int:
     """`tf-prompt sweep CONFIG`: errors are raised (SweepError, DataError...) for the CLI to print."""
     config = load_config(args.config, args.out)
-    return asyncio.run(run_sweep(config, dry_run=args.dry_run, proceed_up_to_cap=args.proceed_up_to_cap))
+    return asyncio.run(run_sweep(config, dry_run=args.dry_run, proceed_up_to_cap=args.proceed_up_to_cap,
+                                 overwrite=args.overwrite))
 
 
 def add_sweep_parser(subparsers: Any) -> None:
@@ -746,6 +784,8 @@ def add_sweep_parser(subparsers: Any) -> None:
     p.add_argument("--proceed-up-to-cap", action="store_true",
                    help="when the estimate exceeds max_cost, run cells in order until max_cost is spent")
     p.add_argument("--out", help="sweep folder (overrides out in the config)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace cell folders that hold runs with other settings (after the config was edited)")
     p.set_defaults(func=cmd_sweep)
 
 

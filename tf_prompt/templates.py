@@ -18,9 +18,10 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError as JinjaTemplateError, UndefinedError
+from jinja2 import StrictUndefined, TemplateError as JinjaTemplateError, UndefinedError, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 STEPS = ("direct", "translate", "annotate", "fuse", "gollie_direct", "gollie_tf")
@@ -53,6 +54,26 @@ def packaged_prompts_dir() -> Path:
 
 def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
+
+
+def _check_self_contained(ast: nodes.Template, path: Path) -> None:
+    """A template is one file: it may not pull in others (there is no loader, and a prompt that
+    depends on files outside its hash would make the cache key lie)."""
+    for node in ast.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)):
+        tag = {nodes.Include: "include", nodes.Import: "import", nodes.FromImport: "from ... import",
+               nodes.Extends: "extends"}[type(node)]
+        raise TemplateError(f"{path}:{node.lineno}: {{% {tag} %}} is not supported: a template is one "
+                            f"self-contained file (copy the text in instead)")
+
+
+def _template_line(template: Any, path: Path, tb: TracebackType | None) -> int | None:
+    """The template line of the innermost frame of `tb` that runs the template's code."""
+    line = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == str(path):
+            line = template.get_corresponding_lineno(tb.tb_lineno)
+        tb = tb.tb_next
+    return line
 
 
 class TemplateSet:
@@ -105,9 +126,15 @@ class TemplateSet:
     def _load(self, step: str) -> tuple[str, str, Any, Path]:
         if step not in self._cache:
             path = self._find(step)
-            source = path.read_text(encoding="utf-8")
             try:
-                template = self.env.from_string(source)
+                source = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as e:
+                raise TemplateError(f"{path}: cannot read ({getattr(e, 'strerror', None) or e})") from None
+            try:
+                _check_self_contained(self.env.parse(source, filename=str(path)), path)
+                # compiled under its file name, so a render-time error can be mapped to a line
+                template = self.env.template_class.from_code(
+                    self.env, self.env.compile(source, filename=str(path)), self.env.make_globals(None))
             except JinjaTemplateError as e:
                 line = getattr(e, "lineno", None)
                 raise TemplateError(f"{path}:{line or 1}: {e.message if hasattr(e, 'message') else e}") from None
@@ -140,8 +167,9 @@ class TemplateSet:
                 content = "".join(render_block(ctx)).strip()
                 if content:
                     messages.append({"role": role, "content": content})
-        except UndefinedError as e:
-            raise TemplateError(f"{path}: {e.message}") from None
-        except JinjaTemplateError as e:
-            raise TemplateError(f"{path}: {e}") from None
+        except Exception as e:   # anything the template's own code raises: {{ 1/0 }}, a sandbox refusal
+            where = f"{path}:{_template_line(template, path, e.__traceback__) or 1}"
+            message = e.message if isinstance(e, JinjaTemplateError) and e.message else str(e)
+            kind = "" if isinstance(e, (UndefinedError, JinjaTemplateError)) else f"{type(e).__name__}: "
+            raise TemplateError(f"{where}: {kind}{message} (while rendering step {step!r})") from None
         return Prompt(step=step, template=name, digest=digest, messages=messages)
