@@ -119,3 +119,20 @@ def test_after_a_success_transient_errors_are_retried_and_partial_scores_say_so(
     assert metrics["scored_sentences"] == served_ok and metrics["f1"] == pytest.approx(1.0)
     first = captured.out.splitlines()[0]
     assert first.startswith(f"PARTIAL: scores over {served_ok} of 12 sentences; {12 - served_ok} failed"), captured.out
+
+
+def test_slow_first_replies_do_not_stop_a_live_endpoint(tmp_path: Path, capsys) -> None:
+    """A timeout is a weak sign (a server warming up, a loaded machine): the first few calls all
+    timing out once, before any reply arrived, must not stop a run whose retries then succeed."""
+    data, sentences = _data(tmp_path, 8)
+    slow = Fault(status=0, delay=1.5)   # past the 1 s timeout, then the connection closes
+    with LoopbackServer(oracle_responder(sentences, LABELS),
+                        fault=lambda body, attempt: slow if attempt < 4 else None) as srv:
+        out = tmp_path / "out"
+        rc = main(["run", "--model", "m", "--base-url", srv.base_url, "--data", str(data), "--method", "direct",
+                   "--concurrency", "4", "--timeout", "1", "--retry-initial", "0.01", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["complete"] is True and metrics["f1"] == pytest.approx(1.0)
+    assert metrics["usage"]["retries"] == 4

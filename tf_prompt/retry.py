@@ -70,7 +70,8 @@ class DeadEndpoint:
     then returns a fatal error naming the cause, and the run stops with its outputs kept.
 
     It trips after `min_failures` such failed attempts in the run, on a failure that has no
-    HTTP status (nothing answered: connection or timeout), or on the `attempts`-th failed
+    HTTP status (nothing answered: a refused or dropped connection), on a call's second timeout
+    (one timeout may be a slow first reply on a busy machine), or on the `attempts`-th failed
     attempt of one call (a server that keeps answering 5xx after a few retries), or when a call
     has used all its retries. Once any request has succeeded it never trips: from then on
     transient errors are retried as before. 429 neither counts nor resets: a server that rate
@@ -101,7 +102,8 @@ class DeadEndpoint:
         if self.failures < self.min_failures:
             return None
         assert isinstance(e, BackendError)
-        if e.status is None or attempt >= self.attempts or last:
+        refused = e.status is None and not e.timed_out   # connection refused, DNS, reset: nobody there
+        if refused or (e.timed_out and attempt >= 2) or attempt >= self.attempts or last:
             return BackendError(f"{e}; no request of this run has succeeded ({self.failures} attempts failed), "
                                 f"so it stops here with its outputs kept: rerun once the endpoint answers",
                                 status=e.status)

@@ -31,11 +31,14 @@ class BackendError(RuntimeError):
     """
 
     def __init__(self, message: str, *, retryable: bool = False, retry_after: float | None = None,
-                 status: int | None = None):
+                 status: int | None = None, timed_out: bool = False):
         super().__init__(message)
         self.retryable = retryable
         self.retry_after = retry_after
         self.status = status
+        #: no answer within the timeout: a weaker sign of a dead endpoint than a refused connection
+        #: (a slow first reply, a loaded machine), so the breaker wants it repeated on one call
+        self.timed_out = timed_out
 
 
 @dataclass

@@ -120,7 +120,7 @@ def translate_error(e: Exception, base_url: str | None) -> BackendError:
 
 def _translate(e: Exception, where: str) -> BackendError:
     if isinstance(e, openai.APITimeoutError):
-        return BackendError(f"request to {where} timed out", retryable=True)
+        return BackendError(f"request to {where} timed out", retryable=True, timed_out=True)
     if isinstance(e, openai.APIConnectionError):
         return BackendError(f"cannot connect to {where}: {_connection_cause(e)}", retryable=True)
     if isinstance(e, openai.APIStatusError):
