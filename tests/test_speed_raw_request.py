@@ -189,3 +189,19 @@ def test_the_sdk_request_transform_is_off_the_hot_path(rec: RecordingServer) -> 
     files = {func[0].replace("\\", "/") for func in pstats.Stats(profile).stats}   # type: ignore[attr-defined]
     assert not [f for f in files if f.endswith("openai/_utils/_transform.py")]
     assert [f for f in files if f.endswith("openai/_base_client.py")]   # the SDK client did send it
+
+
+def test_a_fully_cached_rerun_never_builds_the_sdk_client(rec: RecordingServer, tmp_path: Path) -> None:
+    """Creating the SDK client loads the CA bundle (tens of ms): a rerun that sends nothing
+    must not pay for it."""
+    sentences = read_conll(sample_path())[:2]
+    rec.responder = oracle_responder(sentences, ["PER", "ORG", "LOC", "DATE"])
+    settings = RunSettings(model="m", base_url=rec.base_url, method="direct", cache_dir=str(tmp_path / "c"),
+                           progress=False)
+    first_backend = OpenAIBackend(model="m", base_url=rec.base_url)
+    asyncio.run(run_async(settings, sentences, backend=first_backend))
+    assert first_backend._sdk is not None   # it did send
+    backend = OpenAIBackend(model="m", base_url=rec.base_url)
+    again = asyncio.run(run_async(settings, sentences, backend=backend))
+    assert again.metrics["usage"]["calls"] == 0 and again.metrics["f1"] == 1.0
+    assert backend._sdk is None
