@@ -34,10 +34,6 @@ from pathlib import Path
 
 import openai
 
-# Imported before any timing, like openai for the raw client: import start-up belongs to the
-# whole-process figures, not to the in-process request rate (evaluate.py imports seqeval lazily).
-import seqeval.metrics.sequence_labeling  # noqa: F401
-
 from tf_prompt.api import run_async
 from tf_prompt.data import Sentence, read_conll, sample_path
 from tf_prompt.settings import RunSettings

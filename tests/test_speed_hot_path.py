@@ -119,9 +119,10 @@ def test_score_is_bit_identical_to_seqeval_classification_report() -> None:
             g = [restrict(t, labels) for t in gold]
             p = [_noisy(t, rng) for t in g]
             assert score(g, p) == _seqeval_report(g, p)
-    # random tag soup, including types only one side has
-    for _ in range(50):
-        g = [[rng.choice(["O", "O", "B-PER", "I-PER", "B-LOC", "I-ORG"]) for _ in range(rng.randint(1, 12))]
+    # random tag soup, including types only one side has and IOBES / malformed tags
+    for _ in range(200):
+        g = [[rng.choice(["O", "O", "B-PER", "I-PER", "B-LOC", "I-ORG", "E-PER", "S-LOC", "I", "."])
+              for _ in range(rng.randint(1, 12))]
              for _ in range(rng.randint(1, 6))]
         p = [_noisy(t, rng) for t in g]
         if any(t != "O" for s in g + p for t in s):
@@ -129,14 +130,42 @@ def test_score_is_bit_identical_to_seqeval_classification_report() -> None:
 
 
 def test_score_decodes_each_side_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    import seqeval.metrics.sequence_labeling as sl
+    import tf_prompt.evaluate as ev
 
     calls = []
-    real = sl.get_entities
-    monkeypatch.setattr(sl, "get_entities", lambda seq, suffix=False: calls.append(1) or real(seq, suffix))
+    real = ev.entities
+    monkeypatch.setattr(ev, "entities", lambda seqs: calls.append(1) or real(seqs))
     gold = [s.tags for s in read_conll(sample_path())]
     score(gold, gold)
     assert len(calls) == 2
+
+
+def test_entities_match_seqeval_get_entities_on_any_tags() -> None:
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    from tf_prompt.evaluate import entities
+
+    rng = random.Random(5)
+    pool = ["O", "O", "B-PER", "I-PER", "B-LOC", "I-LOC", "I-ORG", "E-PER", "S-LOC", "E-LOC", "S-PER",
+            "B", "I", "E", "S", ".", "B-", "I-PER-X", "B-PER-X"]
+    for _ in range(400):
+        seqs = [[rng.choice(pool) for _ in range(rng.randint(1, 10))] for _ in range(rng.randint(1, 4))]
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            assert entities(seqs) == get_entities([list(s) for s in seqs]), seqs
+
+
+def test_scoring_imports_neither_seqeval_nor_scikit_learn() -> None:
+    """seqeval's metrics import scikit-learn and SciPy: about 0.8 s of every labelled run."""
+    import subprocess
+
+    code = ("import sys; from tf_prompt.evaluate import score; "
+            "s = score([['B-PER', 'I-PER', 'O']], [['B-PER', 'O', 'O']]); "
+            "print(s['support'], sorted(m for m in ('seqeval', 'sklearn', 'scipy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["1", "[]"]
 
 
 # --- alignment -----------------------------------------------------------------------------
