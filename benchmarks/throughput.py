@@ -6,11 +6,16 @@ Against the loopback OpenAI-compatible server (in its own process, a fixed laten
    concurrency, then the raw async client sending the same requests (the exact prompts the
    pipeline sent) at the same concurrency. Target: pipeline/raw >= 0.9. CPU ms per call of
    each side is printed too: it is what the ratio depends on, and it is steady on a busy machine.
-2. in process, the same run fully cached: the framework's CPU time per sentence (target <= 0.6 ms).
+2. in process, the same run fully cached (best of 3): the framework's CPU time per sentence
+   (target <= 0.6 ms).
 3. whole process (--whole M sentences, 0 to skip): `tf-prompt run` as a subprocess against the
    same server, timed from process start to exit (interpreter, imports, run, outputs), vs a
    raw-SDK client script subprocess sending the same requests; then `tf-prompt run` again,
-   fully cached.
+   fully cached, and `tf-prompt --help` (bare start-up), each best of 3.
+
+On 2 cores the loopback server's own CPU caps both clients' request rate (about 180 req/s
+against the 320 the latency allows), so the wall ratio tends to 1 once the client is cheaper
+than the server; CPU per call shows the client's own cost.
 
 Every figure line says the commit it was measured on and the machine's load.
 
@@ -180,11 +185,14 @@ def main() -> int:
         calls = summary.metrics["usage"]["calls"]
         bodies = requests_of(settings, inproc)
         t_raw, cpu_raw = asyncio.run(raw_client(settings.base_url, bodies, args.concurrency))
-        # fully cached rerun: no request reaches the server
-        cpu0, wall0 = time.process_time(), time.perf_counter()
-        cached = asyncio.run(run_async(settings, inproc))
-        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-        assert cached.metrics["usage"]["calls"] == 0, "cached rerun sent requests"
+        # fully cached rerun, best of 3 (the least disturbed by other processes): no request
+        # reaches the server
+        cpu = wall = float("inf")
+        for _ in range(3):
+            cpu0, wall0 = time.process_time(), time.perf_counter()
+            cached = asyncio.run(run_async(settings, inproc))
+            cpu, wall = min(cpu, time.process_time() - cpu0), min(wall, time.perf_counter() - wall0)
+            assert cached.metrics["usage"]["calls"] == 0, "cached rerun sent requests"
         whole = whole_process(args, settings, sentences[: args.whole], work) if args.whole else None
     finally:
         stop.set()
@@ -195,8 +203,9 @@ def main() -> int:
           f"latency {args.latency * 1000:.0f} ms, concurrency {args.concurrency}, F1 {summary.metrics['f1']:.4f}")
     print(f"pipeline : {t_pipe:7.2f} s  {rate_pipe:7.1f} req/s  {cpu_pipe / calls * 1000:5.2f} ms CPU per call  {tag}")
     print(f"raw SDK  : {t_raw:7.2f} s  {rate_raw:7.1f} req/s  {cpu_raw / len(bodies) * 1000:5.2f} ms CPU per call  {tag}")
-    print(f"ratio pipeline/raw: {rate_pipe / rate_raw:.3f} (target >= 0.9)  {tag}")
-    print(f"cached rerun: {wall:.2f} s wall, {args.sentences / wall:.0f} sentences/s, "
+    print(f"ratio pipeline/raw: {rate_pipe / rate_raw:.3f} (target >= 0.9); CPU per call pipeline/raw: "
+          f"{(cpu_pipe / calls) / (cpu_raw / len(bodies)):.3f}  {tag}")
+    print(f"cached rerun (best of 3): {wall:.2f} s wall, {args.sentences / wall:.0f} sentences/s, "
           f"{cpu / args.sentences * 1000:.2f} ms CPU per sentence (target <= 0.6; "
           f"{cached.metrics['usage']['cache_hits']} cache hits, {cached.metrics['usage']['calls']} calls)  {tag}")
     if whole:
@@ -205,8 +214,8 @@ def main() -> int:
               f"(F1 {whole['f1']:.4f})")
         print(f"  raw SDK script       : {whole['raw']:6.2f} s  {whole['calls'] / whole['raw']:6.1f} req/s")
         print(f"  ratio tf-prompt/raw  : {whole['raw'] / whole['tf']:.3f}")
-        print(f"  tf-prompt run, cached: {whole['cached']:6.2f} s  (start-up alone, `tf-prompt --help`: "
-              f"{whole['startup']:.2f} s; 0 calls)")
+        print(f"  tf-prompt run, cached: {whole['cached']:6.2f} s  (best of 3; start-up alone, "
+              f"`tf-prompt --help`, best of 3: {whole['startup']:.2f} s; 0 calls)")
         print(f"  command: {whole['command']}")
     print(f"load average at end: {os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "")
     return 0
@@ -229,10 +238,10 @@ def whole_process(args: argparse.Namespace, settings: RunSettings, sentences: li
     (work / "bodies.json").write_text(json.dumps(bodies, ensure_ascii=False), encoding="utf-8")
     t_raw = timed([sys.executable, "-c", RAW_SCRIPT, str(settings.base_url), str(work / "bodies.json"),
                    str(args.concurrency)])
-    t_cached = timed(cmd)
+    t_cached = min(timed(cmd) for _ in range(3))
     cached = json.loads((work / "whole-out" / "metrics.json").read_text(encoding="utf-8"))
     assert cached["usage"]["calls"] == 0, "cached whole-process rerun sent requests"
-    t_start = timed(tf_prompt_command() + ["--help"])
+    t_start = min(timed(tf_prompt_command() + ["--help"]) for _ in range(3))
     shown = " ".join(cmd).replace(str(work), "$TMP").replace(str(settings.base_url), "$URL")
     return {"tf": t_tf, "raw": t_raw, "cached": t_cached, "startup": t_start, "calls": calls,
             "f1": metrics["f1"], "command": shown}
