@@ -18,6 +18,7 @@ against the 320 the latency allows), so the wall ratio tends to 1 once the clien
 than the server; CPU per call shows the client's own cost.
 
 Every figure line says the commit it was measured on and the machine's load.
+TFP_BENCH_VERBOSE=1 also prints each in-process round.
 
     python benchmarks/throughput.py [--sentences 300] [--latency 0.1] [--concurrency 32]
                                     [--combine none] [--whole 600]
@@ -192,11 +193,15 @@ def main() -> int:
             settings.cache_dir = str(work / f"cache{r}")
             start, cpu0 = time.perf_counter(), time.process_time()
             summary = asyncio.run(run_async(settings, inproc))
-            t_pipe, cpu_pipe = min(t_pipe, time.perf_counter() - start), min(cpu_pipe, time.process_time() - cpu0)
+            cpu_pipe_r = time.process_time() - cpu0
+            t_pipe, cpu_pipe = min(t_pipe, time.perf_counter() - start), min(cpu_pipe, cpu_pipe_r)
             calls = summary.metrics["usage"]["calls"]
             assert len(bodies) == calls, f"raw client would send {len(bodies)} requests, the pipeline sent {calls}"
             t, c = asyncio.run(raw_client(settings.base_url, bodies, args.concurrency))
             t_raw, cpu_raw = min(t_raw, t), min(cpu_raw, c)
+            if os.environ.get("TFP_BENCH_VERBOSE"):
+                print(f"  round {r}: pipeline {summary.metrics['usage']['wall_seconds']:.2f} s, raw {t:.2f} s, "
+                      f"CPU per call {cpu_pipe_r * 1000 / calls:.2f} / {c * 1000 / len(bodies):.2f} ms", flush=True)
         # fully cached rerun, best of 3 (the least disturbed by other processes): no request
         # reaches the server
         cpu = wall = float("inf")
