@@ -8,9 +8,9 @@ memorised conventions, so each label says what counts and what does not. A schem
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from functools import lru_cache
 from types import MappingProxyType
 from typing import Mapping, Sequence
 
