@@ -141,6 +141,12 @@ def normalize(s: str) -> tuple[str, list[int]]:
     return _mapped(s, _norm_char)
 
 
+def _normalized_length(s: str) -> int:
+    """len(normalize(s)[0]) without building the string and its index map (locate sorts every
+    mention by it, and most are then found exactly without ever normalising)."""
+    return sum(len(_norm_char(ch)) for ch in s)
+
+
 def _find_all(hay: str, needle: str) -> Iterator[int]:
     """All (possibly overlapping) start positions of ``needle`` in ``hay``."""
     i = hay.find(needle)
@@ -343,7 +349,7 @@ def locate(
     items = [
         (k, m, m.text.strip()) for k, m in enumerate(mentions) if (m.text or "").strip()
     ]
-    items.sort(key=lambda it: -len(normalize(it[2])[0]))
+    items.sort(key=lambda it: -_normalized_length(it[2]))
 
     taken: list[tuple[int, int]] = []
     spans: list[Span] = []

@@ -19,7 +19,7 @@ import asyncio
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 from . import batching
 from .align import Alignment, Span, bio_to_spans, locate, spans_to_bio
@@ -160,15 +160,34 @@ class Context:
     language: str | None = None
     examples: list[Sentence] = field(default_factory=list)
     style: str = "json"
+    _memo: dict[str, tuple[tuple[Any, ...], Any]] = field(default_factory=dict, init=False, repr=False,
+                                                          compare=False)
+
+    def _memoized(self, name: str, inputs: tuple[Any, ...], build: Callable[[], Any]) -> Any:
+        """`build()`, computed again only when one of `inputs` is another object than last time.
+
+        The label and example variables go into every prompt; rebuilding them (a pydantic dump
+        per label, a BIO decode and JSON dump per example) on each call was a visible share of
+        a cached rerun. Keyed by identity, so assigning another schema or examples is seen."""
+        hit = self._memo.get(name)
+        if hit is not None and len(hit[0]) == len(inputs) and all(a is b for a, b in zip(hit[0], inputs)):
+            return hit[1]
+        value = build()
+        self._memo[name] = (inputs, value)
+        return value
 
     @property
     def label_vars(self) -> list[dict[str, Any]]:
-        return [{**label.model_dump(), "class_name": class_name(label.name)} for label in self.schema.labels]
+        return self._memoized(
+            "labels", (self.schema, *self.schema.labels),
+            lambda: [{**label.model_dump(), "class_name": class_name(label.name)} for label in self.schema.labels])
 
     @property
     def example_vars(self) -> list[dict[str, str]]:
-        return [{"text": ex.text, "answer": answer_json(gold_mentions(ex, self.schema.names))}
-                for ex in self.examples]
+        return self._memoized(
+            "examples", (self.schema, *self.examples),
+            lambda: [{"text": ex.text, "answer": answer_json(gold_mentions(ex, self.schema.names))}
+                     for ex in self.examples])
 
     async def ask(self, step: str, trace: Trace, standin: str, *, template_step: str | None = None,
                   **variables: Any) -> str:

@@ -8,9 +8,11 @@ memorised conventions, so each label says what counts and what does not. A schem
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Sequence
+from types import MappingProxyType
+from typing import Mapping, Sequence
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator
@@ -50,12 +52,15 @@ class Schema(BaseModel):
     prefixes: dict[str, list[str]] = Field(default_factory=dict)
 
     @property
-    def prefix_sets(self) -> dict[str, frozenset[str]]:
-        return {label: frozenset(w.casefold() for w in words) for label, words in self.prefixes.items()}
+    def prefix_sets(self) -> Mapping[str, frozenset[str]]:
+        """The generic words per type, casefolded. Read on every checked answer, so built once
+        per distinct word list (keyed by content, so an edited or copied schema is never stale)."""
+        return _prefix_sets(tuple((label, tuple(words)) for label, words in self.prefixes.items()))
 
     @property
     def title_set(self) -> frozenset[str]:
-        return frozenset(t.rstrip(".").casefold() for t in self.titles)
+        """The title words, casefolded without a final dot (built once per distinct list)."""
+        return _title_set(tuple(self.titles))
 
     @property
     def names(self) -> list[str]:
@@ -82,6 +87,16 @@ class Schema(BaseModel):
             titles=self.titles,
             prefixes={k: v for k, v in self.prefixes.items() if k in kept},
         )
+
+
+@lru_cache(maxsize=64)
+def _prefix_sets(prefixes: tuple[tuple[str, tuple[str, ...]], ...]) -> Mapping[str, frozenset[str]]:
+    return MappingProxyType({label: frozenset(w.casefold() for w in words) for label, words in prefixes})
+
+
+@lru_cache(maxsize=64)
+def _title_set(titles: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(t.rstrip(".").casefold() for t in titles)
 
 
 def _conventions() -> dict:
