@@ -153,21 +153,22 @@ def _translate(e: Exception, where: str) -> BackendError:
 
 def parse_chat_reply(raw: bytes | str, base_url: str | None) -> Completion:
     """A chat.completion JSON reply as a Completion; a reply that is not one is a one-line,
-    retryable BackendError (a proxy or an overloaded server can cut a reply short)."""
+    retryable BackendError (a proxy or an overloaded server can cut a reply short). The error
+    carries status 200: the server did answer, so the dead-endpoint breaker does not count it."""
     where = redact_url(base_url) or "the OpenAI API"
     try:
         data = json.loads(raw)
     except ValueError:
         head = " ".join(bytes(raw[:80]).decode("utf-8", "replace").split()) if isinstance(raw, bytes) else raw[:80]
-        raise BackendError(f"{where}: reply is not valid JSON: {head!r}", retryable=True) from None
+        raise BackendError(f"{where}: reply is not valid JSON: {head!r}", retryable=True, status=200) from None
     choices = data.get("choices") if isinstance(data, dict) else None
     if not choices or not isinstance(choices, list) or not isinstance(choices[0], dict):
-        raise BackendError(f"{where}: reply had no choices", retryable=True)
+        raise BackendError(f"{where}: reply had no choices", retryable=True, status=200)
     choice = choices[0]
     message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
     content = message.get("content")
     if content is not None and not isinstance(content, str):
-        raise BackendError(f"{where}: reply content is {type(content).__name__}, not text", retryable=True)
+        raise BackendError(f"{where}: reply content is {type(content).__name__}, not text", retryable=True, status=200)
     usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
     return Completion(
         text=content or "",
