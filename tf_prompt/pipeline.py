@@ -220,12 +220,20 @@ class Context:
         else:
             reply = await self.ask(step, trace, answer_json(gold), **variables)
         try:
-            result = parse_entities(reply, self.schema.names, self.schema.aliases)
+            result = parse_entities(reply, self.schema.names, self.schema.aliases,
+                                    prompt=lambda: self.shown(step, None, variables), source=variables.get("text"))
         except ParseFailure as e:
             trace.parse_failures[step] = str(e)
             return None
         trace.unknown_labels += _mentions_json(result.unknown)
         return result.mentions
+
+    def shown(self, step: str, template_step: str | None, variables: dict[str, Any]) -> list[str]:
+        """The texts of the step's one-sentence prompt: a reply that only repeats an example
+        answer shown there is a parse failure, not entities (parse.py). GoLLIE prompts show none."""
+        if self.style != "json":
+            return []
+        return [m["content"] for m in self.templates.render(step, template_step=template_step, **variables).messages]
 
 
 @dataclass
@@ -354,9 +362,9 @@ class Pipeline:
         gold = self.ctx.expected(sentence)
         standin = json.dumps({"translation": sentence.text, "english_entities": _mentions_json(gold),
                               "entities": _mentions_json(gold)}, ensure_ascii=False)
-        reply = await self.ctx.ask("tf1", trace, standin, template_step="transfusion_1call",
-                                   text=sentence.text, language=self.ctx.language,
-                                   labels=self.ctx.label_vars, examples=self.ctx.example_vars)
+        variables = dict(text=sentence.text, language=self.ctx.language, labels=self.ctx.label_vars,
+                         examples=self.ctx.example_vars)
+        reply = await self.ctx.ask("tf1", trace, standin, template_step="transfusion_1call", **variables)
         value = parse_json_value(reply)
         if not isinstance(value, dict):
             trace.parse_failures["tf1"] = "no JSON object in the reply"
@@ -378,7 +386,9 @@ class Pipeline:
             trace.parse_failures["tf1"] = "the reply has no 'entities'"
             return None
         try:
-            result = parse_entities(json.dumps({"entities": parts["entities"]}, ensure_ascii=False), names, aliases)
+            result = parse_entities(json.dumps({"entities": parts["entities"]}, ensure_ascii=False), names, aliases,
+                                    prompt=lambda: self.ctx.shown("tf1", "transfusion_1call", variables),
+                                    source=sentence.text)
         except ParseFailure as e:
             trace.parse_failures["tf1"] = str(e)
             return None
