@@ -48,7 +48,8 @@ class _Loaded:
 
 _Key = tuple[str, str, int, int, int]
 _LOADED: dict[_Key, _Loaded] = {}
-_LOADING = threading.Lock()
+# Re-entrant: a backend's GC finalizer (`_release`) may run inside `_acquire` in the same thread.
+_LOADING = threading.RLock()
 
 
 def _acquire(path: Path, sha256: str, n_ctx: int, n_threads: int, n_gpu_layers: int) -> tuple[_Key, _Loaded]:
