@@ -111,10 +111,16 @@ def _start_server(path: Path, n_ctx: int, n_threads: int, n_gpu_layers: int) -> 
     # The server also listens on a random 127.0.0.1 port; a random key keeps other local
     # users off it (we never use it: calls go straight through handle_chat_completions).
     p.api_keys = [secrets.token_hex(16)]
+    # Metrics are answered by the server's task loop, which the constructor starts only after
+    # returning; one metrics request waits for that loop. Freeing a server whose loop has not
+    # started yet hangs forever (its stop signal is lost), so no server leaves here before.
+    p.endpoint_metrics = True
     try:
-        return xllamacpp.Server(p)
+        server = xllamacpp.Server(p)
+        server.handle_metrics()
     except Exception as e:
         raise ModelError(f"cannot load {path}: {type(e).__name__}: {e}") from None
+    return server
 
 
 # --- the tokenizer, read from the GGUF header --------------------------------------------------
