@@ -302,9 +302,9 @@ def _check_folders(src: _Source, cells: Sequence[Cell]) -> None:
         key = str(cell.out_dir).casefold()
         other = seen.setdefault(key, cell)
         if other is not cell:
-            raise src.error("prompts", f"cells {other.model} / {other.language} / {other.method} / {other.prompt} "
+            raise src.error("folders", f"cells {other.model} / {other.language} / {other.method} / {other.prompt} "
                             f"and {cell.model} / {cell.language} / {cell.method} / {cell.prompt} would share "
-                            f"the folder {cell.out_dir}; rename one of them", None, "prompts")
+                            f"the folder {cell.out_dir}; rename one of them")
 
 
 def _locate(src: _Source, e: Exception, model: dict[str, Any], mi: int, prompt: dict[str, Any],
