@@ -112,3 +112,25 @@ def test_echoing_runs_count_parse_failures_not_entities(server, method: str, bat
     assert all(t == "O" for r in summary.results for t in r.tags)
     assert summary.metrics["parse_failures"] == sum(len(f) for f in failed)
     assert not re.search(r'"type": "\.\.\."', json.dumps([r.trace.unknown_labels for r in summary.results]))
+
+
+def test_copying_its_input_is_an_answer_not_an_echo(server) -> None:
+    """The fusion prompt shows the English entities as JSON; a reply that copies them is a (poor)
+    answer, read as entities like before, not an echoed example."""
+    sentences = read_conll(sample_path())[:3]
+    oracle = oracle_responder(sentences, LABELS)
+
+    def copy_english(body: dict) -> str:
+        user = body["messages"][-1]["content"]
+        if "English sentence below" in user:    # annotate: also an English form the source lacks
+            reply = json.loads(oracle(body))
+            return json.dumps({"entities": reply["entities"] + [{"text": "Zanzibar Republic", "type": "LOC"}]})
+        if "English entities:" in user:
+            line = next(ln for ln in user.splitlines() if ln.startswith("English entities:"))
+            return json.dumps({"entities": json.loads(line.split(":", 1)[1])})
+        return oracle(body)
+
+    server.responder = copy_english
+    summary = run_dataset(model="m", base_url=server.base_url, method="transfusion", combine="none", limit=3)
+    assert summary.metrics["parse_failures"] == 0 and summary.metrics["f1"] == pytest.approx(1.0)
+    assert all({"text": "Zanzibar Republic", "type": "LOC"} in r.trace.hallucinated for r in summary.results)

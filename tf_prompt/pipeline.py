@@ -160,6 +160,7 @@ class Context:
     language: str | None = None
     examples: list[Sentence] = field(default_factory=list)
     style: str = "json"
+    _shown: dict[tuple[str, str | None], list[str]] = field(default_factory=dict, init=False, repr=False)
 
     @property
     def label_vars(self) -> list[dict[str, Any]]:
@@ -229,11 +230,20 @@ class Context:
         return result.mentions
 
     def shown(self, step: str, template_step: str | None, variables: dict[str, Any]) -> list[str]:
-        """The texts of the step's one-sentence prompt: a reply that only repeats an example
-        answer shown there is a parse failure, not entities (parse.py). GoLLIE prompts show none."""
+        """The step's one-sentence prompt without this sentence's own data (text, translation,
+        English entities, hints): what is left shows the example answers (format, worked and
+        few-shot examples). A reply that only repeats one is a parse failure (parse.py); one that
+        copies its input, e.g. the English entities, is an answer. The same for every sentence of
+        a run, so rendered once per step. GoLLIE prompts show no example answers."""
         if self.style != "json":
             return []
-        return [m["content"] for m in self.templates.render(step, template_step=template_step, **variables).messages]
+        key = (step, template_step)
+        if key not in self._shown:
+            blank = {k: [] if k in ("english_entities", "hints") else "" for k in (*batching.ITEM_VARS, "hints")}
+            rendered = self.templates.render(step, template_step=template_step,
+                                             **{**variables, **{k: v for k, v in blank.items() if k in variables}})
+            self._shown[key] = [m["content"] for m in rendered.messages]
+        return self._shown[key]
 
 
 @dataclass
