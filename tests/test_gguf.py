@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import importlib.util
+import json
 import time
 from importlib import metadata
 from pathlib import Path
@@ -70,7 +71,8 @@ def test_assembles_from_packages_with_the_pinned_hash(model_path: Path, cache_di
     assert model_path.stat().st_size == PRESETS[PRESET].size
     assert file_sha256(model_path) == PRESETS[PRESET].sha256
     sidecar = model_path.with_name(model_path.name + ".sha256")
-    assert sidecar.read_text().split() == [PRESETS[PRESET].sha256, model_path.name]
+    recorded = json.loads(sidecar.read_text())
+    assert recorded["sha256"] == PRESETS[PRESET].sha256 and recorded["inode"] == model_path.stat().st_ino
     assert not [p for p in model_path.parent.iterdir() if p.name.endswith(".tmp")]
 
 

@@ -27,6 +27,7 @@ from .client import BudgetExceeded, ClientOptions, ModelClient
 from .cost import PriceTable
 from .data import DataError, Sentence, read_conll, resolve_dataset, sample_path
 from .languages import guess_language, language_name
+from .method_templates import STEPS_OF, template_identities  # noqa: F401 (STEPS_OF: public name)
 from .annotators import SpacyAnnotator
 from .pipeline import Annotator, Context, Pipeline, Result, Translator, gold_mentions
 from .progress import Progress
@@ -237,7 +238,7 @@ async def run_async(settings: RunSettings, sentences: Sequence[Sentence] | None 
         "model": default_model(settings)[0],
         "translator": _identity(pipeline.translator, "llm"), "annotator": _identity(pipeline.annotator, "llm"),
         "labels": schema.names, "tokenizer": None, "tokenizer_note": None, "prices_date": client.prices.date,
-        "templates": {s: pipeline.ctx.templates.identity(t) for s, t in _templates_of(settings).items()},
+        "templates": template_identities(settings, pipeline.ctx.templates),
     }
     progress = Progress(len(sentences), usage, settings.progress,
                         desc="estimate" if dry_run else settings.method)
@@ -318,21 +319,6 @@ def _identity(component: Any, default: str) -> str:
     return ident() if callable(ident) else default
 
 
-STEPS_OF = {"direct": ["direct"], "translate-test": ["translate", "annotate"],
-            "transfusion": ["translate", "annotate", "fuse"], "transfusion-1call": ["tf1"]}
-
-
-def _templates_of(settings: RunSettings) -> dict[str, str]:
-    """Which template each step of the method renders (for metrics.json)."""
-    if settings.style == "json" and settings.method != "transfusion-1call":
-        return {s: s for s in STEPS_OF[settings.method]}
-    if settings.method == "transfusion-1call":
-        return {"tf1": "transfusion_1call"}
-    return {"direct": {"direct": "gollie_direct"},
-            "translate-test": {"translate": "translate", "annotate": "gollie_direct"},
-            "transfusion": {"translate": "translate", "fuse": "gollie_tf"}}[settings.method]
-
-
 async def estimate_async(settings: RunSettings, backend: Backend | None = None) -> dict[str, Any]:
     """What `run` would send, without sending anything: calls, tokens and $ per step and in total.
 
@@ -351,6 +337,7 @@ async def estimate_async(settings: RunSettings, backend: Backend | None = None) 
            "by_step": u["by_step"], "n_sentences": summary.metrics["n_sentences"],
            "model": model, "method": settings.method,
            "batch_sentences": settings.batch_sentences,
+           "templates": summary.metrics["settings"]["templates"],
            "tokenizer": summary.metrics["settings"]["tokenizer"],
            "tokenizer_note": summary.metrics["settings"]["tokenizer_note"],
            "prices_date": summary.metrics["settings"]["prices_date"]}

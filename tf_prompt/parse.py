@@ -20,7 +20,7 @@ import json
 import re
 import warnings
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 __all__ = [
     "Mention",
@@ -835,31 +835,46 @@ def _build(items: list[_Item], fmt: str, resolve: _LabelResolver) -> ParseResult
     return ParseResult(mentions=mentions, unknown=unknown, format=fmt)
 
 
-def parse_entities(reply: str, labels: Sequence[str], aliases: Mapping[str, str] | None = None) -> ParseResult:
+def parse_entities(reply: str, labels: Sequence[str], aliases: Mapping[str, str] | None = None, *,
+                   prompt: Sequence[str] | Callable[[], Sequence[str]] = (),
+                   source: str | None = None) -> ParseResult:
     """Read the entities out of a model reply, whatever shape the model chose.
 
     Readers, first success wins: whole-reply JSON, fenced JSON, GoLLIE code,
     JSON embedded in prose, line formats, then an explicit "no entities" answer.
     Code is tried before embedded JSON because `result = []` inside code would
     otherwise be read as an empty JSON list. Raises ParseFailure, never anything else.
+
+    `prompt` (the texts of the messages that asked, or a function returning them, called only
+    when needed) and `source` (the sentence they asked about) catch a reply that only repeats an
+    example answer the prompt shows: see `_echoed`.
     """
     if not isinstance(reply, str):
         raise ParseFailure(f"reply is {type(reply).__name__}, not text")
     resolve = _resolver(labels, aliases)
-    text = reply.strip()
+    items, fmt = _read_entities(reply.strip(), resolve)
+    if items and prompt:
+        shown = _echoed(items, prompt, source, resolve)
+        if shown is not None:
+            raise ParseFailure(f"the reply only repeats an example answer shown in the prompt: {shown[:60]!r}")
+    return _build(items, fmt, resolve)
+
+
+def _read_entities(text: str, resolve: _LabelResolver) -> tuple[list[_Item], str]:
+    """(items, format name) of a stripped reply; see parse_entities."""
     if not text:
-        return ParseResult([], [], "empty")
+        return [], "empty"
 
     for candidate in (text, *_fenced_blocks(text)):
         loaded = _load_jsonish(candidate)
         if loaded is not _FAIL:
             got = _interpret(loaded, resolve)
             if got is not None:
-                return _build(*got, resolve)
+                return got
 
     code = _read_code(text)
     if code is not None:
-        return _build(code, "code", resolve)
+        return code, "code"
 
     # Embedded JSON: prefer a non-empty answer; "PER: []" lines must not stop at the "[]".
     saw_empty_json = False
@@ -869,7 +884,7 @@ def parse_entities(reply: str, labels: Sequence[str], aliases: Mapping[str, str]
         got = None if loaded is _FAIL else _interpret(loaded, resolve)
         if got is not None:
             if got[0]:
-                return _build(*got, resolve)
+                return got
             saw_empty_json = True
 
     if _looks_truncated_json(text):
@@ -877,11 +892,58 @@ def parse_entities(reply: str, labels: Sequence[str], aliases: Mapping[str, str]
     if not _STARTS_LIKE_JSON.match(_FENCE_LINE.sub("", text).strip()):
         lines = _read_lines(text, resolve)
         if lines is not None:
-            return _build(lines, "lines", resolve)
+            return lines, "lines"
     if saw_empty_json or _says_no_entities(text):
-        return ParseResult([], [], "empty")
+        return [], "empty"
     preview = " ".join(text.split())[:60]
     raise ParseFailure(f"no entity list found in reply: {preview!r}")
+
+
+# --------------------------------------------------------------------------- echoed examples
+
+def _fold(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def _answer_key(items: Sequence[_Item]) -> tuple[tuple[str, str], ...]:
+    """Items compared as a model's copy of them reads: order, case and spacing ignored."""
+    return tuple(sorted((_fold(text), _fold(label)) for text, label in items))
+
+
+def _shown_answers(prompt: Sequence[str], resolve: _LabelResolver) -> Iterator[tuple[str, list[_Item]]]:
+    """(JSON text, items) of every non-empty entity answer written in the prompt: the format
+    example ({"entities": [{"text": "...", "type": "..."}]}), worked and few-shot examples, and
+    the per-item answers of a numbered example ({"1": {"entities": [...]}, ...})."""
+    for text in prompt:
+        for segment in _scan_segments(text)[0]:
+            value = _load_jsonish(segment)
+            if value is _FAIL:
+                continue
+            values = [value, *(v for v in value.values() if isinstance(v, dict))] if isinstance(value, dict) \
+                else [value]
+            for each in values:
+                got = _interpret(each, resolve)
+                if got is not None and got[0]:
+                    yield segment, got[0]
+
+
+def _echoed(items: Sequence[_Item], prompt: Sequence[str] | Callable[[], Sequence[str]], source: str | None,
+            resolve: _LabelResolver) -> str | None:
+    """The example a reply copies, if its items are exactly those of an answer the prompt shows
+    and that answer cannot be this sentence's own (one of its entity strings is not in `source`,
+    as "..." or a worked example's names are not). None for a reply that is not an echo.
+
+    Derived from the prompt as rendered, so every template's examples count without listing
+    their wording here, and a copied few-shot answer is caught the same way.
+    """
+    key = _answer_key(items)
+    where = _fold(source) if source is not None else None
+    if where is not None and all(text in where for text, _ in key):
+        return None     # every string is in this sentence: possibly right, whatever it copies
+    for shown, example in _shown_answers(prompt() if callable(prompt) else prompt, resolve):
+        if _answer_key(example) == key:
+            return " ".join(shown.split())
+    return None
 
 
 def parse_code_assignments(

@@ -175,6 +175,7 @@ class Context:
         value = build()
         self._memo[name] = (inputs, value)
         return value
+    _shown: dict[tuple[str, str | None], list[str]] = field(default_factory=dict, init=False, repr=False)
 
     @property
     def label_vars(self) -> list[dict[str, Any]]:
@@ -239,12 +240,29 @@ class Context:
         else:
             reply = await self.ask(step, trace, answer_json(gold), **variables)
         try:
-            result = parse_entities(reply, self.schema.names, self.schema.aliases)
+            result = parse_entities(reply, self.schema.names, self.schema.aliases,
+                                    prompt=lambda: self.shown(step, None, variables), source=variables.get("text"))
         except ParseFailure as e:
             trace.parse_failures[step] = str(e)
             return None
         trace.unknown_labels += _mentions_json(result.unknown)
         return result.mentions
+
+    def shown(self, step: str, template_step: str | None, variables: dict[str, Any]) -> list[str]:
+        """The step's one-sentence prompt without this sentence's own data (text, translation,
+        English entities, hints): what is left shows the example answers (format, worked and
+        few-shot examples). A reply that only repeats one is a parse failure (parse.py); one that
+        copies its input, e.g. the English entities, is an answer. The same for every sentence of
+        a run, so rendered once per step. GoLLIE prompts show no example answers."""
+        if self.style != "json":
+            return []
+        key = (step, template_step)
+        if key not in self._shown:
+            blank = {k: [] if k in ("english_entities", "hints") else "" for k in (*batching.ITEM_VARS, "hints")}
+            rendered = self.templates.render(step, template_step=template_step,
+                                             **{**variables, **{k: v for k, v in blank.items() if k in variables}})
+            self._shown[key] = [m["content"] for m in rendered.messages]
+        return self._shown[key]
 
 
 @dataclass
@@ -373,9 +391,9 @@ class Pipeline:
         gold = self.ctx.expected(sentence)
         standin = json.dumps({"translation": sentence.text, "english_entities": _mentions_json(gold),
                               "entities": _mentions_json(gold)}, ensure_ascii=False)
-        reply = await self.ctx.ask("tf1", trace, standin, template_step="transfusion_1call",
-                                   text=sentence.text, language=self.ctx.language,
-                                   labels=self.ctx.label_vars, examples=self.ctx.example_vars)
+        variables = dict(text=sentence.text, language=self.ctx.language, labels=self.ctx.label_vars,
+                         examples=self.ctx.example_vars)
+        reply = await self.ctx.ask("tf1", trace, standin, template_step="transfusion_1call", **variables)
         value = parse_json_value(reply)
         if not isinstance(value, dict):
             trace.parse_failures["tf1"] = "no JSON object in the reply"
@@ -397,7 +415,9 @@ class Pipeline:
             trace.parse_failures["tf1"] = "the reply has no 'entities'"
             return None
         try:
-            result = parse_entities(json.dumps({"entities": parts["entities"]}, ensure_ascii=False), names, aliases)
+            result = parse_entities(json.dumps({"entities": parts["entities"]}, ensure_ascii=False), names, aliases,
+                                    prompt=lambda: self.ctx.shown("tf1", "transfusion_1call", variables),
+                                    source=sentence.text)
         except ParseFailure as e:
             trace.parse_failures["tf1"] = str(e)
             return None

@@ -262,8 +262,7 @@ def load_config(path: str | Path, out: str | Path | None = None) -> SweepConfig:
             for method in methods:
                 for prompt in prompts:
                     pname = prompt["name"]
-                    folder = method if pname == "default" else f"{method}-{_sanitise(pname)}"
-                    cell_out = out_dir / _sanitise(model["label"]) / _sanitise(label) / folder
+                    cell_out = out_dir / _sanitise(model["label"]) / _sanitise(label) / _cell_folder(method, pname)
                     fields = {**run, **model_fields, "model": model["name"], "method": method, "data": data,
                               "language": language, "labels": labels, "limit": limit,
                               "concurrency": concurrency, "out": str(cell_out),
@@ -275,7 +274,39 @@ def load_config(path: str | Path, out: str | Path | None = None) -> SweepConfig:
                     except ValidationError as e:
                         raise _locate(src, e, model, mi, prompt, prompts.index(prompt)) from None
                     cells.append(Cell(model["label"], data, label, method, pname, settings))
+    _check_folders(src, cells)
     return SweepConfig(path=path, out=out_dir, max_cost=max_cost, cells=cells)
+
+
+def _cell_folder(method: str, prompt: str) -> str:
+    """A cell's folder under OUT/<model>/<language>/: the method, or `<method>-<prompt>`.
+
+    Readable, and distinct for distinct (method, prompt) pairs: a short hash of the pair is
+    added when the folder alone could not be read back, i.e. when sanitising changed the prompt
+    name ("x/y" and "x y" both become "x_y") or when the name would start with a longer method
+    (method "transfusion" with prompt "1call" vs method "transfusion-1call").
+    """
+    if prompt == "default":
+        return method
+    safe = _sanitise(prompt)
+    folder = f"{method}-{safe}"
+    reads_as = max((m for m in METHODS if folder == m or folder.startswith(m + "-")), key=len)
+    if safe != prompt or reads_as != method:
+        folder += "-" + hashlib.sha256(f"{method}\0{prompt}".encode("utf-8")).hexdigest()[:8]
+    return folder
+
+
+def _check_folders(src: _Source, cells: Sequence[Cell]) -> None:
+    """Two cells must never share a folder (one would pass as the other's finished cell); case is
+    ignored, as some file systems do."""
+    seen: dict[str, Cell] = {}
+    for cell in cells:
+        key = str(cell.out_dir).casefold()
+        other = seen.setdefault(key, cell)
+        if other is not cell:
+            raise src.error("folders", f"cells {other.model} / {other.language} / {other.method} / {other.prompt} "
+                            f"and {cell.model} / {cell.language} / {cell.method} / {cell.prompt} would share "
+                            f"the folder {cell.out_dir}; rename one of them")
 
 
 def _locate(src: _Source, e: Exception, model: dict[str, Any], mi: int, prompt: dict[str, Any],
@@ -419,14 +450,13 @@ def _read_run(src: _Source, conf: dict[str, Any], base: Path) -> dict[str, Any]:
 def cell_fingerprint(settings: RunSettings) -> dict[str, Any]:
     """Everything that determines a cell's replies and scores: settings, the identity of each
     template it renders, and the contents of its data file."""
-    from .api import _templates_of  # which template each step renders, as metrics.json records
     from .data import resolve_dataset
+    from .method_templates import template_identities  # the templates metrics.json records
     from .templates import TemplateSet
 
     fields = settings.model_dump(exclude=_NOT_IN_HASH, by_alias=True)
     fields["base_url"] = redact_url(fields.get("base_url"))   # cell.json keeps no credentials
-    templates = TemplateSet(settings.prompts)
-    fields["templates"] = {step: templates.identity(t) for step, t in _templates_of(settings).items()}
+    fields["templates"] = template_identities(settings, TemplateSet(settings.prompts))
     if settings.data is not None:
         data = resolve_dataset(settings.data)
         fields["data_sha256"] = hashlib.sha256(data.read_bytes()).hexdigest()

@@ -6,6 +6,10 @@ same file, context size and thread count. One llama.cpp context answers one requ
 so calls run in a worker thread (llama.cpp releases the GIL, the event loop keeps going) under a
 lock: concurrency only queues.
 
+xllamacpp's server also listens on a 127.0.0.1 port and runs its own threads. A load is counted
+per backend using it and closed when the last one lets go: `aclose()` (the run does it), the
+backend being garbage collected, or interpreter exit (an atexit hook), whichever comes first.
+
 Token counts come from the GGUF file's own vocabulary, read without loading the weights (see
 `gguf_tokenizer`), so a budget can be estimated in a fraction of a second.
 """
@@ -13,6 +17,7 @@ Token counts come from the GGUF file's own vocabulary, read without loading the 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import functools
 import mmap
 import os
@@ -20,55 +25,102 @@ import secrets
 import struct
 import re
 import threading
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..cost import Tokenizer
-from ..models import PRESETS, DEFAULT_PRESET, ModelError, cached_sha256, resolve_gguf
+from ..models import PRESETS, DEFAULT_PRESET, ModelError, identify_gguf, resolve_gguf
 from .base import Backend, BackendError, Completion
 
 # --- the model: loaded once per process --------------------------------------------------------
 
 
 class _Loaded:
-    """One llama.cpp server object and the lock that serialises its calls."""
+    """One llama.cpp server object, the lock that serialises its calls, and how many backends use it."""
 
     def __init__(self, server: Any):
-        self.server = server
+        self.server: Any | None = server
         self.lock = threading.Lock()
+        self.users = 0
 
 
-_LOADED: dict[tuple[str, int, int, int], _Loaded] = {}
-_LOADING = threading.Lock()
+_Key = tuple[str, str, int, int, int]
+_LOADED: dict[_Key, _Loaded] = {}
+# Re-entrant: a backend's GC finalizer (`_release`) may run inside `_acquire` in the same thread.
+_LOADING = threading.RLock()
 
 
-def _load(path: Path, n_ctx: int, n_threads: int, n_gpu_layers: int) -> _Loaded:
-    key = (str(path.resolve()), n_ctx, n_threads, n_gpu_layers)
+def _acquire(path: Path, sha256: str, n_ctx: int, n_threads: int, n_gpu_layers: int) -> tuple[_Key, _Loaded]:
+    """The shared load for these settings, loading it if needed; the caller must `_release` it.
+
+    The content hash is part of the key: another file at the same path is another model.
+    """
+    key = (str(path.resolve()), sha256, n_ctx, n_threads, n_gpu_layers)
     with _LOADING:
-        if key in _LOADED:
-            return _LOADED[key]
-        try:
-            import xllamacpp
-        except ImportError:
-            raise ModelError("the gguf backend needs xllamacpp: pip install -e '.[local]'") from None
-        p = xllamacpp.CommonParams()
-        p.model.path = str(path)
-        p.n_ctx = n_ctx
-        p.n_gpu_layers = n_gpu_layers
-        p.cpuparams.n_threads = n_threads
-        p.cpuparams_batch.n_threads = n_threads
-        p.n_parallel = 1
-        p.verbosity = -1          # llama.cpp logs hundreds of lines on load; -1 silences them
-        # The server also listens on a random 127.0.0.1 port; a random key keeps other local
-        # users off it (we never use it: calls go straight through handle_chat_completions).
-        p.api_keys = [secrets.token_hex(16)]
-        try:
-            server = xllamacpp.Server(p)
-        except Exception as e:
-            raise ModelError(f"cannot load {path}: {type(e).__name__}: {e}") from None
-        _LOADED[key] = _Loaded(server)
-        return _LOADED[key]
+        if key not in _LOADED:
+            _LOADED[key] = _Loaded(_start_server(path, n_ctx, n_threads, n_gpu_layers))
+        _LOADED[key].users += 1
+        return key, _LOADED[key]
+
+
+def _close(loaded: _Loaded) -> None:
+    """Drop the server once its current call is done: xllamacpp stops listening and joins its
+    threads when the object is freed (it has no close method)."""
+    with loaded.lock:
+        loaded.server = None
+
+
+def _release(key: _Key) -> None:
+    """One user fewer; the last one closes the server."""
+    with _LOADING:
+        loaded = _LOADED.get(key)
+        if loaded is None:
+            return
+        loaded.users -= 1
+        if loaded.users > 0:
+            return
+        del _LOADED[key]
+    _close(loaded)
+
+
+@atexit.register
+def close_all() -> None:
+    """Close every loaded model (at interpreter exit, for users who never call aclose)."""
+    with _LOADING:
+        loaded = list(_LOADED.values())
+        _LOADED.clear()
+    for each in loaded:
+        _close(each)
+
+
+def _start_server(path: Path, n_ctx: int, n_threads: int, n_gpu_layers: int) -> Any:
+    try:
+        import xllamacpp
+    except ImportError:
+        raise ModelError("the gguf backend needs xllamacpp: pip install -e '.[local]'") from None
+    p = xllamacpp.CommonParams()
+    p.model.path = str(path)
+    p.n_ctx = n_ctx
+    p.n_gpu_layers = n_gpu_layers
+    p.cpuparams.n_threads = n_threads
+    p.cpuparams_batch.n_threads = n_threads
+    p.n_parallel = 1
+    p.verbosity = -1          # llama.cpp logs hundreds of lines on load; -1 silences them
+    # The server also listens on a random 127.0.0.1 port; a random key keeps other local
+    # users off it (we never use it: calls go straight through handle_chat_completions).
+    p.api_keys = [secrets.token_hex(16)]
+    # Metrics are answered by the server's task loop, which the constructor starts only after
+    # returning; one metrics request waits for that loop. Freeing a server whose loop has not
+    # started yet hangs forever (its stop signal is lost), so no server leaves here before.
+    p.endpoint_metrics = True
+    try:
+        server = xllamacpp.Server(p)
+        server.handle_metrics()
+    except Exception as e:
+        raise ModelError(f"cannot load {path}: {type(e).__name__}: {e}") from None
+    return server
 
 
 # --- the tokenizer, read from the GGUF header --------------------------------------------------
@@ -239,6 +291,9 @@ class GGUFBackend(Backend):
         self.n_threads = self.n_threads or os.cpu_count() or 1
         self._path: Path | None = None
         self._sha256: str | None = None
+        self._loaded: _Loaded | None = None
+        self._holding = threading.Lock()
+        self._finalizer: weakref.finalize | None = None
 
     def path(self) -> Path:
         """The model file, assembling a preset on first use (ModelError if it cannot be had)."""
@@ -251,7 +306,12 @@ class GGUFBackend(Backend):
         different files under one name never share them."""
         if self._sha256 is None:
             preset = PRESETS.get(self.model)
-            self._sha256 = preset.sha256 if preset else cached_sha256(self.path(), self.cache_dir)
+            # A preset's file is only ever used once it has the pinned hash (models.py), so its
+            # replies are keyed by that hash without reading the file; a user's file by its own.
+            if preset is not None:
+                self._sha256 = preset.sha256
+            else:
+                self._path, self._sha256 = identify_gguf(self.model, self.cache_dir)
         name = self.model if self.model in PRESETS else Path(self.model).name
         return {"kind": self.kind, "model": name, "sha256": self._sha256, "n_ctx": self.n_ctx}
 
@@ -273,10 +333,30 @@ class GGUFBackend(Backend):
             body["seed"] = self.seed
         return body
 
+    def _hold(self) -> _Loaded:
+        """This backend's share of the loaded model, taken on its first call."""
+        with self._holding:
+            if self._loaded is None:
+                sha256 = self.identity()["sha256"]
+                key, self._loaded = _acquire(self.path(), sha256, self.n_ctx, int(self.n_threads or 1),
+                                             self.n_gpu_layers)
+                self._finalizer = weakref.finalize(self, _release, key)
+            return self._loaded
+
     def _call(self, messages: list[dict[str, str]], params: dict[str, Any]) -> dict[str, Any]:
-        loaded = _load(self.path(), self.n_ctx, int(self.n_threads or 1), self.n_gpu_layers)
+        loaded = self._hold()
         with loaded.lock:
+            if loaded.server is None:
+                raise BackendError(f"local model {self.model}: closed while a call was waiting")
             return loaded.server.handle_chat_completions(self._request(messages, params))
+
+    async def aclose(self) -> None:
+        """Let go of the model; the last backend using it closes llama.cpp's server (its port and
+        threads). A later call loads it again."""
+        with self._holding:
+            finalizer, self._finalizer, self._loaded = self._finalizer, None, None
+        if finalizer is not None:
+            await asyncio.to_thread(finalizer)
 
     async def complete(self, messages: list[dict[str, str]], params: dict[str, Any]) -> Completion:
         where = f"local model {self.model}"
