@@ -104,8 +104,16 @@ def test_editing_a_template_the_cell_uses_reruns_the_finished_cell(hau: Path, tm
         path.write_text(source.replace("Answer with", "Reply with"), encoding="utf-8")
         assert [e["status"] for e in asyncio.run(estimate_sweep(load_config(config)))] == ["to run"]
         sent = len(srv.requests)
-        assert main_sweep([str(config)]) == 0
+        # the cell's folder holds the earlier run: the sweep says which template changed and
+        # refuses to replace those results unless asked (as `run --out` does)
+        capsys.readouterr()
+        assert main_sweep([str(config)]) == 2
+        err = capsys.readouterr().err
+        assert "holds a different run" in err and edited.rsplit(".", 2)[0] in err and "--overwrite" in err
+        assert len(srv.requests) == sent
+        assert main_sweep([str(config), "--overwrite"]) == 0
         assert len(srv.requests) > sent                      # the edited prompt was really asked
+        assert [e["status"] for e in asyncio.run(estimate_sweep(load_config(config)))] == ["done"]
     capsys.readouterr()
 
 
