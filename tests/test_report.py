@@ -21,6 +21,8 @@ from tf_prompt.report import (ErrorItem, ReportError, TokenSpan, add_report_pars
                               classify_errors, kind_counts)
 from tf_prompt.testing import LoopbackServer, oracle_responder
 
+from conftest import require
+
 LABELS = ["PER", "ORG", "LOC", "DATE"]
 CHROMIUM = Path("/usr/bin/chromium")
 ROW_RE = re.compile(r'<section class="s" id="s(\d+)" data-k="([^"]*)"( hidden(?:="")?)?>')
@@ -270,7 +272,13 @@ def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
         capture_output=True, text=True, timeout=60)
 
 
-needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is not installed")
+@pytest.fixture
+def _chromium() -> None:
+    """Headless Chromium is optional locally; in CI (which installs it) its absence fails."""
+    require(CHROMIUM.exists(), f"{CHROMIUM} is not installed (apt-get install chromium)")
+
+
+needs_chromium = pytest.mark.usefixtures("_chromium")
 
 
 @needs_chromium
