@@ -64,6 +64,9 @@ class LoopbackServer:
         self.faulted = 0
         self.prompt_tokens = 0                     # tokens counted over successful replies
         self.completion_tokens = 0
+        self.faults_done = 0                       # faulted attempts fully handled (after their delay)
+        self.in_flight = 0                         # chat requests received and not yet answered
+        self.max_in_flight = 0                     # the most ever in flight at once
         # Batch API. A batch completes at the first poll (GET) that comes at least
         # `batch_polls_before_done` polls and `batch_delay` seconds after its creation; None: never.
         # Both may be changed while the server runs (hold a batch pending, then let it finish).
@@ -174,18 +177,31 @@ class LoopbackServer:
         with self._lock:
             attempt = len(self.requests)
             self.requests.append(body)
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            self._answer_chat(handler, body, attempt)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _answer_chat(self, handler: Any, body: dict[str, Any], attempt: int) -> None:
         fault = self.fault(body, attempt) if self.fault else None
         if fault is not None:
             with self._lock:
                 self.faulted += 1
-            if fault.delay:
-                time.sleep(fault.delay)
-            if fault.status == 0:
-                handler.close_connection = True
-                return
-            payload = fault.body or {"error": {"message": f"injected HTTP {fault.status}",
-                                               "type": "server_error", "code": None}}
-            handler._send(fault.status, payload, fault.headers)
+            try:
+                if fault.delay:
+                    time.sleep(fault.delay)
+                if fault.status == 0:
+                    handler.close_connection = True
+                    return
+                payload = fault.body or {"error": {"message": f"injected HTTP {fault.status}",
+                                                   "type": "server_error", "code": None}}
+                handler._send(fault.status, payload, fault.headers)
+            finally:
+                with self._lock:
+                    self.faults_done += 1
             return
         if self.latency:
             time.sleep(self.latency)
