@@ -35,6 +35,18 @@ def shared_data_dir() -> Path | None:
     return path if (path / "masakhaner2").is_dir() else None
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """In CI, any skip -- `require`, `pytest.importorskip` or `pytest.skip` in any test file --
+    is reported as a failure with its reason: nothing turns green into "not run" there."""
+    outcome = yield
+    report = outcome.get_result()
+    if in_ci() and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"CI: the test was skipped ({reason}); with CI set a skip is a failure"
+
+
 def require_module(name: str):
     """`pytest.importorskip` outside CI; in CI a missing module is an import error (a failure)."""
     if in_ci():
