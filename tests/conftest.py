@@ -67,6 +67,13 @@ def shared_data(monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def gguf_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One model cache for the session: the 0.5B preset (~490 MB) is assembled once for both the
+    llama.cpp and the transformers tests."""
+    return tmp_path_factory.mktemp("gguf-cache")
+
+
 @pytest.fixture
 def server():
     """A loopback OpenAI-compatible server; tests set `server.responder` / `server.fault`."""

@@ -43,8 +43,8 @@ def _local_extra_installed() -> None:
 
 
 @pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("gguf-cache")
+def cache_dir(gguf_cache_dir: Path) -> Path:
+    return gguf_cache_dir
 
 
 @pytest.fixture(scope="module")

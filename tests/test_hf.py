@@ -198,14 +198,14 @@ GGUF_PRESET = "qwen2.5-coder-0.5b"   # the file the local extra installs (models
 
 
 @pytest.mark.slow
-def test_real_gguf_model_answers(tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_real_gguf_model_answers(gguf_cache_dir: Path) -> None:
     """transformers loads the weights from a GGUF file (`gguf_file`): the 0.5B preset, dequantised
     on CPU (~1 minute on 2 cores)."""
     from tf_prompt.models import ModelError, resolve_gguf
 
     require_module("gguf")   # transformers reads GGUF files with it (installed by the hf extra)
     try:
-        path = resolve_gguf(GGUF_PRESET, tmp_path_factory.mktemp("gguf-cache"))
+        path = resolve_gguf(GGUF_PRESET, gguf_cache_dir)
     except ModelError as e:
         require(False, f"the {GGUF_PRESET} preset is not installed: {e}")
         raise
