@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def in_ci() -> bool:
-    """True when $CI is set to anything but an empty string, "0" or "false" (`.ci/run` sets CI=true)."""
+    """True when $CI is set to anything but "", "0", "false" or "no" (`.ci/run` sets CI=true)."""
     return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
