@@ -24,7 +24,9 @@ from tf_prompt.testing import Fault, LoopbackServer, oracle_responder
 
 LABELS = ["PER", "ORG", "LOC", "DATE"]
 MAX_TOKENS = 256
-LAG = 0.25   # seconds an arrival may trail the limiter's decision (connection set-up, scheduling)
+# Seconds an arrival may trail the limiter's decision (connection set-up, and scheduling on a
+# loaded machine). Generous, yet a run that ignored its limit would still exceed the bound.
+LAG = 1.0
 
 
 def distinct_sentences(n: int) -> list[Sentence]:
@@ -83,13 +85,13 @@ def test_rpm_spreads_requests_over_each_second() -> None:
     # arrivals wait for their connections, which the limiter does not)
     assert max(times) - min(times) >= (n - capacity) / rate * 0.75, max(times) - min(times)
     # in no window more than a bucket plus that window's rate (slack: arrivals are seen at the
-    # server, up to a quarter second after the limiter let them go -- the first ones wait for a
-    # connection -- so a window there can hold that much more than at the limiter)
+    # server, up to LAG after the limiter let them go -- the first ones wait for a connection --
+    # so a window there can hold that much more than at the limiter; unlimited, the excess is ~40)
     assert worst_window_excess(times, [1.0] * n, capacity, rate) <= 2 + rate * LAG
 
 
 def test_tpm_spreads_tokens_over_time() -> None:
-    sentences = distinct_sentences(26)
+    sentences = distinct_sentences(30)
     tok = tokenizer_for("m")
     # what the client reserves per request: its counted prompt plus a quarter of max_tokens
     probe = run_limited(sentences[:1])
@@ -99,5 +101,6 @@ def test_tpm_spreads_tokens_over_time() -> None:
     arrivals = run_limited(sentences, tpm=tpm)
     amounts = [tok.count_messages(b["messages"]) + MAX_TOKENS // 4 for b in arrivals.bodies]
     span = max(arrivals.times) - min(arrivals.times)
-    assert span >= (sum(amounts) - capacity) / rate * 0.75, span   # ~3 s, against ~0 unlimited
+    assert span >= (sum(amounts) - capacity) / rate * 0.75, span   # ~5 s, against ~0 unlimited
+    # (unlimited, the excess would be ~10 requests' tokens; the slack is 4)
     assert worst_window_excess(arrivals.times, amounts, capacity, rate) <= 2 * max(amounts) + rate * LAG
