@@ -12,20 +12,66 @@ from tf_prompt.testing import LoopbackServer
 REPO = Path(__file__).resolve().parents[1]
 
 
+def in_ci() -> bool:
+    """True when $CI is set to anything but "", "0", "false" or "no" (`.ci/run` sets CI=true)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def require(condition: object, reason: str) -> None:
+    """Skip the calling test when an optional part is missing -- except in CI, where a missing
+    part is a failure: CI installs everything, so a skip there would turn a broken install into a
+    green run that tested nothing."""
+    if condition:
+        return
+    if in_ci():
+        pytest.fail(f"CI: {reason} (CI installs every optional part; a skip here would hide it)",
+                    pytrace=False)
+    pytest.skip(reason)
+
+
 def shared_data_dir() -> Path | None:
     """`../shared/data` next to the repository (or $TF_PROMPT_TEST_DATA); None when absent."""
     path = Path(os.environ.get("TF_PROMPT_TEST_DATA") or REPO.parent / "shared" / "data")
     return path if (path / "masakhaner2").is_dir() else None
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """In CI, any skip -- `require`, `pytest.importorskip` or `pytest.skip` in any test file --
+    is reported as a failure with its reason: nothing turns green into "not run" there."""
+    outcome = yield
+    report = outcome.get_result()
+    if in_ci() and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"CI: the test was skipped ({reason}); with CI set a skip is a failure"
+
+
+def require_module(name: str):
+    """`pytest.importorskip` outside CI; in CI a missing module is an import error (a failure)."""
+    if in_ci():
+        import importlib
+
+        return importlib.import_module(name)
+    return pytest.importorskip(name)
+
+
 @pytest.fixture
 def shared_data(monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The shared data folder, exported as TF_PROMPT_DATA; skips the test when it is absent."""
+    """The shared data folder, exported as TF_PROMPT_DATA; skips the test when it is absent
+    (fails in CI)."""
     path = shared_data_dir()
-    if path is None:
-        pytest.skip("../shared/data (MasakhaNER 2.0) is not available")
+    require(path is not None, "../shared/data (MasakhaNER 2.0) is not available")
+    assert path is not None
     monkeypatch.setenv("TF_PROMPT_DATA", str(path))
     return path
+
+
+@pytest.fixture(scope="session")
+def gguf_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One model cache for the session: the 0.5B preset (~490 MB) is assembled once for both the
+    llama.cpp and the transformers tests."""
+    return tmp_path_factory.mktemp("gguf-cache")
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from tf_prompt.backends.base import BackendError
 from tf_prompt.batch_api import MAX_BATCH_ATTEMPTS, NEEDS_BATCH_API, BatchPending, run_via_batch
 from tf_prompt.cache import ReplyCache
 from tf_prompt.client import BudgetExceeded
-from tf_prompt.cost import PriceTable
+from tf_prompt.cost import PriceTable, tokenizer_for
 from tf_prompt.data import read_conll, sample_path
 from tf_prompt.testing import Fault, LoopbackServer, oracle_responder
 
@@ -210,8 +210,35 @@ def test_budget_is_checked_at_batch_prices_before_upload(oracle, tmp_path: Path)
     with pytest.raises(BudgetExceeded, match=r"budget reached: .* at batch prices"):
         via_batch(settings(oracle, tmp_path, max_cost=0.0001))
     assert oracle.uploads == 0 and oracle.served == 0
-    summary = via_batch(settings(oracle, tmp_path, max_cost=1.0))
-    assert summary.metrics["usage"]["batch"]["cost_usd"] <= 1.0 and summary.metrics["f1"] == pytest.approx(1.0)
+    price = PriceTable.load().lookup(MODEL)
+    assert price is not None and price.batch_input < price.input and price.batch_output < price.output
+
+    # an uncapped run: its cost is the server's token counts at batch prices, not standard ones
+    summary = via_batch(settings(oracle, tmp_path / "full"))
+    assert summary.metrics["f1"] == pytest.approx(1.0) and oracle.served == 0
+    p_tok, c_tok = oracle.batch_prompt_tokens, oracle.batch_completion_tokens
+    assert p_tok > 0 and c_tok > 0
+    at_batch = PriceTable.load().cost(MODEL, p_tok, c_tok, batch=True)
+    assert summary.metrics["usage"]["batch"]["cost_usd"] == pytest.approx(at_batch, abs=1e-6)
+    assert at_batch < 0.75 * PriceTable.load().cost(MODEL, p_tok, c_tok)
+
+    # the first wave's worst case (every translation prompt, +15% for an approximate count, plus
+    # max_tokens of output each), from the lines the server received
+    first = next(f for f in oracle.files.values() if f["purpose"] == "batch")
+    bodies = [json.loads(ln)["body"] for ln in first["data"].decode().splitlines() if ln.strip()]
+    tok = tokenizer_for(MODEL)
+    margin = 1.0 if tok.exact else 1.15
+    prompt = sum(int(tok.count_messages(b["messages"]) * margin) + 1 for b in bodies)
+    output = sum(b["max_tokens"] for b in bodies)
+    worst_batch = PriceTable.load().cost(MODEL, prompt, output, batch=True)
+    worst_standard = PriceTable.load().cost(MODEL, prompt, output)
+    # a cap between the two: the first wave is sent only if the check uses batch prices
+    with LoopbackServer(oracle_responder(SENTENCES, LABELS)) as fresh:
+        try:
+            via_batch(settings(fresh, tmp_path / "capped", max_cost=(worst_batch + worst_standard) / 2))
+        except BudgetExceeded as e:
+            assert "at batch prices" in str(e)
+        assert fresh.uploads >= 1 and fresh.batch_requests_served >= len(bodies)
 
 
 @pytest.mark.parametrize("model", ["gguf:qwen2.5-coder-1.5b", "hf:Qwen/Qwen2.5-0.5B-Instruct"])

@@ -67,6 +67,11 @@ def test_merge_prefers_earlier_views_on_overlap() -> None:
 
 
 def test_unknown_rule_and_default() -> None:
-    assert DEFAULT in RULES
+    # the README documents direct-first as the default (chosen on dev): pinned by name here
+    assert DEFAULT == "direct-first" and DEFAULT in RULES
+    from tf_prompt.settings import RunSettings
+
+    assert RunSettings(method="transfusion").combine_rule() == "direct-first"
+    assert RunSettings(method="transfusion", style="gollie").combine_rule() == "none"
     with pytest.raises(ValueError, match="choose from"):
         combine("majority", views())

@@ -24,6 +24,8 @@ from tf_prompt.data import (
     write_conll,
 )
 
+from conftest import require
+
 SHARED_LANGS = "bam ewe fon hau kin luo mos nya pcm sna swa tsn twi xho yor".split()
 
 
@@ -35,8 +37,7 @@ def shared_data_dir() -> Path:
 
 def require_shared() -> Path:
     root = shared_data_dir()
-    if not (root / "masakhaner2").is_dir():
-        pytest.skip(f"shared data not found at {root}")
+    require((root / "masakhaner2").is_dir(), f"shared data not found at {root}")
     return root
 
 

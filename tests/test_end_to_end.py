@@ -9,7 +9,6 @@ import pytest
 
 from tf_prompt import RunSettings, extract, run_dataset
 from tf_prompt.cli import main
-from tf_prompt.combine import DEFAULT as DEFAULT_COMBINE
 from tf_prompt.data import read_conll, sample_path
 from tf_prompt.testing import oracle_responder
 
@@ -45,13 +44,13 @@ def test_perfect_model_on_sample_all_methods(server, tmp_path: Path, method: str
     assert metrics["f1"] == pytest.approx(1.0)
     assert metrics["n_sentences"] == len(sentences)
     assert metrics["parse_failures"] == 0 and metrics["hallucinated"] == 0
-    combined = method == "transfusion" and DEFAULT_COMBINE != "none"
-    expected_calls = {"direct": 1, "translate-test": 2, "transfusion": 3 + combined}[method] * len(sentences)
+    # the documented default --combine (direct-first) adds a direct call to transfusion's three
+    expected_calls = {"direct": 1, "translate-test": 2, "transfusion": 4}[method] * len(sentences)
     assert len(server.requests) == expected_calls == metrics["usage"]["calls"]
     assert metrics["usage"]["prompt_tokens"] == server.prompt_tokens
     steps = set(_steps_of(server))
     assert steps == {"direct": {"direct"}, "translate-test": {"translate", "annotate"},
-                     "transfusion": {"translate", "annotate", "fuse"} | ({"direct"} if combined else set())}[method]
+                     "transfusion": {"translate", "annotate", "fuse", "direct"}}[method]
     # outputs: predictions.conll has token, gold, predicted; trace has one line per sentence
     rows = [ln.split() for ln in (out / "predictions.conll").read_text().splitlines() if ln.strip()]
     assert all(len(r) == 3 for r in rows) and all(r[1] == r[2] for r in rows)

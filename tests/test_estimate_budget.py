@@ -10,7 +10,7 @@ import pytest
 from tf_prompt.cli import main
 from tf_prompt.cost import PriceTable, tokenizer_for
 from tf_prompt.data import read_conll, sample_path
-from tf_prompt.testing import LoopbackServer, oracle_responder
+from tf_prompt.testing import LoopbackServer, oracle_responder, reordered_translation
 
 LABELS = ["PER", "ORG", "LOC", "DATE"]
 CL100K_MODEL = "gpt-4"   # priced, and counted exactly with the offline cl100k_base encoding
@@ -25,22 +25,44 @@ def priced_server():
         yield srv
 
 
+@pytest.fixture
+def translating_server():
+    """As `priced_server`, but the model's translations are not the source (chunks reordered, a
+    remark added, so longer): not the stand-in the estimate assumes for a translation."""
+    tok = tokenizer_for(CL100K_MODEL)
+    responder = oracle_responder(read_conll(sample_path()), LABELS, translation=reordered_translation)
+    with LoopbackServer(responder, count_tokens=tok.count) as srv:
+        yield srv
+
+
 def _estimate(capsys, *args: str) -> dict:
     assert main(["estimate", "--json", *args]) == 0
     return json.loads(capsys.readouterr().out)
 
 
 @pytest.mark.parametrize("method", ["direct", "translate-test", "transfusion"])
-def test_estimate_matches_what_the_server_counts(priced_server, capsys, tmp_path: Path, method: str) -> None:
-    args = ["--model", CL100K_MODEL, "--base-url", priced_server.base_url, "--method", method]
+def test_estimate_matches_what_the_server_counts(translating_server, capsys, tmp_path: Path, method: str) -> None:
+    server = translating_server
+    args = ["--model", CL100K_MODEL, "--base-url", server.base_url, "--method", method]
     est = _estimate(capsys, *args)
-    assert priced_server.requests == []            # nothing was sent
-    n = len(read_conll(sample_path()))
+    assert server.requests == []            # nothing was sent
+    sentences = read_conll(sample_path())
+    n = len(sentences)
     assert est["calls"] == {"direct": 1, "translate-test": 2, "transfusion": 4}[method] * n   # + direct: --combine
     assert main(["run", *args, "--out", str(tmp_path / "run")]) == 0
-    counted = priced_server.prompt_tokens
+    counted = server.prompt_tokens
     assert abs(est["prompt_tokens"] - counted) <= 0.10 * counted, (est["prompt_tokens"], counted)
-    assert est["completion_tokens"] > 0
+    # Completions: the estimate assumes the source as each translation and the gold entities as
+    # each NER answer; the model's NER answers are exactly those, its translations are not. So
+    # the estimate is the server's count less the translations' extra tokens, to the token.
+    tok = tokenizer_for(CL100K_MODEL)
+    extra = sum(tok.count(reordered_translation(s)) - tok.count(s.text) for s in sentences)
+    translated = method != "direct"
+    assert extra > 0.1 * server.completion_tokens / (3 if translated else 1)   # a real difference
+    assert est["completion_tokens"] == server.completion_tokens - (extra if translated else 0), \
+        (est["completion_tokens"], server.completion_tokens, extra)
+    if translated:
+        assert est["by_step"]["translate"]["completion_tokens"] == sum(tok.count(s.text) for s in sentences)
     price = PriceTable.load().lookup(CL100K_MODEL)
     expected = (est["prompt_tokens"] * price.input + est["completion_tokens"] * price.output) / 1e6
     assert est["cost_usd"] == pytest.approx(expected, rel=1e-6)

@@ -18,9 +18,11 @@ import pytest
 # The hub library reads this once at import: set it before transformers is imported anywhere.
 os.environ["HF_HUB_OFFLINE"] = "1"
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-tokenizers = pytest.importorskip("tokenizers")
+from conftest import require, require_module  # noqa: E402
+
+torch = require_module("torch")
+transformers = require_module("transformers")
+tokenizers = require_module("tokenizers")
 
 from tf_prompt.backends import hf  # noqa: E402
 from tf_prompt.backends.base import BackendError  # noqa: E402
@@ -114,10 +116,15 @@ def test_prompt_usage_matches_the_tokenizer(models: dict[str, Path]) -> None:
 
 
 def test_sampling_is_seeded(models: dict[str, Path]) -> None:
+    """Same seed, same sample; other seeds, other samples (greedy decoding would give one text
+    for every seed, so the second half fails if the seed or the temperature is ignored)."""
     backend = HFBackend(model=str(models["chat"]))
     a = ask(backend, temperature=1.0, seed=7, max_tokens=8)
     b = ask(backend, temperature=1.0, seed=7, max_tokens=8)
     assert a.text == b.text
+    others = {ask(backend, temperature=1.0, seed=seed, max_tokens=8).text for seed in (8, 9, 10)}
+    assert others - {a.text}, "three other seeds all gave the seed-7 sample"
+    assert ask(backend, temperature=0.0, seed=8, max_tokens=8).text == ask(backend, max_tokens=8).text
 
 
 def test_stop_strings_truncate(models: dict[str, Path]) -> None:
@@ -187,12 +194,21 @@ def test_pipeline_runs_end_to_end(models: dict[str, Path]) -> None:
     assert summary.metrics["usage"]["prompt_tokens"] > 0 and summary.metrics["usage"]["failed_calls"] == 0
 
 
-GGUF = Path("/tmp/qwen05.gguf")
+GGUF_PRESET = "qwen2.5-coder-0.5b"   # the file the local extra installs (models.py assembles it)
 
 
-@pytest.mark.skipif(not GGUF.is_file() or not os.environ.get("TF_PROMPT_TEST_GGUF"),
-                    reason="set TF_PROMPT_TEST_GGUF=1 with /tmp/qwen05.gguf present (slow: real 0.5B model)")
-def test_real_gguf_model_answers() -> None:
-    backend = HFBackend(model=str(GGUF.parent), gguf_file=GGUF.name)
+@pytest.mark.slow
+def test_real_gguf_model_answers(gguf_cache_dir: Path) -> None:
+    """transformers loads the weights from a GGUF file (`gguf_file`): the 0.5B preset, dequantised
+    on CPU (~1 minute on 2 cores)."""
+    from tf_prompt.models import ModelError, resolve_gguf
+
+    require_module("gguf")   # transformers reads GGUF files with it (installed by the hf extra)
+    try:
+        path = resolve_gguf(GGUF_PRESET, gguf_cache_dir)
+    except ModelError as e:
+        require(False, f"the {GGUF_PRESET} preset is not installed: {e}")
+        raise
+    backend = HFBackend(model=str(path.parent), gguf_file=path.name)
     reply = ask(backend, [{"role": "user", "content": "Reply with the single word OK."}], max_tokens=8)
     assert "ok" in reply.text.lower()

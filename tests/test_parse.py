@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 
@@ -290,10 +291,38 @@ def test_mixed_json_python_literals() -> None:
     assert parse(reply).mentions == [M("Kano", "LOC")]
 
 
-def test_python_call_is_not_evaluated_as_json() -> None:
+def _tripwire(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, str]:
+    """A file path and a Python expression that, if ever evaluated or executed, creates the file
+    and sets `tf_prompt_evaluated` in builtins: a payload that leaves a trace."""
+    trace = tmp_path / "evaluated"
+    monkeypatch.delattr("builtins.tf_prompt_evaluated", raising=False)
+    expr = (f"[__import__('pathlib').Path({str(trace)!r}).write_text('x'), "
+            f"setattr(__import__('builtins'), 'tf_prompt_evaluated', True)][0]")
+    return trace, expr
+
+
+def _no_trace_left(trace: Path) -> None:
+    import builtins
+
+    assert not trace.exists() and not hasattr(builtins, "tf_prompt_evaluated"), "the reply was evaluated"
+
+
+def test_tripwire_works(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The payload of the two tests below does leave its trace when evaluated."""
+    trace, expr = _tripwire(tmp_path, monkeypatch)
+    eval(expr)  # noqa: S307 -- the test's own expression, to show the tripwire fires
+    assert trace.read_text() == "x"
+    monkeypatch.delattr("builtins.tf_prompt_evaluated")
+
+
+def test_python_call_is_not_evaluated_as_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A literal-looking payload that needs evaluation must not be run.
+    trace, expr = _tripwire(tmp_path, monkeypatch)
     with pytest.raises(ParseFailure):
-        parse("{'entities': __import__('os').listdir('.')}")
+        parse("{'entities': " + expr + "}")
+    with pytest.raises(ParseFailure):
+        parse("{'entities': [{'text': " + expr + ", 'type': 'PER'}]}")
+    _no_trace_left(trace)
 
 
 # --------------------------------------------------------------------------- lines
@@ -426,10 +455,14 @@ def test_code_positional_text_unknown_class_and_prose() -> None:
     assert res.unknown == [M("Hausa", "Language")]
 
 
-def test_code_is_never_executed() -> None:
-    reply = 'result = [Person(span=__import__("os").getcwd())]'
-    res = parse(reply)
-    assert res.mentions == []
+def test_code_is_never_executed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    trace, expr = _tripwire(tmp_path, monkeypatch)
+    for reply in (f"result = [Person(span={expr})]", f"{expr}\nresult = [Person(span='Kano')]",
+                  f"result = [Person(span='Kano')]\nimport os; {expr}"):
+        res = parse(reply)
+        assert M("Kano", "PER") in res.mentions or res.mentions == []
+        assert all(m.text == "Kano" for m in res.mentions)
+    _no_trace_left(trace)
 
 
 def test_parse_code_assignments() -> None:

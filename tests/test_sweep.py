@@ -111,6 +111,60 @@ def test_sweep_end_to_end_and_resume(small_data, tmp_path: Path, capsys) -> None
         assert "to run" in capsys.readouterr().out and len(srv.requests) == paid
 
 
+def _flawed_oracle(data: Path):
+    """The oracle with per-language flaws, so cells score differently: in hau the direct answer
+    omits the entities of the first five sentences (TransFusion gains), in swa the fusion answer
+    does (TransFusion loses), in yor both do (no gain, but below 1.0)."""
+    per_lang = {lang: [s.text for s in read_conll(data / "masakhaner2" / lang / "test.txt")[:10]] for lang in LANGS}
+    oracle = _oracle(data, LANGS)
+    omit = {"hau": {"direct"}, "swa": {"fuse"}, "yor": {"direct", "fuse"}}
+
+    def respond(body: dict) -> str:
+        user = [m["content"] for m in body["messages"] if m["role"] == "user"][-1]
+        lines = user.splitlines()
+        if "English translation:" in user:
+            step, source = "fuse", lines[max(k for k, ln in enumerate(lines) if ln.startswith("English translation:")) - 1]
+        elif "Translate the following" in user or "English sentence below" in user:
+            step, source = "other", ""
+        else:
+            step, source = "direct", [ln for ln in lines if ln.startswith("Sentence: ")][-1]
+        source = source.split(": ", 1)[-1]
+        for lang, texts in per_lang.items():
+            if source in texts[:5] and step in omit[lang]:
+                return '{"entities": []}'
+        return oracle(body)
+
+    return respond
+
+
+def test_averages_and_gains_with_different_scores(small_data, tmp_path: Path) -> None:
+    """Averages are means over languages and the gain is TransFusion minus direct, with its sign:
+    checked on cells that score differently (the end-to-end test above has every F1 at 1.0)."""
+    with LoopbackServer(_flawed_oracle(small_data)) as srv:
+        config = _write(tmp_path, _config(srv.base_url) + '\n[[prompts]]\nname = "plain"\ncombine = "none"\n')
+        assert main_sweep([str(config)]) == 0
+    results = json.loads((tmp_path / "sweep" / "results.json").read_text())
+    f1 = {(c["language"], c["method"]): c["f1"] for c in results["cells"]}
+    assert len(f1) == 6 and f1[("swa", "direct")] == f1[("hau", "transfusion")] == 1.0
+    for lang in ("hau", "yor"):
+        assert 0.0 < f1[(lang, "direct")] < 1.0
+    for lang in ("swa", "yor"):
+        assert 0.0 < f1[(lang, "transfusion")] < 1.0
+    assert f1[("yor", "direct")] == pytest.approx(f1[("yor", "transfusion")])
+    assert len(results["cells"]) == 6
+    averages = {a["method"]: a["f1"] for a in results["averages"]}
+    for method in ("direct", "transfusion"):
+        assert averages[method] == pytest.approx(sum(f1[(lang, method)] for lang in LANGS) / 3)
+    gains = {g["language"]: g["gain"] for g in results["gains"]}
+    for lang in LANGS:
+        assert gains[lang] == pytest.approx(f1[(lang, "transfusion")] - f1[(lang, "direct")])
+    assert gains["hau"] > 0 > gains["swa"] and gains["yor"] == pytest.approx(0.0)
+    assert gains["avg"] == pytest.approx(averages["transfusion"] - averages["direct"])
+    md = (tmp_path / "sweep" / "results.md").read_text()
+    assert f"{100 * gains['hau']:+.1f}" in md and f"{100 * gains['swa']:+.1f}" in md
+    assert f"{100 * gains['swa']:+.1f}".startswith("-")
+
+
 def test_budget_refuses_then_stops_within_cap(small_data, tmp_path: Path, capsys) -> None:
     model = "gpt-4"     # priced, and counted exactly with the offline cl100k_base encoding
     price = PriceTable.load().lookup(model)

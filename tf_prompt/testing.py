@@ -64,6 +64,9 @@ class LoopbackServer:
         self.faulted = 0
         self.prompt_tokens = 0                     # tokens counted over successful replies
         self.completion_tokens = 0
+        self.faults_done = 0                       # faulted attempts fully handled (after their delay)
+        self.in_flight = 0                         # chat requests received and not yet answered
+        self.max_in_flight = 0                     # the most ever in flight at once
         # Batch API. A batch completes at the first poll (GET) that comes at least
         # `batch_polls_before_done` polls and `batch_delay` seconds after its creation; None: never.
         # Both may be changed while the server runs (hold a batch pending, then let it finish).
@@ -174,18 +177,31 @@ class LoopbackServer:
         with self._lock:
             attempt = len(self.requests)
             self.requests.append(body)
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            self._answer_chat(handler, body, attempt)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _answer_chat(self, handler: Any, body: dict[str, Any], attempt: int) -> None:
         fault = self.fault(body, attempt) if self.fault else None
         if fault is not None:
             with self._lock:
                 self.faulted += 1
-            if fault.delay:
-                time.sleep(fault.delay)
-            if fault.status == 0:
-                handler.close_connection = True
-                return
-            payload = fault.body or {"error": {"message": f"injected HTTP {fault.status}",
-                                               "type": "server_error", "code": None}}
-            handler._send(fault.status, payload, fault.headers)
+            try:
+                if fault.delay:
+                    time.sleep(fault.delay)
+                if fault.status == 0:
+                    handler.close_connection = True
+                    return
+                payload = fault.body or {"error": {"message": f"injected HTTP {fault.status}",
+                                                   "type": "server_error", "code": None}}
+                handler._send(fault.status, payload, fault.headers)
+            finally:
+                with self._lock:
+                    self.faults_done += 1
             return
         if self.latency:
             time.sleep(self.latency)
@@ -401,12 +417,37 @@ def _after_prefix(line: str) -> str:
     return line.split(": ", 1)[1] if ": " in line else line
 
 
+def reordered_translation(sentence: Any) -> str:
+    """A deterministic stand-in translation that is not the source: the sentence's chunks (each
+    gold entity kept whole, every other token alone) in reverse order, plus a closing remark. Names
+    are kept as written, as the translate template asks, but sit at other positions, so the
+    projection back to the source has real work to do and the length differs from the source's."""
+    from .align import bio_to_spans
+
+    spans = bio_to_spans(sentence.text, sentence.offsets, sentence.tags) if sentence.tags else []
+    chunks: list[str] = []
+    k = 0
+    offsets = list(sentence.offsets)
+    while k < len(offsets):
+        start = offsets[k][0]
+        span = next((sp for sp in spans if sp.start == start), None)
+        if span is None:
+            chunks.append(sentence.text[offsets[k][0]:offsets[k][1]])
+            k += 1
+        else:
+            chunks.append(span.text)
+            while k < len(offsets) and offsets[k][0] < span.end:
+                k += 1
+    return " ".join(reversed(chunks)) + " , as reported in the news today ."
+
+
 def oracle_responder(sentences: "Sequence[Any]", labels: "Sequence[str]", *,
-                     variant: str = "clean") -> Responder:
+                     variant: str = "clean", translation: "Callable[[Any], str] | None" = None) -> Responder:
     """A 'perfect model' for the default templates: it answers every step from the gold tags.
 
     translate returns the source sentence unchanged (names kept as written, as the template asks),
-    annotate and direct/fuse return the gold entities as JSON. `variant` degrades the answers the
+    or `translation(sentence)` when given (e.g. `reordered_translation`: the oracle then knows the
+    gold entities of that translation too); annotate and direct/fuse return the gold entities as JSON. `variant` degrades the answers the
     way real models do: "lower" (lowercased strings), "ascii" (diacritics stripped), "spaces"
     (doubled and padded spaces), "fenced" (JSON inside a markdown fence with prose), "mapping"
     ({TYPE: [strings]}), "lines" (TYPE: a, b lines). Used by tests and benchmarks/perfect_model.py.
@@ -418,13 +459,17 @@ def oracle_responder(sentences: "Sequence[Any]", labels: "Sequence[str]", *,
     from .parse import ParseFailure, parse_translation
 
     gold = {}
+    english: dict[str, str] = {}   # source text -> its translation
     for s in sentences:
         mentions = gold_mentions(s, labels)
         gold[s.text] = mentions
-        try:  # annotate sees the translation as the pipeline parsed it (outer quotes stripped)
-            gold.setdefault(parse_translation(s.text), mentions)
-        except ParseFailure:
-            pass
+        english[s.text] = translation(s) if translation is not None else s.text
+        for text in {s.text, english[s.text]}:
+            gold.setdefault(text, mentions)
+            try:  # annotate sees the translation as the pipeline parsed it (outer quotes stripped)
+                gold.setdefault(parse_translation(text), mentions)
+            except ParseFailure:
+                pass
 
     def degrade(text: str) -> str:
         if variant == "lower":
@@ -488,11 +533,12 @@ def oracle_responder(sentences: "Sequence[Any]", labels: "Sequence[str]", *,
         out: dict[str, Any] = {}
         for n, text in texts.items():
             if "Translate each" in user:
-                out[n] = text
+                out[n] = english.get(text, text)
                 continue
             entities = _json.loads(entities_reply(text))["entities"]
             if '"english_entities"' in user:
-                out[n] = {"translation": text, "english_entities": entities, "entities": entities}
+                out[n] = {"translation": english.get(text, text), "english_entities": entities,
+                          "entities": entities}
             else:
                 out[n] = {"entities": entities}
         return _json.dumps(out, ensure_ascii=False)
@@ -510,13 +556,15 @@ def oracle_responder(sentences: "Sequence[Any]", labels: "Sequence[str]", *,
             if mentions is None:
                 raise KeyError(f"oracle does not know sentence {text[:60]!r}")
             items = [{"text": degrade(m.text), "type": m.label} for m in mentions]
-            payload = _json.dumps({"translation": text, "english_entities": items, "entities": items},
+            payload = _json.dumps({"translation": english.get(text, text), "english_entities": items,
+                                   "entities": items},
                                   ensure_ascii=False)
             return f"Sure:\n```json\n{payload}\n```" if variant == "fenced" else payload
         lines = user.splitlines()
         if "Translate the following" in user:
             i = max(k for k, ln in enumerate(lines) if ln.startswith("English:"))
-            return _after_prefix(lines[i - 1])
+            source = _after_prefix(lines[i - 1])
+            return english.get(source, source)
         if "English translation:" in user:
             i = max(k for k, ln in enumerate(lines) if ln.startswith("English translation:"))
             return entities_reply(_after_prefix(lines[i - 1]))
