@@ -49,6 +49,27 @@ def test_report_reads_a_run_whose_tokens_hold_line_separators(tmp_path, capsys):
     assert (out / "report.html").is_file()
 
 
+def test_batch_run_whose_tokens_and_replies_hold_line_separators(tmp_path, capsys):
+    """The same tokens through `--via batch`: the request file and the batch output file are
+    JSONL, and a reply may quote a token holding U+2028 raw (the loopback writes its output with
+    ensure_ascii=False, as a server may); reading either with str.splitlines() tore the line."""
+    data = tmp_path / "odd.conll"
+    data.write_text("Amina B-PER\nJu\u2028ma I-PER\nMom\x85basa B-LOC\nx\x0cy O\n. O\n", encoding="utf-8")
+    reply = json.dumps({"entities": [{"text": "Amina Ju\u2028ma", "type": "PER"},
+                                     {"text": "Mom\x85basa", "type": "LOC"}]}, ensure_ascii=False)
+    with LoopbackServer(lambda body: reply) as srv:
+        out = tmp_path / "run"
+        code, _, err = _run(capsys, "run", "--via", "batch", "--poll-interval", "0.1", "--base-url", srv.base_url,
+                            "--model", "loopback", "--method", "direct", "--data", str(data), "--out", str(out),
+                            "--cache-dir", str(tmp_path / "c"))
+        assert code == 0, err
+        assert srv.batch_requests_served == 1, err
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["f1"] == 1.0 and metrics["failed_sentences"] == 0, metrics
+    code, _, err = _run(capsys, "report", str(out))
+    assert code == 0, err
+
+
 # -- sweep -----------------------------------------------------------------------------------------
 
 def test_sweep_plot_failure_does_not_cost_the_tables(oracle, tmp_path, capsys):

@@ -37,7 +37,7 @@ from .backends.openai_compat import OpenAIBackend, read_api_key, translate_error
 from .cache import ReplyCache
 from .client import BudgetExceeded, ClientOptions, ModelClient
 from .cost import PriceTable
-from .data import Sentence
+from .data import Sentence, physical_lines
 from .runner import RunSummary, run_pipeline
 from .settings import RunSettings
 from .templates import Prompt
@@ -194,8 +194,8 @@ class BatchRunner:
 
     def _line(self, request: BatchRequest) -> str:
         body = {"model": self.backend.model, "messages": request.messages, **self.params}
-        return json.dumps({"custom_id": request.key, "method": "POST", "url": ENDPOINT, "body": body},
-                          ensure_ascii=False)
+        # ASCII JSON: a token holding U+2028 or U+0085 stays inside its line for any JSONL reader.
+        return json.dumps({"custom_id": request.key, "method": "POST", "url": ENDPOINT, "body": body})
 
     async def submit(self, requests: Sequence[BatchRequest], wave: int) -> dict[str, Any]:
         """Upload the requests and create their batch, saving the state after each step."""
@@ -285,7 +285,7 @@ class BatchRunner:
                 content = await self.api.files.content(file_id)
             except openai.OpenAIError as e:
                 raise translate_error(e, self.backend.base_url) from None
-            for raw in content.text.splitlines():
+            for raw in physical_lines(content.text):   # a reply may hold U+2028 raw
                 if not raw.strip():
                     continue
                 item = json.loads(raw)
