@@ -117,3 +117,18 @@ def test_batch_refuses_an_unusable_out_before_submitting(oracle, tmp_path, capsy
                         "--cache-dir", cache)
     assert code == 2, err
     assert oracle.uploads == 0 and oracle.batches_created == 0, err
+
+
+def test_batch_into_a_folder_holding_the_same_run_continues_it(oracle, tmp_path, capsys):
+    """The check before submitting uses the identity the final pass writes (one function,
+    api.run_record): a folder holding the same run is continued, not refused."""
+    out = str(tmp_path / "run")
+    common = ("--base-url", oracle.base_url, "--model", "loopback", "--method", "direct", "--limit", "2",
+              "--out", out)
+    assert _run(capsys, "run", *common, "--cache-dir", str(tmp_path / "other-cache"))[0] == 0
+    code, _, err = _run(capsys, "run", "--via", "batch", "--poll-interval", "0.1", *common,
+                        "--cache-dir", str(tmp_path / "c"))
+    assert code == 0, err
+    assert oracle.batches_created == 1, err
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["settings"]["via"] == "batch" and metrics["n_sentences"] == 2
