@@ -95,6 +95,40 @@ def test_sweep_plot_failure_does_not_cost_the_tables(oracle, tmp_path, capsys):
     assert (tmp_path / "out" / "results.json").is_file()
     assert "Traceback" not in err
     assert code in (0, 1, 3)
+    # user text is drawn as typed (mathtext off), so the plots are drawn too
+    assert (tmp_path / "out" / "f1_by_language.png").is_file(), err
+    assert (tmp_path / "out" / "cost_vs_f1.png").is_file(), err
+
+
+def test_a_plot_that_fails_is_a_note_and_the_rest_is_written(tmp_path, monkeypatch):
+    """Any failure of one figure (here an error raised inside plot_f1_by_language, as matplotlib
+    raises for a figure it cannot draw) costs only that figure: the tables and the other plot are
+    written, results.md/.json say which plot is missing, and its stale file from an earlier sweep
+    is removed rather than left showing other results."""
+    pytest.importorskip("matplotlib")
+    from tf_prompt import plots
+    from tf_prompt.sweep import write_results
+
+    row = {"model": "m", "language": "swa", "method": "direct", "prompt": "default", "f1": 0.5,
+           "precision": 0.5, "recall": 0.5, "n": 2, "calls": 2, "cache_hits": 0, "prompt_tokens": 10,
+           "completion_tokens": 5, "cost_usd": 0.01, "wall_seconds": 1.0, "parse_failures": 0}
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "f1_by_language.png").write_bytes(b"an earlier sweep's plot")
+
+    def broken(rows, path):
+        raise ValueError("\nfigure cannot be drawn\n ^")
+
+    monkeypatch.setattr(plots, "plot_f1_by_language", broken)
+    notes = write_results(out, [row], "t")
+    assert len(notes) == 1 and "f1_by_language.png not drawn (ValueError: figure cannot be drawn)" in notes[0]
+    assert "\n" not in notes[0]
+    for name in ("results.md", "results.csv", "results.json", "cost_vs_f1.png"):
+        assert (out / name).is_file(), name
+    assert not (out / "f1_by_language.png").exists()
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert results["plots"] == ["cost_vs_f1.png"] and results["notes"] == notes
+    assert "f1_by_language.png not drawn" in (out / "results.md").read_text(encoding="utf-8")
 
 
 # -- --via batch -----------------------------------------------------------------------------------
