@@ -166,3 +166,15 @@ def test_batch_into_a_folder_holding_the_same_run_continues_it(oracle, tmp_path,
     assert oracle.batches_created == 1, err
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["settings"]["via"] == "batch" and metrics["n_sentences"] == 2
+
+
+def test_sweep_config_errors_name_the_right_line_after_a_line_separator(tmp_path, capsys):
+    """A TOML string may hold U+2028 or U+0085 raw (tomllib counts lines at \\n only); the config
+    reader located keys with str.splitlines(), so every error after such a string named a later
+    line than the one at fault."""
+    config = tmp_path / "sweep.toml"
+    config.write_text('out = "runs/a\u2028b\x85c"\nlimit = 0\n', encoding="utf-8")
+    code = main(["sweep", str(config)])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert f"{config}:2: limit: must be > 0" in err, err

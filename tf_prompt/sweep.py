@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from . import atomic
-from .data import DataError
+from .data import DataError, physical_lines
 from .pipeline import METHODS, STYLES
 from .redact import redact_url
 from .settings import RunSettings
@@ -115,7 +115,7 @@ class _Source:
 
     def __init__(self, path: Path, text: str):
         self.path = path
-        self.lines = text.splitlines()
+        self.lines = physical_lines(text)   # as tomllib counts lines: U+2028 in a string is no break
 
     def line_of(self, key: str | None, table: str | None = None, index: int = 0) -> int | None:
         """Line of `key` in `table` (its `index`-th occurrence for [[arrays]]); the table header
