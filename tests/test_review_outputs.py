@@ -46,7 +46,10 @@ def test_report_reads_a_run_whose_tokens_hold_line_separators(tmp_path, capsys):
     assert code == 0, err
     code, _, err = _run(capsys, "report", str(out))
     assert code == 0, err
-    assert (out / "report.html").is_file()
+    page = (out / "report.html").read_text(encoding="utf-8")
+    # predictions.conll is read with the CoNLL reader's rules: each token stays whole
+    assert "<i>Amina Ju\u2028ma <b>PER</b></i>" in page and "<i>Mom\x85basa <b>LOC</b></i>" in page
+    assert " x\x0cy ." in page
 
 
 def test_batch_run_whose_tokens_and_replies_hold_line_separators(tmp_path, capsys):
