@@ -205,6 +205,22 @@ def make_client(settings: RunSettings, backend: Backend | None = None, *, dry_ru
                        options=options, prices=PriceTable.load(settings.prices))
 
 
+def run_record(settings: RunSettings, pipeline: Pipeline, client: ModelClient, sentences: Sequence[Sentence],
+               data_path: str | None) -> dict[str, Any]:
+    """The run's settings as metrics.json records them; `rundir.identity_of` of it is the run's
+    identity. One function, so `--via batch` checks the --out folder against the same identity
+    before it submits anything."""
+    return {
+        **settings.model_dump(exclude={"api_key_env"}, by_alias=True), "data_path": data_path,
+        "base_url": redact_url(settings.base_url),   # never credentials written in the URL
+        "data_sha256": data_digest([(s.tokens, s.tags) for s in sentences]),
+        "model": default_model(settings)[0],
+        "translator": _identity(pipeline.translator, "llm"), "annotator": _identity(pipeline.annotator, "llm"),
+        "labels": pipeline.ctx.schema.names, "tokenizer": None, "tokenizer_note": None,
+        "prices_date": client.prices.date, "templates": template_identities(settings, pipeline.ctx.templates),
+    }
+
+
 async def run_async(settings: RunSettings, sentences: Sequence[Sentence] | None = None,
                     backend: Backend | None = None, *, dry_run: bool = False) -> RunSummary:
     """Run `settings` over `sentences` (or its data); write outputs if `settings.out` is set.
@@ -231,15 +247,7 @@ async def run_async(settings: RunSettings, sentences: Sequence[Sentence] | None 
         await _close_client(client)
         raise
     schema = pipeline.ctx.schema
-    record = {
-        **settings.model_dump(exclude={"api_key_env"}, by_alias=True), "data_path": data_path,
-        "base_url": redact_url(settings.base_url),   # never credentials written in the URL
-        "data_sha256": data_digest([(s.tokens, s.tags) for s in sentences]),
-        "model": default_model(settings)[0],
-        "translator": _identity(pipeline.translator, "llm"), "annotator": _identity(pipeline.annotator, "llm"),
-        "labels": schema.names, "tokenizer": None, "tokenizer_note": None, "prices_date": client.prices.date,
-        "templates": template_identities(settings, pipeline.ctx.templates),
-    }
+    record = run_record(settings, pipeline, client, sentences, data_path)
     progress = Progress(len(sentences), usage, settings.progress,
                         desc="estimate" if dry_run else settings.method)
     done: list[Result] = []

@@ -31,13 +31,14 @@ from typing import Any, Iterator, Sequence
 
 import openai
 
-from .api import build_pipeline, default_model, load_sentences, make_backend, run_async
+from .api import build_pipeline, default_model, load_sentences, make_backend, run_async, run_record
 from .backends.base import Backend, BackendError, Completion
 from .backends.openai_compat import OpenAIBackend, read_api_key, translate_error
 from .cache import ReplyCache
 from .client import BudgetExceeded, ClientOptions, ModelClient
 from .cost import PriceTable
-from .data import Sentence
+from .data import Sentence, physical_lines
+from .rundir import RunFolder, check_out_path, identity_of
 from .runner import RunSummary, run_pipeline
 from .settings import RunSettings
 from .templates import Prompt
@@ -194,8 +195,8 @@ class BatchRunner:
 
     def _line(self, request: BatchRequest) -> str:
         body = {"model": self.backend.model, "messages": request.messages, **self.params}
-        return json.dumps({"custom_id": request.key, "method": "POST", "url": ENDPOINT, "body": body},
-                          ensure_ascii=False)
+        # ASCII JSON: a token holding U+2028 or U+0085 stays inside its line for any JSONL reader.
+        return json.dumps({"custom_id": request.key, "method": "POST", "url": ENDPOINT, "body": body})
 
     async def submit(self, requests: Sequence[BatchRequest], wave: int) -> dict[str, Any]:
         """Upload the requests and create their batch, saving the state after each step."""
@@ -285,7 +286,7 @@ class BatchRunner:
                 content = await self.api.files.content(file_id)
             except openai.OpenAIError as e:
                 raise translate_error(e, self.backend.base_url) from None
-            for raw in content.text.splitlines():
+            for raw in physical_lines(content.text):   # a reply may hold U+2028 raw
                 if not raw.strip():
                     continue
                 item = json.loads(raw)
@@ -389,13 +390,15 @@ async def run_via_batch(settings: RunSettings, sentences: Sequence[Sentence] | N
     `max_wait` bounds the seconds spent waiting for batches in this call: when it passes,
     BatchPending is raised and the batch stays on disk for a rerun to re-attach to.
     """
+    out_dir = check_out_path(settings.out) if settings.out is not None else None   # before anything is read
     backend = _openai_backend(settings)
     if settings.no_cache:
         raise BackendError("--via batch stores its replies in the reply cache: drop --no-cache")
     todo = list(sentences) if sentences is not None else None
     total = None if todo is None else len(todo)
+    data_path = None
     if todo is None:
-        todo, _, total = load_sentences(settings.data, settings.limit)
+        todo, data_path, total = load_sentences(settings.data, settings.limit)
     prices = PriceTable.load(settings.prices)
     if settings.max_cost is not None and prices.cost(backend.model, 1, 1, batch=True) is None:
         raise BudgetExceeded(f"--max-cost needs a price for model {backend.model!r}: add it to a prices file "
@@ -411,8 +414,15 @@ async def run_via_batch(settings: RunSettings, sentences: Sequence[Sentence] | N
                          deadline=None if max_wait is None else time.monotonic() + max_wait,
                          verbose=settings.progress is not False)
     failures: collections.Counter[str] = collections.Counter()
+    folder: RunFolder | None = None
     try:
         pipeline = build_pipeline(settings, client, todo, total)
+        if out_dir is not None:
+            # The folder is refused (another run's, without --overwrite) before anything is uploaded,
+            # and stays locked while the batches are pending; the final pass opens it again to write.
+            folder = RunFolder(out_dir, identity_of(run_record(settings, pipeline, client, todo, data_path)),
+                               overwrite=settings.overwrite)
+            folder.open()
         while True:
             client.collected.clear()
             # Same chunking as the final pass (--batch-sentences), so it builds the same prompts.
@@ -441,6 +451,8 @@ async def run_via_batch(settings: RunSettings, sentences: Sequence[Sentence] | N
             for state in states:
                 failures.update(await runner.finish(state))
     finally:
+        if folder is not None:
+            folder.close()
         await api.close()
         await client.aclose()
         cache.close()

@@ -43,6 +43,8 @@ __all__ = [
     "iter_conll",
     "write_conll",
     "conll_token_problem",
+    "conll_columns",
+    "physical_lines",
     "iob2",
     "resolve_dataset",
     "sample_path",
@@ -232,6 +234,25 @@ _DOCSTART = "-DOCSTART-"
 _BOM = "\ufeff"
 
 
+def physical_lines(text: str) -> list[str]:
+    """Lines as a text editor (and :func:`read_conll`) sees them: split at "\\n", "\\r\\n" or "\\r" only.
+
+    ``str.splitlines()`` also splits at U+2028, U+2029, U+0085, "\\v", "\\f" and "\\x1c"-"\\x1e",
+    which may sit inside a token, a translation or a model's reply -- raw even inside a JSON
+    string written with ``ensure_ascii=False`` -- so every reader of a file tf-prompt or a model
+    wrote uses this instead. Like ``splitlines()``, a final line break adds no empty last line.
+    """
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+def conll_columns(line: str) -> list[str]:
+    """The columns of one CoNLL line: split at runs of ASCII spaces and tabs only (see above)."""
+    return [c for c in line.replace("\t", " ").split(" ") if c]
+
+
 def conll_token_problem(token: str) -> str | None:
     """Why ``token`` cannot be one CoNLL column (None if it can).
 
@@ -333,7 +354,7 @@ def iter_conll(path: str | Path, *, labeled: bool | None = None) -> Iterator[Sen
         return Sentence.from_tokens(tokens, tags, index=index, path=spath, line=group[0][0])
 
     for lineno, raw in _iter_lines(path):
-        cols = [c for c in raw.replace("\t", " ").split(" ") if c]
+        cols = conll_columns(raw)
         if not cols or raw.isspace() or cols[0].startswith(_DOCSTART):
             if group:
                 yield build()

@@ -10,12 +10,28 @@ prompt_tokens, completion_tokens; F1 as 0-1 floats or None).
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
 Row = dict[str, Any]
 Key = tuple[str, str, str]   # (model, method, prompt): one series
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _text_as_typed(draw: F) -> F:
+    """Draw with mathtext and TeX off: model, dataset and prompt names are user text, and a `$`
+    in one (`x$\\nocmd{$y`) must be shown as typed, not parsed (which fails the whole figure);
+    a matplotlibrc that turns on usetex is ignored for the same reason. Our own labels use neither.
+    """
+    @functools.wraps(draw)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import matplotlib
+
+        with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}):
+            return draw(*args, **kwargs)
+    return wrapper  # type: ignore[return-value]
 
 
 def _series(rows: Sequence[Row]) -> dict[Key, list[Row]]:
@@ -49,6 +65,7 @@ def _colours(n: int) -> list[Any]:
     return [cmap(i % cmap.N) for i in range(n)]
 
 
+@_text_as_typed
 def plot_f1_by_language(rows: Sequence[Row], path: str | Path) -> Path:
     """Grouped bars: one group per language plus an "avg" group, one bar per series.
 
@@ -90,6 +107,7 @@ def plot_f1_by_language(rows: Sequence[Row], path: str | Path) -> Path:
     return path
 
 
+@_text_as_typed
 def plot_cost_vs_f1(rows: Sequence[Row], path: str | Path) -> Path:
     """One labelled point per series: total cost (x) against average F1 over languages (y).
 

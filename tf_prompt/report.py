@@ -25,6 +25,7 @@ from typing import Any, Iterable, Sequence
 
 from . import atomic
 from .align import bio_to_spans
+from .data import conll_columns, physical_lines
 from .redact import redact_text
 
 __all__ = ["ErrorItem", "TokenSpan", "ReportError", "classify_errors", "classify_spans", "tag_spans", "build_report",
@@ -216,7 +217,7 @@ def _read_trace(path: Path, notes: list[str]) -> list[dict[str, Any]]:
     if not path.is_file():
         raise ReportError(f"{path}: not found (is this a tf-prompt run folder?)")
     try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        lines = physical_lines(path.read_text(encoding="utf-8", errors="replace"))
     except OSError as e:
         raise ReportError(f"{path}: cannot read ({e.strerror or e})") from None
     by_index: dict[int, dict[str, Any]] = {}
@@ -253,12 +254,14 @@ def _read_predictions(path: Path) -> list[tuple[list[str], list[str] | None, lis
         toks.clear(), gold.clear(), pred.clear()
 
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        text = path.read_text(encoding="utf-8-sig", errors="replace")
     except OSError as e:
         raise ReportError(f"{path}: cannot read ({e.strerror or e})") from None
-    for n, line in enumerate(text.splitlines(), 1):
-        cols = line.split()
-        if not cols:
+    # The CoNLL reader's rules (tf_prompt/data.py): lines end at \n, \r\n or \r only, columns
+    # are split at ASCII spaces and tabs only, so a token holding U+2028 or a form feed stays whole.
+    for n, line in enumerate(physical_lines(text), 1):
+        cols = conll_columns(line)
+        if not cols or line.isspace():
             flush()
             continue
         if len(cols) < 3:

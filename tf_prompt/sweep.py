@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from . import atomic
-from .data import DataError
+from .data import DataError, physical_lines
 from .pipeline import METHODS, STYLES
 from .redact import redact_url
 from .settings import RunSettings
@@ -115,7 +115,7 @@ class _Source:
 
     def __init__(self, path: Path, text: str):
         self.path = path
-        self.lines = text.splitlines()
+        self.lines = physical_lines(text)   # as tomllib counts lines: U+2028 in a string is no break
 
     def line_of(self, key: str | None, table: str | None = None, index: int = 0) -> int | None:
         """Line of `key` in `table` (its `index`-th occurrence for [[arrays]]); the table header
@@ -638,26 +638,25 @@ def format_results(rows: Sequence[dict[str, Any]], title: str, notes: Sequence[s
 
 def write_results(out: Path, rows: Sequence[dict[str, Any]], title: str, notes: Sequence[str] = (),
                   *, plots: bool = True) -> list[str]:
-    """Write results.md/.csv/.json (and the plots); returns notes about what could not be done.
+    """Write results.md/.csv/.json, then the plots; returns notes about what could not be done.
 
-    Each file is replaced whole (atomic.py) and attempted even if another fails; the first
-    failure is then raised as one OutputError line.
+    The tables come first and each file is attempted whatever happened to the others, so no plot
+    can cost them: a plot that fails for any reason other than the disk is a one-line note (also
+    in results.md/.json, which are then rewritten to list only the plots drawn), and its stale
+    file from an earlier sweep is removed. Each file is replaced whole (atomic.py); the first
+    file that cannot be written is then raised as one OutputError line.
     """
     from .rundir import OutputError
 
     extra: list[str] = []
-    writers: list[tuple[str, Callable[[Path], None]]] = []
-    plot_files: list[str] = []
+    plotters: list[tuple[str, Callable[[Sequence[dict[str, Any]], Path], Any]]] = []
     if plots and rows:
         try:
             from .plots import plot_cost_vs_f1, plot_f1_by_language
         except ImportError:
             extra.append("plots skipped: matplotlib is not installed (pip install matplotlib)")
         else:
-            for name, plot in (("f1_by_language.png", plot_f1_by_language), ("cost_vs_f1.png", plot_cost_vs_f1)):
-                writers.append((name, lambda path, plot=plot: _replace_with(path, lambda tmp: plot(rows, tmp))))
-                plot_files.append(name)
-    all_notes = [*notes, *extra]
+            plotters = [("f1_by_language.png", plot_f1_by_language), ("cost_vs_f1.png", plot_cost_vs_f1)]
     avg, gs = averages(rows), gains(rows)
 
     def csv_table(tmp: Path) -> None:
@@ -672,27 +671,62 @@ def write_results(out: Path, rows: Sequence[dict[str, Any]], title: str, notes: 
                 writer.writerow({"kind": "gain", "model": g["model"], "language": g["language"],
                                  "method": "transfusion-direct", "prompt": g["prompt"], "f1": g["gain"]})
 
-    writers += [
-        ("results.md", lambda path: atomic.write_text(path, format_results(rows, title, all_notes))),
-        ("results.json", lambda path: atomic.write_text(path, json.dumps(
-            {"title": title, "cells": list(rows), "averages": avg, "gains": gs, "notes": all_notes,
-             "plots": plot_files}, indent=2, ensure_ascii=False) + "\n")),
-        ("results.csv", lambda path: _replace_with(path, csv_table)),
-    ]
+    def summaries(plot_files: list[str]) -> list[tuple[str, Callable[[Path], None]]]:
+        all_notes = [*notes, *extra]
+        return [
+            ("results.md", lambda path: atomic.write_text(path, format_results(rows, title, all_notes))),
+            ("results.json", lambda path: atomic.write_text(path, json.dumps(
+                {"title": title, "cells": list(rows), "averages": avg, "gains": gs, "notes": all_notes,
+                 "plots": plot_files}, indent=2, ensure_ascii=False) + "\n")),
+        ]
+
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise OutputError(f"{out}: cannot create the sweep folder ({e.strerror or e})") from None
-    failures = []
-    for name, write in writers:
+    failures: dict[str, str] = {}
+
+    def attempt(writers: Sequence[tuple[str, Callable[[Path], None]]]) -> None:
+        for name, write in writers:
+            try:
+                write(out / name)
+            except OSError as e:
+                failures.setdefault(name, f"{out / name}: cannot write ({e.strerror or e})")
+            else:
+                failures.pop(name, None)
+
+    planned = [name for name, _ in plotters]
+    attempt([*summaries(planned), ("results.csv", lambda path: _replace_with(path, csv_table))])
+    drawn = []
+    for name, plot in plotters:
         try:
-            write(out / name)
+            _replace_with(out / name, lambda tmp, plot=plot: plot(rows, tmp))
         except OSError as e:
-            failures.append(f"{out / name}: cannot write ({e.strerror or e})")
+            failures.setdefault(name, f"{out / name}: cannot write ({e.strerror or e})")
+        except Exception as e:   # matplotlib: any figure it cannot draw; the results stand without it
+            reason = next((line.strip() for line in str(e).splitlines() if line.strip()), "")
+            extra.append(f"{name} not drawn ({type(e).__name__}{': ' + reason[:120] if reason else ''})"
+                         + _removed_stale(out / name))
+        else:
+            drawn.append(name)
+    if drawn != planned:   # say so where the results are read, and list only the plots drawn
+        attempt(summaries(drawn))
     if failures:
-        more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
-        raise OutputError(f"{failures[0]}{more}; the other results were written, and each cell's run folder is kept")
+        first, *rest = failures.values()
+        more = f" (and {len(rest)} more)" if rest else ""
+        raise OutputError(f"{first}{more}; the other results were written, and each cell's run folder is kept")
     return extra
+
+
+def _removed_stale(path: Path) -> str:
+    """Remove an earlier sweep's plot that this sweep could not redraw (it shows other results)."""
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return ""
+    except OSError:
+        return f"; {path.name} from an earlier sweep is still there"
+    return f"; the earlier {path.name} was removed"
 
 
 def _replace_with(path: Path, write: Callable[[Path], Any]) -> None:

@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 from typing import Any, Sequence
 
-from .data import DataError, Sentence
+from .data import DataError, Sentence, physical_lines
 from .languages import NAMES
 from .pipeline import Trace
 
@@ -42,15 +42,6 @@ def _sha12(data: bytes) -> str:
 
 
 # --------------------------------------------------------------------------- file
-
-
-def _physical_lines(text: str) -> list[str]:
-    """Lines as a text editor (and the CoNLL reader) sees them: split at \\n, \\r\\n or \\r only.
-
-    `str.splitlines()` also splits at U+2028, U+0085, \\f and other characters that can occur
-    inside a translation; that would shift every later translation onto the wrong sentence.
-    """
-    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
 
 
 class FileTranslator:
@@ -86,7 +77,7 @@ class FileTranslator:
             self.check(expected)
 
     def _read_lines(self, text: str) -> None:
-        lines = _physical_lines(text)
+        lines = physical_lines(text)
         while lines and not lines[-1].strip():   # a trailing blank line is only the file's end
             lines.pop()
         for n, line in enumerate(lines, start=1):
@@ -95,7 +86,7 @@ class FileTranslator:
             self.by_index[n - 1] = line.strip()
 
     def _read_jsonl(self, text: str) -> None:
-        for n, line in enumerate(_physical_lines(text), start=1):
+        for n, line in enumerate(physical_lines(text), start=1):
             if not line.strip():
                 continue
             try:
