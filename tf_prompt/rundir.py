@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import atomic
+from . import atomic, jsontext
 from .data import DataError
 
 try:   # POSIX; elsewhere runs are not protected from each other (documented)
@@ -79,7 +79,8 @@ def data_digest(rows: Sequence[tuple[Sequence[str], Sequence[str] | None]]) -> s
     """A hash of the sentences a run scores (tokens and gold tags): editing the data changes it."""
     h = hashlib.sha256()
     for tokens, tags in rows:
-        h.update(json.dumps([list(tokens), None if tags is None else list(tags)], ensure_ascii=False).encode())
+        line = json.dumps([list(tokens), None if tags is None else list(tags)], ensure_ascii=False)
+        h.update(line.encode("utf-8", "surrogatepass"))   # text from the Python API may hold any str
         h.update(b"\n")
     return h.hexdigest()
 
@@ -252,9 +253,8 @@ class RunFolder:
         """Record this run's identity (atomically) in run.json."""
         from . import __version__
 
-        atomic.write_text(path or self.path / MANIFEST, json.dumps(
-            {"tf_prompt": __version__, "identity": self.identity}, indent=2, ensure_ascii=False,
-            sort_keys=True, default=str) + "\n")
+        atomic.write_text(path or self.path / MANIFEST, jsontext.dumps(
+            {"tf_prompt": __version__, "identity": self.identity}, indent=2, sort_keys=True, default=str) + "\n")
 
     def started(self) -> None:
         """The first sentence finished: a folder with no earlier run now records whose it is."""

@@ -12,12 +12,11 @@ Final files are replaced whole (atomic.py): a kill while writing leaves the old 
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Callable, Sequence
 
-from . import atomic, batching
+from . import atomic, batching, jsontext
 from .batching import ChunkBatcher
 from .client import BudgetExceeded
 from .data import Sentence, write_conll
@@ -150,7 +149,7 @@ class TraceWriter:
                     self._on_open()
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._fh = self.path.open("w", encoding="utf-8")
-            self._fh.write(json.dumps(result.trace.to_dict(), ensure_ascii=False) + "\n")
+            self._fh.write(jsontext.dumps(result.trace.to_dict()) + "\n")   # never unencodable text
             self._fh.flush()
         except OSError as e:
             raise OutputError(f"{self.path}: cannot write the trace ({e.strerror or e}); the replies "
@@ -177,11 +176,10 @@ def write_outputs(out_dir: Path, results: Sequence[Result], metrics: dict[str, A
             write_conll(tmp, [r.sentence for r in ordered], [r.tags for r in ordered])
 
     def trace(path: Path) -> None:
-        atomic.write_text(path, "".join(json.dumps(r.trace.to_dict(), ensure_ascii=False) + "\n"
-                                        for r in ordered))
+        atomic.write_text(path, "".join(jsontext.dumps(r.trace.to_dict()) + "\n" for r in ordered))
 
     def metrics_json(path: Path) -> None:
-        atomic.write_text(path, json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
+        atomic.write_text(path, jsontext.dumps(metrics, indent=2) + "\n")
 
     failures: list[str] = []
     try:
