@@ -127,7 +127,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         summary = asyncio.run(run_async(settings))
     print(format_summary(summary.metrics))
-    print(f"outputs: {summary.out_dir}")
+    if summary.kept:
+        print(f"tf-prompt: {summary.kept}", file=sys.stderr)
+    else:
+        print(f"outputs: {summary.out_dir}")
     failed = sum(1 for r in summary.results if r.trace.failed)
     if failed:
         why = ("got no reply from the Batch API" if args.via == "batch"

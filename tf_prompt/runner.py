@@ -4,7 +4,8 @@ Outputs in the run folder:
     trace.jsonl        one line per sentence, appended as each finishes (so a stopped run keeps
                        its work), rewritten in sentence order at the end
     predictions.conll  token, gold tag, predicted tag
-    metrics.json       f1/precision/recall (micro, 0-1), per_type, counts, usage, settings
+    metrics.json       f1/precision/recall (micro, 0-1), per_type, counts, usage, settings;
+                       written last, it is the commit record of whose outputs these are
     run.json           the run's identity (rundir.py decides whether a rerun continues it)
 Final files are replaced whole (atomic.py): a kill while writing leaves the old or the new one.
 """
@@ -31,7 +32,9 @@ class RunSummary:
 
     results: list[Result]
     metrics: dict[str, Any]
-    out_dir: Path | None = None
+    out_dir: Path | None = None   # where this run's outputs were written (None: not written)
+    #: when the run folder kept an earlier run's outputs instead (rundir.py), one line saying why
+    kept: str | None = None
 
 
 def compute_metrics(results: Sequence[Result], labels: Sequence[str]) -> dict[str, Any]:
@@ -167,7 +170,8 @@ def write_outputs(out_dir: Path, results: Sequence[Result], metrics: dict[str, A
 
     Each file is attempted even if another fails, so one unwritable file never costs the others;
     the first failure is then raised as one OutputError line. `first` are extra (name, writer)
-    pairs written before the others (the run folder's manifest).
+    pairs written before the others (the run folder's manifest). metrics.json is written last:
+    it is the commit record that says whose outputs the folder holds (rundir.py).
     """
     ordered = sorted(results, key=lambda r: r.sentence.index)
 
