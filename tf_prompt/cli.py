@@ -89,7 +89,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     r.add_argument("--out", help="output directory (default: runs/<data>-<method>); the same settings continue "
                                  "the run in it, different ones are refused unless --overwrite")
     r.add_argument("--overwrite", action="store_true",
-                   help="replace a different earlier run in --out (its outputs stay until a sentence finishes)")
+                   help="replace a different earlier run in --out (its outputs stay until a sentence is answered)")
 
 
 def _settings(args: argparse.Namespace) -> RunSettings:
