@@ -77,7 +77,11 @@ def check_out_path(out: str | Path) -> Path:
     # normalised: `/tmp/..` names the root too (Path.absolute keeps the '..'); and resolved, so a
     # link to the root is refused as well
     absolute = Path(os.path.normpath(path.absolute()))
-    if absolute == Path(absolute.anchor) or path.resolve() == Path(absolute.anchor):
+    try:
+        resolved = path.resolve()
+    except (OSError, RuntimeError):   # a link loop: the checks below say what is wrong with it
+        resolved = absolute
+    if absolute == Path(absolute.anchor) or resolved == Path(absolute.anchor):
         raise RunDirError(f"--out {out}: refusing to write run outputs into the root directory; "
                           f"give a folder of its own, e.g. runs/NAME")
     for p in (absolute, *absolute.parents):
