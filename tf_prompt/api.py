@@ -251,6 +251,7 @@ async def run_async(settings: RunSettings, sentences: Sequence[Sentence] | None 
     progress = Progress(len(sentences), usage, settings.progress,
                         desc="estimate" if dry_run else settings.method)
     done: list[Result] = []
+    kept: list[str] = []   # why the folder kept an earlier run's outputs instead of this run's
 
     def on_result(result: Result) -> None:
         done.append(result)
@@ -270,10 +271,14 @@ async def run_async(settings: RunSettings, sentences: Sequence[Sentence] | None 
         if client.cache is not None and not dry_run:
             client.cache.record_run({"hits": usage.cache_hits, "misses": client.cache_misses,
                                      "calls": usage.calls, "model": client.backend.model})
-        # A run that stopped before finishing enough never replaces an earlier run's outputs.
-        if folder is not None and folder.may_replace(len(done)):
+        # A run that answered fewer sentences (stopped, or its calls failed) never replaces an
+        # earlier run's outputs; metrics.json goes last, as the commit record (rundir.py).
+        answered = sum(1 for r in done if not r.trace.failed)
+        if folder is not None and folder.may_replace(answered):
             write_outputs(folder.path, done, metrics, first=[(MANIFEST, folder.write_manifest)])
             folder.committed()
+        elif folder is not None:
+            kept.append(folder.kept_because(answered))
         return metrics
 
     started = time.perf_counter()
@@ -310,7 +315,8 @@ async def run_async(settings: RunSettings, sentences: Sequence[Sentence] | None 
     finally:
         if folder is not None:
             folder.close()
-    return RunSummary(results=sorted(done, key=lambda r: r.sentence.index), metrics=metrics, out_dir=out_dir)
+    return RunSummary(results=sorted(done, key=lambda r: r.sentence.index), metrics=metrics,
+                      out_dir=None if kept else out_dir, kept=kept[0] if kept else None)
 
 
 async def _close_client(client: ModelClient) -> None:

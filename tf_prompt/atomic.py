@@ -80,6 +80,16 @@ def write_bytes(path: str | Path, data: bytes) -> None:
             fh.flush()
 
 
+#: Half of a UTF-16 pair: a str can hold one (a model reply, a file name), no encoding can write it.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def write_text(path: str | Path, text: str, encoding: str = "utf-8") -> None:
-    """Replace `path` with `text` atomically; newlines are written as given (no translation)."""
-    write_bytes(path, text.encode(encoding))
+    """Replace `path` with `text` atomically; newlines are written as given (no translation).
+
+    A lone surrogate is written as U+FFFD (the replacement character), as a decoder shows an
+    undecodable byte, rather than failing the whole file. JSON writers escape it exactly
+    before it gets here (jsontext.py); this keeps pages and tables built from such text
+    (report.html, sweep results) writable.
+    """
+    write_bytes(path, _LONE_SURROGATE.sub("\ufffd", text).encode(encoding))

@@ -89,7 +89,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     r.add_argument("--out", help="output directory (default: runs/<data>-<method>); the same settings continue "
                                  "the run in it, different ones are refused unless --overwrite")
     r.add_argument("--overwrite", action="store_true",
-                   help="replace a different earlier run in --out (its outputs stay until a sentence finishes)")
+                   help="replace a different earlier run in --out (its outputs stay until a sentence is answered)")
 
 
 def _settings(args: argparse.Namespace) -> RunSettings:
@@ -127,7 +127,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         summary = asyncio.run(run_async(settings))
     print(format_summary(summary.metrics))
-    print(f"outputs: {summary.out_dir}")
+    if summary.kept:
+        print(f"tf-prompt: {summary.kept}", file=sys.stderr)
+    else:
+        print(f"outputs: {summary.out_dir}")
     failed = sum(1 for r in summary.results if r.trace.failed)
     if failed:
         why = ("got no reply from the Batch API" if args.via == "batch"

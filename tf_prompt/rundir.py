@@ -1,14 +1,26 @@
 """The run folder (`--out DIR`): what it holds, who may write it, and when earlier results go.
 
-A run folder records the identity of the run that made it in `run.json`: the settings that
-determine its results (data, limit, method, style, model, endpoint, templates, labels, combination,
-checks, decoding...), not how calls were made (concurrency, cache, retries, budget). On start:
+A run records its identity: the settings that determine its results (data, limit, method, style,
+model, endpoint, templates, labels, combination, checks, decoding...), not how calls were made
+(concurrency, cache, retries, budget). On start:
 
-- a folder with no earlier run (or one that finished no sentence) is simply used;
+- a folder with no earlier run (or one that recorded no sentence) is simply used;
 - the same identity continues the earlier run: cached replies make it free, and the earlier
-  outputs are replaced only by a run that finished at least as many sentences;
+  outputs are replaced only by a run that answered at least as many sentences as the earlier
+  run answered (a sentence whose calls failed has no answer, so a rerun whose calls fail never
+  replaces a finished run);
 - a different identity is refused in one line naming what differs, unless `overwrite` is set;
-  even then the earlier outputs stay until the new run has finished a sentence.
+  even then the earlier outputs stay until the new run has answered a sentence.
+
+metrics.json is the commit record. A run writes its outputs in the order run.json,
+predictions.conll, trace.jsonl, metrics.json, each file atomically, and the earlier run's identity
+and its counts are read together from metrics.json (`settings`, `n_sentences`,
+`failed_sentences`). run.json says whose the folder is before metrics.json exists (a first run
+stopped hard, whose trace.jsonl then gives the counts). A kill between those writes leaves a
+torn folder, where run.json names a newer run than metrics.json: the outputs are then taken to
+belong to the run in metrics.json, so rerunning its settings continues it, and the stopped
+run's settings are refused as a different run (`overwrite` finishes it), never a rerun that
+exits 0 and writes nothing.
 
 While a run is writing, it holds an exclusive lock on the folder, so two runs never interleave
 their files. Nothing here writes anything before `RunFolder.open` is called, and `open` is called
@@ -24,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import atomic
+from . import atomic, jsontext
 from .data import DataError
 
 try:   # POSIX; elsewhere runs are not protected from each other (documented)
@@ -62,8 +74,14 @@ def check_out_path(out: str | Path) -> Path:
     if not str(out).strip():
         raise RunDirError("--out is empty: give a folder for the run's outputs")
     path = Path(out)
-    absolute = path.absolute()
-    if absolute == Path(absolute.anchor):
+    # normalised: `/tmp/..` names the root too (Path.absolute keeps the '..'); and resolved, so a
+    # link to the root is refused as well
+    absolute = Path(os.path.normpath(path.absolute()))
+    try:
+        resolved = path.resolve()
+    except (OSError, RuntimeError):   # a link loop: the checks below say what is wrong with it
+        resolved = absolute
+    if absolute == Path(absolute.anchor) or resolved == Path(absolute.anchor):
         raise RunDirError(f"--out {out}: refusing to write run outputs into the root directory; "
                           f"give a folder of its own, e.g. runs/NAME")
     for p in (absolute, *absolute.parents):
@@ -79,7 +97,8 @@ def data_digest(rows: Sequence[tuple[Sequence[str], Sequence[str] | None]]) -> s
     """A hash of the sentences a run scores (tokens and gold tags): editing the data changes it."""
     h = hashlib.sha256()
     for tokens, tags in rows:
-        h.update(json.dumps([list(tokens), None if tags is None else list(tags)], ensure_ascii=False).encode())
+        line = json.dumps([list(tokens), None if tags is None else list(tags)], ensure_ascii=False)
+        h.update(line.encode("utf-8", "surrogatepass"))   # text from the Python API may hold any str
         h.update(b"\n")
     return h.hexdigest()
 
@@ -102,12 +121,15 @@ def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
     The data is compared by content when both sides have its hash: the same sentences read
     from another path (a moved data folder, a reinstalled package) are the same run.
+    A different `limit` reads different sentences, so the data hash then differs without the data
+    having changed: the limit is named (and the data path, if that differs too), not the data.
     """
     hashed = "data_sha256" in old and "data_sha256" in new
+    limited = "limit" in old and "limit" in new and old["limit"] != new["limit"]
     out = []
     for key in sorted(old.keys() & new.keys()):
         a, b = old[key], new[key]
-        if a == b or (key == "data_path" and hashed):
+        if a == b or (key == "data_sha256" and limited) or (key == "data_path" and hashed and not limited):
             continue
         if key == "data_sha256":
             paths = old.get("data_path"), new.get("data_path")
@@ -126,7 +148,11 @@ class Previous:
     """An earlier run found in the folder."""
 
     identity: dict[str, Any] | None   # None: its settings are not recorded
-    n_sentences: int                  # sentences it finished (0: nothing to lose)
+    n_sentences: int                  # sentences it recorded, answered or failed (0: nothing to lose)
+    answered: int                     # of those, sentences that got their answers (not failed)
+    #: run.json's identity when it names another run than metrics.json: a run with those settings
+    #: was stopped while writing its outputs over this one (the folder is torn)
+    torn: dict[str, Any] | None = None
 
 
 def _read_json_object(path: Path) -> dict[str, Any] | None:
@@ -137,24 +163,52 @@ def _read_json_object(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _trace_counts(path: Path) -> tuple[int, int]:
+    """Sentences recorded in a live trace, and how many of them were answered (a line cut short
+    by a kill is recorded, not answered)."""
+    n = answered = 0
+    try:
+        with path.open("rb") as fh:
+            for line in fh:
+                if not line.strip():
+                    continue
+                n += 1
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                answered += isinstance(record, dict) and record.get("failed") is not True
+    except OSError:
+        pass
+    return n, answered
+
+
 def read_previous(folder: Path) -> Previous | None:
-    """The earlier run in `folder`, or None when there is none (or it finished no sentence)."""
+    """The earlier run in `folder`, or None when there is none (or it recorded no sentence).
+
+    Identity and counts come from one file, metrics.json (the commit record), when it holds
+    them; run.json and the trace only for a run that never wrote metrics.json.
+    """
     manifest = _read_json_object(folder / MANIFEST)
-    metrics = _read_json_object(folder / METRICS)
-    n = metrics.get("n_sentences") if metrics else None
-    if not isinstance(n, int):
-        try:
-            with (folder / TRACE).open("rb") as fh:
-                n = sum(1 for line in fh if line.strip())
-        except OSError:
-            n = 0
+    named = manifest.get("identity") if manifest else None
+    named = named if isinstance(named, dict) else None
+    metrics = _read_json_object(folder / METRICS) or {}
+    n = _count(metrics.get("n_sentences"))
+    if n is None:
+        n, answered = _trace_counts(folder / TRACE)
+        identity = named
+    else:
+        answered = max(0, n - (_count(metrics.get("failed_sentences")) or 0))
+        recorded = metrics.get("settings")
+        identity = identity_of(recorded) if isinstance(recorded, dict) else named
     if n <= 0:
         return None
-    identity = manifest.get("identity") if manifest else None
-    if not isinstance(identity, dict):
-        recorded = metrics.get("settings") if metrics else None   # a run made before run.json existed
-        identity = identity_of(recorded) if isinstance(recorded, dict) else None
-    return Previous(identity=identity, n_sentences=n)
+    torn = named if named is not None and identity is not None and differences(identity, named) else None
+    return Previous(identity=identity, n_sentences=n, answered=answered, torn=torn)
 
 
 class RunFolder:
@@ -162,7 +216,7 @@ class RunFolder:
 
     def __init__(self, path: Path, identity: dict[str, Any], *, overwrite: bool = False):
         self.path = path
-        # as it will read back from run.json, so an unchanged run compares equal
+        # as it will read back from run.json and metrics.json, so an unchanged run compares equal
         self.identity = json.loads(json.dumps(identity, ensure_ascii=False, default=str))
         self.overwrite = overwrite
         self.previous: Previous | None = None
@@ -187,8 +241,10 @@ class RunFolder:
                                   f"settings are not recorded: use another --out, or --overwrite to replace it")
             diff = differences(prev.identity, self.identity)
             if diff:
-                raise RunDirError(f"--out {self.path} holds a different run ({'; '.join(diff)}): use another "
-                                  f"--out, or --overwrite to replace it")
+                torn = ("; a run with these settings was stopped while writing its outputs over it"
+                        if prev.torn is not None and not differences(prev.torn, self.identity) else "")
+                raise RunDirError(f"--out {self.path} holds a different run ({'; '.join(diff)}{torn}): use "
+                                  f"another --out, or --overwrite to replace it")
         except BaseException:
             self.close()
             raise
@@ -233,28 +289,36 @@ class RunFolder:
         """Live trace lines: trace.jsonl, or a side file while an earlier run's trace is kept."""
         return self.path / (PARTIAL_TRACE if self.replacing else TRACE)
 
-    def may_replace(self, finished: int) -> bool:
-        """Whether a run that finished `finished` sentences may now write its outputs.
+    def may_replace(self, answered: int) -> bool:
+        """Whether a run that answered `answered` sentences (failed ones not counted) may now
+        write its outputs.
 
-        A run into a folder with no earlier run always may. Otherwise only a run that finished
+        A run into a folder with no earlier run always may. Otherwise only a run that answered
         something, and, when it continues the same run, at least as many sentences as the
-        earlier outputs hold: a stopped rerun never shrinks a finished run.
+        earlier run answered: a stopped rerun, or one whose calls failed, never shrinks a
+        finished run.
         """
         prev = self.previous
         if prev is None:
             return True
-        if finished <= 0:
+        if answered <= 0:
             return False
         same = prev.identity is not None and not differences(prev.identity, self.identity)
-        return finished >= prev.n_sentences if same else True
+        return answered >= prev.answered if same else True
+
+    def kept_because(self, answered: int) -> str:
+        """Why `may_replace(answered)` refused, in one line for the user."""
+        prev = self.previous
+        earlier = f" ({prev.answered} sentence(s) answered)" if prev else ""
+        return (f"{self.path} keeps the earlier run's outputs{earlier}: this run answered {answered}, so it "
+                f"did not replace them (its trace is in {PARTIAL_TRACE} there)")
 
     def write_manifest(self, path: Path | None = None) -> None:
         """Record this run's identity (atomically) in run.json."""
         from . import __version__
 
-        atomic.write_text(path or self.path / MANIFEST, json.dumps(
-            {"tf_prompt": __version__, "identity": self.identity}, indent=2, ensure_ascii=False,
-            sort_keys=True, default=str) + "\n")
+        atomic.write_text(path or self.path / MANIFEST, jsontext.dumps(
+            {"tf_prompt": __version__, "identity": self.identity}, indent=2, sort_keys=True, default=str) + "\n")
 
     def started(self) -> None:
         """The first sentence finished: a folder with no earlier run now records whose it is."""

@@ -4,7 +4,8 @@ Outputs in the run folder:
     trace.jsonl        one line per sentence, appended as each finishes (so a stopped run keeps
                        its work), rewritten in sentence order at the end
     predictions.conll  token, gold tag, predicted tag
-    metrics.json       f1/precision/recall (micro, 0-1), per_type, counts, usage, settings
+    metrics.json       f1/precision/recall (micro, 0-1), per_type, counts, usage, settings;
+                       written last, it is the commit record of whose outputs these are
     run.json           the run's identity (rundir.py decides whether a rerun continues it)
 Final files are replaced whole (atomic.py): a kill while writing leaves the old or the new one.
 """
@@ -12,12 +13,11 @@ Final files are replaced whole (atomic.py): a kill while writing leaves the old 
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Callable, Sequence
 
-from . import atomic, batching
+from . import atomic, batching, jsontext
 from .batching import ChunkBatcher
 from .client import BudgetExceeded
 from .data import Sentence, write_conll
@@ -32,7 +32,9 @@ class RunSummary:
 
     results: list[Result]
     metrics: dict[str, Any]
-    out_dir: Path | None = None
+    out_dir: Path | None = None   # where this run's outputs were written (None: not written)
+    #: when the run folder kept an earlier run's outputs instead (rundir.py), one line saying why
+    kept: str | None = None
 
 
 def compute_metrics(results: Sequence[Result], labels: Sequence[str]) -> dict[str, Any]:
@@ -150,7 +152,7 @@ class TraceWriter:
                     self._on_open()
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._fh = self.path.open("w", encoding="utf-8")
-            self._fh.write(json.dumps(result.trace.to_dict(), ensure_ascii=False) + "\n")
+            self._fh.write(jsontext.dumps(result.trace.to_dict()) + "\n")   # never unencodable text
             self._fh.flush()
         except OSError as e:
             raise OutputError(f"{self.path}: cannot write the trace ({e.strerror or e}); the replies "
@@ -168,7 +170,8 @@ def write_outputs(out_dir: Path, results: Sequence[Result], metrics: dict[str, A
 
     Each file is attempted even if another fails, so one unwritable file never costs the others;
     the first failure is then raised as one OutputError line. `first` are extra (name, writer)
-    pairs written before the others (the run folder's manifest).
+    pairs written before the others (the run folder's manifest). metrics.json is written last:
+    it is the commit record that says whose outputs the folder holds (rundir.py).
     """
     ordered = sorted(results, key=lambda r: r.sentence.index)
 
@@ -177,11 +180,10 @@ def write_outputs(out_dir: Path, results: Sequence[Result], metrics: dict[str, A
             write_conll(tmp, [r.sentence for r in ordered], [r.tags for r in ordered])
 
     def trace(path: Path) -> None:
-        atomic.write_text(path, "".join(json.dumps(r.trace.to_dict(), ensure_ascii=False) + "\n"
-                                        for r in ordered))
+        atomic.write_text(path, "".join(jsontext.dumps(r.trace.to_dict()) + "\n" for r in ordered))
 
     def metrics_json(path: Path) -> None:
-        atomic.write_text(path, json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
+        atomic.write_text(path, jsontext.dumps(metrics, indent=2) + "\n")
 
     failures: list[str] = []
     try:
