@@ -233,7 +233,7 @@ async def run_async(settings: RunSettings, sentences: Sequence[Sentence] | None 
     schema = pipeline.ctx.schema
     record = {
         **settings.model_dump(exclude={"api_key_env"}, by_alias=True), "data_path": data_path,
-        "base_url": redact_url(settings.base_url),   # never credentials written in the URL
+        "base_url": getattr(client.backend, "endpoint", None) or redact_url(settings.base_url),   # effective, redacted
         "data_sha256": data_digest([(s.tokens, s.tags) for s in sentences]),
         "model": default_model(settings)[0],
         "translator": _identity(pipeline.translator, "llm"), "annotator": _identity(pipeline.annotator, "llm"),
