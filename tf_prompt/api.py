@@ -284,7 +284,7 @@ async def run_async(settings: RunSettings, sentences: Sequence[Sentence] | None 
             writer.close()
             writer = None
         try:
-            finish(False, str(e) or type(e).__name__)
+            finish(False, "interrupted (Ctrl-C or cancelled)" if isinstance(e, (asyncio.CancelledError, KeyboardInterrupt)) else str(e) or type(e).__name__)
         except OutputError as oe:   # say both: why the run stopped, and what could not be kept
             raise OutputError(f"{e}; and {oe}") from None
         raise

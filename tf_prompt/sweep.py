@@ -41,7 +41,6 @@ from typing import Any, Callable, Sequence
 from . import atomic
 from .data import DataError
 from .pipeline import METHODS, STYLES
-from .redact import redact_url
 from .settings import RunSettings
 
 EXIT_REFUSED = 2
