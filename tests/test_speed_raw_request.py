@@ -146,16 +146,20 @@ def test_reply_without_usage_or_content_still_reads(rec: RecordingServer) -> Non
 
 
 def test_malformed_reply_in_a_run_is_recorded_not_a_traceback(rec: RecordingServer, tmp_path: Path) -> None:
-    """A run whose server cuts every reply short finishes: each sentence records the one-line
-    error (after the retries) and nothing raises."""
+    """A server whose every reply is cut short, before any reply of the run succeeded: the run
+    stops with one BackendError naming the cause (the CLI prints it as one line) instead of a
+    traceback, and the outputs of the stopped run are kept (retry.DeadEndpoint: a reply that is
+    not an API's is the sign of a wrong base URL while nothing has succeeded)."""
     rec.raw_reply = b'{"choices": [{"message": '
     sentences = read_conll(sample_path())[:2]
     settings = RunSettings(model="m", base_url=rec.base_url, method="direct", max_retries=1, retry_initial=0.01,
-                           cache_dir=str(tmp_path / "cache"), progress=False)
-    summary = asyncio.run(run_async(settings, sentences))
-    traces = [r.trace for r in summary.results]
-    assert all(t.failed and "reply is not valid JSON" in t.errors["direct"] for t in traces)
-    assert summary.metrics["usage"]["retries"] == 2 and summary.metrics["usage"]["calls"] == 0
+                           cache_dir=str(tmp_path / "cache"), progress=False, out=str(tmp_path / "run"))
+    with pytest.raises(BackendError) as info:
+        asyncio.run(run_async(settings, sentences))
+    assert "reply is not valid JSON" in str(info.value) and "\n" not in str(info.value)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["complete"] is False and "reply is not valid JSON" in metrics["stopped"]
+    assert metrics["usage"]["calls"] == 0
 
 
 def test_a_run_over_http_scores_as_before(rec: RecordingServer, tmp_path: Path) -> None:

@@ -212,7 +212,8 @@ def run_record(settings: RunSettings, pipeline: Pipeline, client: ModelClient, s
     before it submits anything."""
     return {
         **settings.model_dump(exclude={"api_key_env"}, by_alias=True), "data_path": data_path,
-        "base_url": redact_url(settings.base_url),   # never credentials written in the URL
+        # the effective endpoint ($OPENAI_BASE_URL too), redacted: never credentials written in the URL
+        "base_url": getattr(client.backend, "endpoint", None) or redact_url(settings.base_url),
         "data_sha256": data_digest([(s.tokens, s.tags) for s in sentences]),
         "model": default_model(settings)[0],
         "translator": _identity(pipeline.translator, "llm"), "annotator": _identity(pipeline.annotator, "llm"),
@@ -297,7 +298,7 @@ async def run_async(settings: RunSettings, sentences: Sequence[Sentence] | None 
             writer.close()
             writer = None
         try:
-            finish(False, str(e) or type(e).__name__)
+            finish(False, "interrupted (Ctrl-C or cancelled)" if isinstance(e, (asyncio.CancelledError, KeyboardInterrupt)) else str(e) or type(e).__name__)
         except OutputError as oe:   # say both: why the run stopped, and what could not be kept
             raise OutputError(f"{e}; and {oe}") from None
         raise

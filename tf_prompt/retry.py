@@ -65,17 +65,19 @@ class DeadEndpoint:
     """A per-run circuit breaker: an endpoint that has never answered is not retried for long.
 
     Retries are for an endpoint that works but hiccups. When no request of the run has ever
-    succeeded and failures that say "nobody is answering" pile up (connection refused, DNS,
-    timeouts, 5xx), retrying every sentence 5 times only hides the cause for minutes. `failed`
-    then returns a fatal error naming the cause, and the run stops with its outputs kept.
+    succeeded and failures that say "nobody is answering" or "this is not the API" pile up
+    (connection refused, DNS, timeouts, dropped connections, 5xx, replies that are not an API's
+    such as a web page), retrying every sentence 5 times only hides the cause for minutes.
+    `failed` then returns a fatal error naming the cause, and the run stops with its outputs kept.
 
-    It trips after `min_failures` such failed attempts in the run, on a failure that has no
-    HTTP status (nothing answered: a refused or dropped connection), on a call's second timeout
-    (one timeout may be a slow first reply on a busy machine), or on the `attempts`-th failed
-    attempt of one call (a server that keeps answering 5xx after a few retries), or when a call
-    has used all its retries. Once any request has succeeded it never trips: from then on
-    transient errors are retried as before. 429 neither counts nor resets: a server that rate
-    limits is alive.
+    It trips after `min_failures` such failed attempts in the run, on a failure whose cause is
+    unambiguous (connection refused, host name not found: `unreachable`; a reply that is not an
+    API's: `not_an_api`), on a call's second failure with no answer (a timeout or a dropped or
+    reset connection: one may be a slow first reply, a server restarting or a proxy hiccup), or
+    on the `attempts`-th failed attempt of one call (a server that keeps answering 5xx after a
+    few retries), or when a call has used all its retries. Once any request has succeeded it
+    never trips: from then on transient errors and malformed replies are retried per call as
+    before. 429 neither counts nor resets: a server that rate limits is alive.
     """
 
     def __init__(self, min_failures: int = 3, attempts: int = 4):
@@ -89,9 +91,10 @@ class DeadEndpoint:
 
     @staticmethod
     def is_dead_sign(e: BaseException) -> bool:
-        """No answer (connection, timeout: no status) or a server error (408 or 5xx)."""
+        """No answer (connection, timeout: no status), a server error (408 or 5xx), or an answer
+        that is not an API reply."""
         return (isinstance(e, BackendError) and e.retryable
-                and (e.status is None or e.status == 408 or e.status >= 500))
+                and (e.status is None or e.status == 408 or e.status >= 500 or e.not_an_api))
 
     def failed(self, e: BaseException, attempt: int, last: bool) -> BackendError | None:
         """Record a failed attempt (the call's `attempt`-th, `last` if no retry is left); the
@@ -102,9 +105,11 @@ class DeadEndpoint:
         if self.failures < self.min_failures:
             return None
         assert isinstance(e, BackendError)
-        refused = e.status is None and not e.timed_out   # connection refused, DNS, reset: nobody there
-        if refused or (e.timed_out and attempt >= 2) or attempt >= self.attempts or last:
-            return BackendError(f"{e}; no request of this run has succeeded ({self.failures} attempts failed), "
-                                f"so it stops here with its outputs kept: rerun once the endpoint answers",
-                                status=e.status)
+        certain = e.unreachable or e.not_an_api
+        no_answer = e.status is None   # timed out, dropped or reset: wants a second try of one call
+        if certain or (no_answer and attempt >= 2) or attempt >= self.attempts or last:
+            hint = (" (is --base-url the API's base URL, usually ending in /v1?)" if e.not_an_api else "")
+            fix = "fix the base URL and rerun" if e.not_an_api else "rerun once the endpoint answers"
+            return BackendError(f"{e}{hint}; no request of this run has succeeded ({self.failures} attempts "
+                                f"failed), so it stops here with its outputs kept: {fix}", status=e.status)
         return None

@@ -6,6 +6,7 @@ message as the command line.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from pydantic import BaseModel, Field, field_validator, model_validator
@@ -115,11 +116,48 @@ class RunSettings(BaseModel):
             raise ValueError("must be >= 1")
         return v
 
-    @field_validator("shots", "concurrency", "max_retries")
+    @field_validator("shots", "max_retries")
     @classmethod
     def _non_negative(cls, v: int) -> int:
         if v < 0:
             raise ValueError("must be >= 0")
+        return v
+
+    @field_validator("concurrency")
+    @classmethod
+    def _at_least_one(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError("must be >= 1 (sentences in flight)")
+        return v
+
+    # A float that is NaN or infinite cannot be sent (JSON has no such number: the request would
+    # fail while being built) and makes no limit; each check names what a working value is.
+    @field_validator("temperature", "retry_initial")
+    @classmethod
+    def _finite_non_negative(cls, v: float) -> float:
+        if not math.isfinite(v) or v < 0:
+            raise ValueError(f"must be a finite number >= 0, got {v}")
+        return v
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, v: float) -> float:
+        if not math.isfinite(v) or v <= 0:
+            raise ValueError(f"must be a number of seconds > 0, got {v}")
+        return v
+
+    @field_validator("rpm", "tpm")
+    @classmethod
+    def _rate(cls, v: float | None) -> float | None:
+        if v is not None and (not math.isfinite(v) or v <= 0):
+            raise ValueError(f"must be a finite number > 0 (leave it out for no limit), got {v}")
+        return v
+
+    @field_validator("max_cost")
+    @classmethod
+    def _max_cost(cls, v: float | None) -> float | None:
+        if v is not None and (not math.isfinite(v) or v < 0):
+            raise ValueError(f"must be a finite number of dollars >= 0, got {v}")
         return v
 
     def decoding_params(self) -> dict[str, Any]:

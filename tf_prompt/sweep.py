@@ -41,7 +41,6 @@ from typing import Any, Callable, Sequence
 from . import atomic
 from .data import DataError, physical_lines
 from .pipeline import METHODS, STYLES
-from .redact import redact_url
 from .settings import RunSettings
 
 EXIT_REFUSED = 2
@@ -450,12 +449,14 @@ def _read_run(src: _Source, conf: dict[str, Any], base: Path) -> dict[str, Any]:
 def cell_fingerprint(settings: RunSettings) -> dict[str, Any]:
     """Everything that determines a cell's replies and scores: settings, the identity of each
     template it renders, and the contents of its data file."""
+    from .api import default_model
+    from .backends.openai_compat import effective_base_url   # the endpoint, even from $OPENAI_BASE_URL
     from .data import resolve_dataset
     from .method_templates import template_identities  # the templates metrics.json records
     from .templates import TemplateSet
 
     fields = settings.model_dump(exclude=_NOT_IN_HASH, by_alias=True)
-    fields["base_url"] = redact_url(fields.get("base_url"))   # cell.json keeps no credentials
+    fields["base_url"] = effective_base_url(default_model(settings)[0], settings.base_url)   # redacted
     fields["templates"] = template_identities(settings, TemplateSet(settings.prompts))
     if settings.data is not None:
         data = resolve_dataset(settings.data)

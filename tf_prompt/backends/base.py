@@ -31,7 +31,8 @@ class BackendError(RuntimeError):
     """
 
     def __init__(self, message: str, *, retryable: bool = False, retry_after: float | None = None,
-                 status: int | None = None, timed_out: bool = False):
+                 status: int | None = None, timed_out: bool = False, unreachable: bool = False,
+                 not_an_api: bool = False):
         super().__init__(message)
         self.retryable = retryable
         self.retry_after = retry_after
@@ -39,6 +40,12 @@ class BackendError(RuntimeError):
         #: no answer within the timeout: a weaker sign of a dead endpoint than a refused connection
         #: (a slow first reply, a loaded machine), so the breaker wants it repeated on one call
         self.timed_out = timed_out
+        #: nobody there for certain (connection refused, host name not found); a dropped or reset
+        #: connection is not that (a server restarting, a proxy hiccup) and is treated like a timeout
+        self.unreachable = unreachable
+        #: something answered, but not with an API reply (a web page, text that is not JSON):
+        #: before any request of the run succeeded, the sign of a wrong --base-url
+        self.not_an_api = not_an_api
 
 
 @dataclass

@@ -43,6 +43,7 @@ def read_api_key(env: str | None, base_url: str | None) -> str:
     """
     key = os.environ.get(env) if env else None
     if key:
+        check_api_key(key, f"the key in ${env}")
         return key
     if env and env != DEFAULT_KEY_ENV:
         raise BackendError(f"--api-key-env {env}: the environment variable {env} is not set or is empty; "
@@ -53,25 +54,84 @@ def read_api_key(env: str | None, base_url: str | None) -> str:
     return PLACEHOLDER_KEY
 
 
+def effective_base_url(model: str, base_url: str | None) -> str | None:
+    """Where requests for `model` go, as it may be shown or stored (credentials masked): the
+    base URL given, else $OPENAI_BASE_URL, else OpenAI's; None for a local model (gguf:, hf:).
+
+    Part of a run's identity and record: the same settings against another server are another run.
+    """
+    kind, sep, rest = model.partition(":")
+    if sep and rest and kind in ("gguf", "hf"):
+        return None
+    url = (base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL).rstrip("/")
+    return redact_url(url) or OPENAI_URL
+
+
+def check_api_key(key: str, source: str) -> None:
+    """Refuse a key that cannot be sent as an HTTP header value, before any call.
+
+    HTTP clients reject such a header with an error that quotes it (`Illegal header value
+    b'Bearer sk-...\\n'`) or raise UnicodeEncodeError, and that text would reach the terminal and
+    metrics.json. The key is refused rather than stripped: a secret is never silently altered.
+    The message names where the key came from and what is wrong with it, never the key.
+    """
+    for i, ch in enumerate(key, 1):
+        if "\x21" <= ch <= "\x7e":
+            continue
+        if ch in "\r\n":
+            what = "a line break (often a trailing newline from a file or a paste)"
+        elif ch in " \t":
+            what = "a space or tab"
+        elif ord(ch) > 0x7e:
+            what = f"a non-ASCII character (U+{ord(ch):04X})"
+        else:
+            what = f"a control character (U+{ord(ch):04X})"
+        raise BackendError(f"{source} contains {what} at character {i} of {len(key)}, so it is not a valid "
+                           f"HTTP header value: remove it and export the variable again (nothing was sent)")
+
+
+#: Said of a URL that cannot be parsed: the usual cause, without quoting any part of the URL.
+_ENCODE_HINT = "a '#', '/', '?' or '@' in a user name or password must be percent-encoded (%23, %2F, %3F, %40)"
+
+
 def _url_problem(url: str) -> str | None:
-    """What is wrong with a base URL that no request could be sent to (None if nothing is)."""
+    """What is wrong with a base URL that no request could be sent to (None if nothing is).
+
+    Never quotes the URL or a parser's message (which may quote a piece of a password).
+    """
     try:
         parts = urlsplit(url)
         parts.port   # raises ValueError for a port that is not a number in 0-65535
-    except ValueError as e:
-        return redact_text(str(e))
+    except ValueError:
+        return f"it cannot be parsed (is the port a number in 0-65535?); {_ENCODE_HINT}"
     if parts.scheme not in ("http", "https"):
         return "it must start with http:// or https://"
     if not parts.hostname:
         return "it names no host"
+    if "@" in parts.fragment or "@" in parts.query:
+        # `http://user:pa#ss@host/v1` reads as host "user" with a fragment: the request would go
+        # to the wrong host, without the credentials.
+        return f"an '@' follows a '#' or '?', so the host cannot be told; {_ENCODE_HINT}"
+    try:   # what the SDK's HTTP client will parse, without building it (see _client)
+        httpx.URL(url)
+    except Exception as e:   # its text may quote the URL
+        return f"the HTTP client cannot parse it ({type(e).__name__}); {_ENCODE_HINT}"
     return None
 
 
-def _connection_cause(e: BaseException) -> str:
-    """Why a connection failed, in a few plain words (the SDK only says "Connection error.").
+#: Kinds of connection failure: nobody there for certain (refused, no such host), the request
+#: could not be written here (the endpoint is not to blame), anything else (dropped, reset, TLS).
+UNREACHABLE, LOCAL, OTHER = "unreachable", "local", "other"
+
+
+def _connection_cause(e: BaseException) -> tuple[str, str]:
+    """Why a connection failed, in a few plain words (the SDK only says "Connection error."),
+    and its kind (UNREACHABLE, LOCAL or OTHER).
 
     The OS error sits a few levels down: SDK error <- httpx error <- httpcore error, whose first
-    argument is the OSError itself.
+    argument is the OSError itself. An error raised while the request was being written (an
+    invalid header value, a character the header encoding cannot hold) may quote the headers,
+    the API key among them, so its text is never used.
     """
     seen: set[int] = set()
     cur: BaseException | None = e
@@ -79,16 +139,18 @@ def _connection_cause(e: BaseException) -> str:
     while cur is not None and id(cur) not in seen:
         seen.add(id(cur))
         if isinstance(cur, ConnectionRefusedError):
-            return "connection refused"
+            return "connection refused", UNREACHABLE
         if isinstance(cur, socket.gaierror):
-            return "host name not found"
+            return "host name not found", UNREACHABLE
         if isinstance(cur, ConnectionResetError):
-            return "connection reset by the server"
+            return "connection reset by the server", OTHER
+        if isinstance(cur, (httpx.LocalProtocolError, UnicodeError)):
+            return f"the request could not be written ({type(cur).__name__})", LOCAL
         last = cur
         wrapped = cur.args[0] if cur.args and isinstance(cur.args[0], BaseException) else None
         cur = cur.__cause__ or cur.__context__ or wrapped
     text = " ".join(str(last).split()) or type(last).__name__
-    return "server closed the connection without answering" if "disconnected" in text.lower() else text
+    return ("server closed the connection without answering" if "disconnected" in text.lower() else text), OTHER
 
 
 def _retry_after(headers: Any) -> float | None:
@@ -116,7 +178,7 @@ def translate_error(e: Exception, base_url: str | None) -> BackendError:
     err = _translate(e, redact_url(base_url) or "the OpenAI API")
     safe = redact_text(str(err))
     if safe != str(err):
-        err = BackendError(safe, retryable=err.retryable, retry_after=err.retry_after, status=err.status)
+        err.args = (safe,)   # the same error (flags kept), its text masked
     return err
 
 
@@ -124,7 +186,10 @@ def _translate(e: Exception, where: str) -> BackendError:
     if isinstance(e, openai.APITimeoutError):
         return BackendError(f"request to {where} timed out", retryable=True, timed_out=True)
     if isinstance(e, openai.APIConnectionError):
-        return BackendError(f"cannot connect to {where}: {_connection_cause(e)}", retryable=True)
+        cause, kind = _connection_cause(e)
+        if kind == LOCAL:   # not the endpoint's fault, and the same on every try
+            return BackendError(f"{where}: {cause}; check the settings (API key, decoding parameters)")
+        return BackendError(f"cannot connect to {where}: {cause}", retryable=True, unreachable=kind == UNREACHABLE)
     if isinstance(e, openai.APIStatusError):
         status = e.status_code
         body = e.body if isinstance(e.body, dict) else {}
@@ -151,24 +216,37 @@ def _translate(e: Exception, where: str) -> BackendError:
     return BackendError(f"{where}: {type(e).__name__}: {e}")
 
 
+def unsendable(e: BaseException, base_url: str | None) -> BackendError:
+    """A request that failed before any answer for a reason that is not the endpoint's (a
+    parameter that cannot be encoded, a header the HTTP client refuses): one line, not retried.
+    Only the exception's type is named: its text may quote the request's headers, key included."""
+    where = redact_url(base_url) or "the OpenAI API"
+    return BackendError(f"{where}: the request could not be built or sent ({type(e).__name__}); "
+                        f"check the settings (API key, decoding parameters)")
+
+
 def parse_chat_reply(raw: bytes | str, base_url: str | None) -> Completion:
     """A chat.completion JSON reply as a Completion; a reply that is not one is a one-line,
     retryable BackendError (a proxy or an overloaded server can cut a reply short). The error
-    carries status 200: the server did answer, so the dead-endpoint breaker does not count it."""
+    carries status 200 and `not_an_api`: the server did answer, but maybe not as an API (a web
+    page at a base URL that is not the API's); the dead-endpoint breaker counts it only while no
+    request of the run has succeeded."""
     where = redact_url(base_url) or "the OpenAI API"
     try:
         data = json.loads(raw)
     except ValueError:
         head = " ".join(bytes(raw[:80]).decode("utf-8", "replace").split()) if isinstance(raw, bytes) else raw[:80]
-        raise BackendError(f"{where}: reply is not valid JSON: {head!r}", retryable=True, status=200) from None
+        raise BackendError(f"{where}: reply is not valid JSON: {head!r}", retryable=True, status=200,
+                           not_an_api=True) from None
     choices = data.get("choices") if isinstance(data, dict) else None
     if not choices or not isinstance(choices, list) or not isinstance(choices[0], dict):
-        raise BackendError(f"{where}: reply had no choices", retryable=True, status=200)
+        raise BackendError(f"{where}: reply had no choices", retryable=True, status=200, not_an_api=True)
     choice = choices[0]
     message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
     content = message.get("content")
     if content is not None and not isinstance(content, str):
-        raise BackendError(f"{where}: reply content is {type(content).__name__}, not text", retryable=True, status=200)
+        raise BackendError(f"{where}: reply content is {type(content).__name__}, not text", retryable=True,
+                           status=200, not_an_api=True)
     usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
     return Completion(
         text=content or "",
@@ -199,15 +277,12 @@ class OpenAIBackend(Backend):
         self.base_url = self.base_url or os.environ.get("OPENAI_BASE_URL") or None
         # Checked before the key is read, so a typo in the URL is reported as such.
         problem = _url_problem(self.base_url) if self.base_url else None
-        if problem is None and self.base_url:
-            try:   # what the SDK's HTTP client will parse, without building it (see _client)
-                httpx.URL(self.base_url)
-            except Exception as e:   # its text may quote the URL
-                problem = redact_text(str(e))
         if problem is not None:
             raise BackendError(f"base URL {redact_url(self.base_url)} (--base-url or $OPENAI_BASE_URL) is not "
                                f"usable: {problem}")
         # Always an explicit key: given None, the SDK would read OPENAI_API_KEY on its own.
+        if self.api_key:
+            check_api_key(self.api_key, "the API key given to OpenAIBackend")
         key = self.api_key or read_api_key(self.api_key_env, self.base_url)
         self._client_options = {"api_key": key, "base_url": self.base_url, "max_retries": 0, "timeout": self.timeout}
         self._sdk: openai.AsyncOpenAI | None = None
@@ -253,6 +328,8 @@ class OpenAIBackend(Backend):
                                           options={"security": {"bearer_auth": True}})
         except openai.OpenAIError as e:
             raise translate_error(e, self.base_url) from None
+        except Exception as e:   # raised while building or sending (e.g. a float JSON cannot hold)
+            raise unsendable(e, self.base_url) from None
         return parse_chat_reply(raw, self.base_url)
 
     async def aclose(self) -> None:
