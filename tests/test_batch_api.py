@@ -268,3 +268,15 @@ def test_via_batch_from_the_cli(tmp_path) -> None:
         assert srv.served == 0 and srv.batches_created == 1
         assert main(args) == 0
         assert srv.served == 0
+
+
+@pytest.mark.parametrize("garbage", ['{"custom_id": "x", "resp', "[1, 2]", "<html>502</html>"])
+def test_a_broken_line_in_the_output_file_costs_nothing_else(tmp_path: Path, garbage: str) -> None:
+    """A line of the provider's output file that is not a JSON object used to end the run in a
+    traceback after the batch was paid; now it is counted as an error and the answers are kept."""
+    with LoopbackServer(oracle_responder(SENTENCES, LABELS)) as srv:
+        srv.batch_output_extra = [garbage]
+        summary = via_batch(settings(srv, tmp_path))
+    m = summary.metrics
+    assert m["f1"] == pytest.approx(1.0) and m["complete"] is True
+    assert any("not a JSON object" in e for e in m["usage"]["batch"]["errors"])

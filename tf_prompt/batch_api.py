@@ -31,6 +31,7 @@ from typing import Any, Iterator, Sequence
 
 import openai
 
+from . import atomic, jsontext
 from .api import build_pipeline, default_model, load_sentences, make_backend, run_async, run_record
 from .backends.base import Backend, BackendError, Completion
 from .backends.openai_compat import OpenAIBackend, read_api_key, translate_error
@@ -148,9 +149,7 @@ class BatchStore:
         """Write atomically (temp file + os.replace): a kill leaves the old or the new state."""
         state["updated_at"] = time.time()
         path = self.directory / f"{state['name']}.json"
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(state, ensure_ascii=False), encoding="utf-8")
-        os.replace(tmp, path)
+        atomic.write_text(path, jsontext.dumps(state))
 
     def close(self, state: dict[str, Any]) -> None:
         """Move a finished batch's state out of the open set (kept for the record)."""
@@ -289,7 +288,13 @@ class BatchRunner:
             for raw in physical_lines(content.text):   # a reply may hold U+2028 raw
                 if not raw.strip():
                     continue
-                item = json.loads(raw)
+                try:
+                    item = json.loads(raw)
+                except ValueError:
+                    item = None
+                if not isinstance(item, dict):   # a broken line costs its request, not the batch
+                    errors.append(f"batch file {file_id}: a line that is not a JSON object: {raw[:60]!r}")
+                    continue
                 key = item.get("custom_id")
                 meta = requests.get(key)
                 if meta is None or key in answered:
@@ -473,10 +478,7 @@ async def _final_pass(settings: RunSettings, sentences: Sequence[Sentence] | Non
     metrics["usage"]["attempts"] -= offline.refused   # refused requests were never sent
     metrics["usage"]["batch"] = {**usage.to_dict(), "unanswered": gave_up}
     if summary.out_dir is not None:
-        path = summary.out_dir / "metrics.json"
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        atomic.write_text(summary.out_dir / "metrics.json", jsontext.dumps(metrics, indent=2) + "\n")
     return summary
 
 

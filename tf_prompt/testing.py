@@ -71,6 +71,8 @@ class LoopbackServer:
         # `batch_polls_before_done` polls and `batch_delay` seconds after its creation; None: never.
         # Both may be changed while the server runs (hold a batch pending, then let it finish).
         self.batch_fault = batch_fault             # (line body, index) -> Fault: that line fails
+        #: lines added to every batch output file as they are (a broken provider file)
+        self.batch_output_extra: list[str] = []
         self.batch_polls_before_done = batch_polls_before_done
         self.batch_delay = batch_delay
         self.files: dict[str, dict[str, Any]] = {}     # id -> {"data": bytes, "filename", "purpose", ...}
@@ -398,6 +400,7 @@ class LoopbackServer:
                 errors.append(record)
         now = int(time.time())
         batch["request_counts"] = {"total": len(lines), "completed": len(outputs), "failed": len(errors)}
+        outputs = outputs + self.batch_output_extra if outputs else outputs
         for key, records, suffix in (("output_file_id", outputs, "output"), ("error_file_id", errors, "error")):
             if records:
                 batch[key] = self._store_file(("\n".join(records) + "\n").encode("utf-8"),
