@@ -36,7 +36,7 @@ def test_a_lone_surrogate_in_a_reply_reaches_the_next_step(tmp_path, capsys, hal
 
 
 def test_valid_text_is_left_exactly_as_it_is():
-    from tf_prompt.templates import _encodable
+    from tf_prompt.jsontext import encodable as _encodable
 
     for text in ["plain", "Shehu Gusau ya isa Kano", "ọmọ Ẹ̀kọ́ \u00a0\u3000 😀 \U0001F1F3\U0001F1EC"]:
         assert _encodable(text) is text

@@ -17,6 +17,8 @@ import secrets
 from pathlib import Path
 from typing import Iterator
 
+from .jsontext import encodable
+
 __all__ = ["replacing", "write_text", "write_bytes", "TEMPORARY"]
 
 #: The name of a temporary file made by `replacing` (a kill can leave one behind).
@@ -80,10 +82,6 @@ def write_bytes(path: str | Path, data: bytes) -> None:
             fh.flush()
 
 
-#: Half of a UTF-16 pair: a str can hold one (a model reply, a file name), no encoding can write it.
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
 def write_text(path: str | Path, text: str, encoding: str = "utf-8") -> None:
     """Replace `path` with `text` atomically; newlines are written as given (no translation).
 
@@ -92,4 +90,4 @@ def write_text(path: str | Path, text: str, encoding: str = "utf-8") -> None:
     before it gets here (jsontext.py); this keeps pages and tables built from such text
     (report.html, sweep results) writable.
     """
-    write_bytes(path, _LONE_SURROGATE.sub("\ufffd", text).encode(encoding))
+    write_bytes(path, encodable(text).encode(encoding))

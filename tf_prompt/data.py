@@ -26,7 +26,6 @@ import functools
 import os
 import re
 import sys
-import tempfile
 import unicodedata
 import urllib.error
 import urllib.request
@@ -34,6 +33,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Iterator, Sequence
+
+from . import atomic
 
 __all__ = [
     "DataError",
@@ -470,14 +471,7 @@ def _download(url: str, dest: Path, spec: str) -> None:
         raise DataError(hint.format(reason="empty response"))
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name, suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, dest)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        atomic.write_bytes(dest, data)
     except OSError as e:
         raise DataError(f"{dest}: cannot write downloaded data ({e.strerror or e})") from None
 

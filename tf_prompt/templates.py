@@ -24,22 +24,9 @@ from typing import Any
 from jinja2 import StrictUndefined, TemplateError as JinjaTemplateError, UndefinedError, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from .jsontext import encodable
+
 STEPS = ("direct", "translate", "annotate", "fuse", "gollie_direct", "gollie_tf")
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _encodable(text: str) -> str:
-    """`text` with lone surrogates (half an emoji from a model's reply, or from a user's string)
-    as U+FFFD, so that the prompt can be hashed, counted and sent as UTF-8: a reply like that used
-    to reach the next step's prompt and fail there, on every rerun since the reply is cached.
-    Any other text is returned as it is, so prompts and cache keys do not change."""
-    if text.isascii():
-        return text
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        return _LONE_SURROGATE.sub("\ufffd", text)
 _NAME = re.compile(r"^(?P<step>[a-z0-9_\-]+)(?:\.v(?P<version>\d+))?\.jinja$")
 
 
@@ -179,7 +166,9 @@ class TemplateSet:
                 if render_block is None:
                     continue
                 ctx = template.new_context(dict(variables))
-                content = _encodable("".join(render_block(ctx)).strip())
+                # a lone surrogate (half an emoji in an earlier reply) as U+FFFD, so the prompt can be
+                # hashed, counted and sent as UTF-8; any other text is left exactly as it is
+                content = encodable("".join(render_block(ctx)).strip())
                 if content:
                     messages.append({"role": role, "content": content})
         except Exception as e:   # anything the template's own code raises: {{ 1/0 }}, a sandbox refusal
