@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+from importlib import metadata
 from pathlib import Path
 
 import pytest
 
-from tf_prompt.testing import LoopbackServer
+from tf_prompt.models import pip_requirements
+from tf_prompt.data import read_conll, sample_path
+from tf_prompt.testing import LoopbackServer, oracle_responder
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -88,3 +92,33 @@ def _no_real_keys(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     monkeypatch.setenv("TF_PROMPT_CACHE", str(tmp_path / "tf-prompt-cache"))
+
+
+def local_model_missing(preset: str = "qwen2.5-coder-0.5b") -> str | None:
+    """Why the local extra cannot run `preset` here (None when it can)."""
+    if importlib.util.find_spec("xllamacpp") is None:
+        return "xllamacpp is not installed (pip install -e '.[local]')"
+    for req in pip_requirements(preset):
+        name, version = req.split("==")
+        try:
+            if metadata.version(name) != version:
+                return f"{name} is not at version {version}"
+        except metadata.PackageNotFoundError:
+            return f"{name} is not installed (pip install -e '.[local]')"
+    return None
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """`tf-prompt ARGV` in process: exit code, stdout, stderr."""
+    from tf_prompt.cli import main
+
+    code = main(list(argv))
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+
+@pytest.fixture
+def sample_oracle():
+    """A loopback server answering every step perfectly for the shipped sample (all four labels)."""
+    with LoopbackServer(oracle_responder(read_conll(sample_path()), ["PER", "ORG", "LOC", "DATE"])) as srv:
+        yield srv

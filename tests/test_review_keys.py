@@ -12,11 +12,12 @@ import json
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
 from tf_prompt.cli import main
+from conftest import run_cli
 from tf_prompt.data import read_conll, sample_path
 from tf_prompt.testing import Fault, LoopbackServer, oracle_responder
 
@@ -24,10 +25,6 @@ LABELS = ["PER", "ORG", "LOC", "DATE"]
 SECRET = "sk-REVIEW-SECRET-1234"
 
 
-def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    cap = capsys.readouterr()
-    return code, cap.out, cap.err
 
 
 def _files_text(folder: Path) -> str:
@@ -35,9 +32,8 @@ def _files_text(folder: Path) -> str:
 
 
 @pytest.fixture
-def oracle() -> Iterator[LoopbackServer]:
-    with LoopbackServer(oracle_responder(read_conll(sample_path()), LABELS)) as srv:
-        yield srv
+def oracle(sample_oracle: LoopbackServer) -> LoopbackServer:
+    return sample_oracle
 
 
 def test_key_with_a_line_break_never_reaches_a_message_or_file(oracle, tmp_path, monkeypatch, capsys):
@@ -46,7 +42,7 @@ def test_key_with_a_line_break_never_reaches_a_message_or_file(oracle, tmp_path,
     the run's error on stderr and in metrics.json "stopped" (seen), under "cannot connect"."""
     monkeypatch.setenv("MY_KEY", SECRET + "\n")
     out = tmp_path / "run"
-    code, stdout, err = _run(capsys, "run", "--base-url", oracle.base_url, "--model", "loopback",
+    code, stdout, err = run_cli(capsys, "run", "--base-url", oracle.base_url, "--model", "loopback",
                              "--method", "direct", "--limit", "2", "--out", str(out),
                              "--api-key-env", "MY_KEY", "--cache-dir", str(tmp_path / "c"))
     assert code != 0
@@ -58,7 +54,7 @@ def test_key_with_a_non_ascii_character_is_one_line(oracle, tmp_path, monkeypatc
     """A key pasted with a no-break space: a UnicodeEncodeError traceback from httpx (seen), not
     one `tf-prompt: error:` line."""
     monkeypatch.setenv("MY_KEY", SECRET + "\u00a0")
-    code, stdout, err = _run(capsys, "run", "--base-url", oracle.base_url, "--model", "loopback",
+    code, stdout, err = run_cli(capsys, "run", "--base-url", oracle.base_url, "--model", "loopback",
                              "--method", "direct", "--limit", "2", "--out", str(tmp_path / "run"),
                              "--api-key-env", "MY_KEY", "--cache-dir", str(tmp_path / "c"))
     assert code != 0
@@ -71,7 +67,7 @@ def test_password_with_a_hash_in_the_base_url_is_never_shown(tmp_path, capsys):
     host "user", port 123, so redact_url found no userinfo and the whole URL, password included,
     went to stderr, metrics.json and run.json (seen)."""
     out = tmp_path / "run"
-    code, stdout, err = _run(capsys, "run", "--base-url", "http://user:123#" + SECRET + "@127.0.0.1:9/v1",
+    code, stdout, err = run_cli(capsys, "run", "--base-url", "http://user:123#" + SECRET + "@127.0.0.1:9/v1",
                              "--model", "loopback", "--method", "direct", "--limit", "2", "--out", str(out),
                              "--cache-dir", str(tmp_path / "c"))
     assert code != 0
@@ -120,7 +116,7 @@ def test_base_url_that_serves_a_web_page_stops_in_seconds_with_the_cause(tmp_pat
     command" with the cause only inside trace.jsonl (seen)."""
     with _HtmlServer() as url:
         started = time.monotonic()
-        code, _, err = _run(capsys, "run", "--base-url", url, "--model", "loopback", "--method", "direct",
+        code, _, err = run_cli(capsys, "run", "--base-url", url, "--model", "loopback", "--method", "direct",
                             "--limit", "2", "--out", str(tmp_path / "run"), "--cache-dir", str(tmp_path / "c"))
         elapsed = time.monotonic() - started
     assert code != 0
@@ -138,11 +134,11 @@ def test_endpoint_from_openai_base_url_is_part_of_the_run_identity(oracle, tmp_p
     args = ["run", "--model", "loopback", "--method", "direct", "--limit", "3", "--out", str(out),
             "--cache-dir", str(tmp_path / "c")]
     monkeypatch.setenv("OPENAI_BASE_URL", oracle.base_url)
-    assert _run(capsys, *args)[0] == 0
+    assert run_cli(capsys, *args)[0] == 0
     assert json.loads((out / "metrics.json").read_text(encoding="utf-8"))["settings"]["base_url"] == oracle.base_url
     with LoopbackServer(lambda body: '{"entities": []}') as other:
         monkeypatch.setenv("OPENAI_BASE_URL", other.base_url)
-        code, _, err = _run(capsys, *args)
+        code, _, err = run_cli(capsys, *args)
         assert other.served == 0
     assert code == 2 and "base_url" in err
     assert json.loads((out / "metrics.json").read_text(encoding="utf-8"))["f1"] == 1.0
@@ -169,7 +165,7 @@ def test_path_parameter_key_is_masked_in_the_files_too(tmp_path, capsys):
     """`;key=...` was masked in messages (redact_text) but stored in clear in metrics.json and
     run.json (redact_url read only the query)."""
     out = tmp_path / "run"
-    code, stdout, err = _run(capsys, "run", "--base-url", "http://127.0.0.1:9/v1;key=" + SECRET,
+    code, stdout, err = run_cli(capsys, "run", "--base-url", "http://127.0.0.1:9/v1;key=" + SECRET,
                              "--model", "loopback", "--method", "direct", "--limit", "2", "--out", str(out),
                              "--cache-dir", str(tmp_path / "c"))
     assert code != 0 and (out / "metrics.json").is_file(), err
@@ -183,7 +179,7 @@ def test_three_dropped_connections_at_the_start_do_not_stop_a_live_server(oracle
     connection is only a sign of a dead endpoint when a call fails so twice."""
     oracle.fault = lambda body, attempt: Fault(status=0) if attempt < 3 else None
     out = tmp_path / "run"
-    code, _, err = _run(capsys, "run", "--base-url", oracle.base_url, "--model", "loopback", "--method", "direct",
+    code, _, err = run_cli(capsys, "run", "--base-url", oracle.base_url, "--model", "loopback", "--method", "direct",
                         "--limit", "3", "--out", str(out), "--cache-dir", str(tmp_path / "c"),
                         "--retry-initial", "0.05")
     assert code == 0, err
@@ -196,7 +192,7 @@ def test_refused_connections_still_stop_at_once(tmp_path, capsys):
     """Guard for the rule above: an unambiguous cause (nobody listens) still stops the run in
     well under a second, with the cause named."""
     started = time.monotonic()
-    code, _, err = _run(capsys, "run", "--base-url", "http://127.0.0.1:9/v1", "--model", "loopback",
+    code, _, err = run_cli(capsys, "run", "--base-url", "http://127.0.0.1:9/v1", "--model", "loopback",
                         "--method", "direct", "--limit", "3", "--out", str(tmp_path / "run"),
                         "--cache-dir", str(tmp_path / "c"))
     assert code != 0 and time.monotonic() - started < 5
@@ -208,7 +204,7 @@ def test_malformed_replies_after_a_success_are_retried_per_call(oracle, tmp_path
     API's are retried per call, as before (a proxy cutting a reply short), and the run finishes."""
     oracle.fault = lambda body, attempt: Fault(status=200, body={"no": "choices"}) if 1 <= attempt <= 3 else None
     out = tmp_path / "run"
-    code, _, err = _run(capsys, "run", "--base-url", oracle.base_url, "--model", "loopback", "--method", "direct",
+    code, _, err = run_cli(capsys, "run", "--base-url", oracle.base_url, "--model", "loopback", "--method", "direct",
                         "--limit", "2", "--concurrency", "1", "--out", str(out), "--cache-dir", str(tmp_path / "c"),
                         "--retry-initial", "0.01")
     assert code == 0, err
@@ -226,7 +222,7 @@ def test_settings_that_cannot_work_are_refused_in_one_line_before_any_call(oracl
     blamed the endpoint ("rerun once the endpoint answers"); --rpm 0 or -5, --tpm 0, a negative
     --max-cost and --concurrency 0 were accepted."""
     out = tmp_path / "run"
-    code, _, err = _run(capsys, "run", "--base-url", oracle.base_url, "--model", "loopback", "--method", "direct",
+    code, _, err = run_cli(capsys, "run", "--base-url", oracle.base_url, "--model", "loopback", "--method", "direct",
                         "--limit", "2", "--out", str(out), "--cache-dir", str(tmp_path / "c"), flag, value)
     last = err.strip().splitlines()[-1]
     assert code == 2 and last.startswith("tf-prompt: error: " + flag[2:].replace("-", "_")), err

@@ -7,27 +7,22 @@ Each states the guarantee it checks and what was observed on the code as reviewe
 from __future__ import annotations
 
 import json
-from typing import Iterator
 
 import pytest
 
+from conftest import run_cli
 from tf_prompt.cli import main
-from tf_prompt.data import read_conll, sample_path
-from tf_prompt.testing import LoopbackServer, oracle_responder
+from tf_prompt.data import sample_path
+from tf_prompt.testing import LoopbackServer
 
 LABELS = ["PER", "ORG", "LOC", "DATE"]
 
 
-def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    cap = capsys.readouterr()
-    return code, cap.out, cap.err
 
 
 @pytest.fixture
-def oracle() -> Iterator[LoopbackServer]:
-    with LoopbackServer(oracle_responder(read_conll(sample_path()), LABELS)) as srv:
-        yield srv
+def oracle(sample_oracle: LoopbackServer) -> LoopbackServer:
+    return sample_oracle
 
 
 # -- report ----------------------------------------------------------------------------------------
@@ -41,10 +36,10 @@ def test_report_reads_a_run_whose_tokens_hold_line_separators(tmp_path, capsys):
     data.write_text("Amina B-PER\nJu\u2028ma I-PER\nMom\x85basa B-LOC\nx\x0cy O\n. O\n", encoding="utf-8")
     with LoopbackServer(lambda body: '{"entities": [{"text": "Amina", "type": "PER"}]}') as srv:
         out = tmp_path / "run"
-        code, _, err = _run(capsys, "run", "--base-url", srv.base_url, "--model", "loopback", "--method", "direct",
+        code, _, err = run_cli(capsys, "run", "--base-url", srv.base_url, "--model", "loopback", "--method", "direct",
                             "--data", str(data), "--out", str(out), "--cache-dir", str(tmp_path / "c"))
     assert code == 0, err
-    code, _, err = _run(capsys, "report", str(out))
+    code, _, err = run_cli(capsys, "report", str(out))
     assert code == 0, err
     page = (out / "report.html").read_text(encoding="utf-8")
     # predictions.conll is read with the CoNLL reader's rules: each token stays whole
@@ -62,14 +57,14 @@ def test_batch_run_whose_tokens_and_replies_hold_line_separators(tmp_path, capsy
                                      {"text": "Mom\x85basa", "type": "LOC"}]}, ensure_ascii=False)
     with LoopbackServer(lambda body: reply) as srv:
         out = tmp_path / "run"
-        code, _, err = _run(capsys, "run", "--via", "batch", "--poll-interval", "0.1", "--base-url", srv.base_url,
+        code, _, err = run_cli(capsys, "run", "--via", "batch", "--poll-interval", "0.1", "--base-url", srv.base_url,
                             "--model", "loopback", "--method", "direct", "--data", str(data), "--out", str(out),
                             "--cache-dir", str(tmp_path / "c"))
         assert code == 0, err
         assert srv.batch_requests_served == 1, err
     metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["f1"] == 1.0 and metrics["failed_sentences"] == 0, metrics
-    code, _, err = _run(capsys, "report", str(out))
+    code, _, err = run_cli(capsys, "report", str(out))
     assert code == 0, err
 
 
@@ -147,9 +142,9 @@ def test_batch_refuses_an_unusable_out_before_submitting(oracle, tmp_path, capsy
         out = "/dev/null"
     else:
         out = str(tmp_path / "run")
-        assert _run(capsys, "run", "--base-url", oracle.base_url, "--model", "loopback", "--method", "direct",
+        assert run_cli(capsys, "run", "--base-url", oracle.base_url, "--model", "loopback", "--method", "direct",
                     "--limit", "2", "--out", out, "--cache-dir", str(tmp_path / "other-cache"))[0] == 0
-    code, _, err = _run(capsys, "run", "--via", "batch", "--poll-interval", "0.1", "--base-url", oracle.base_url,
+    code, _, err = run_cli(capsys, "run", "--via", "batch", "--poll-interval", "0.1", "--base-url", oracle.base_url,
                         "--model", "loopback", "--method", "direct", "--limit", "3", "--out", out,
                         "--cache-dir", cache)
     assert code == 2, err
@@ -162,8 +157,8 @@ def test_batch_into_a_folder_holding_the_same_run_continues_it(oracle, tmp_path,
     out = str(tmp_path / "run")
     common = ("--base-url", oracle.base_url, "--model", "loopback", "--method", "direct", "--limit", "2",
               "--out", out)
-    assert _run(capsys, "run", *common, "--cache-dir", str(tmp_path / "other-cache"))[0] == 0
-    code, _, err = _run(capsys, "run", "--via", "batch", "--poll-interval", "0.1", *common,
+    assert run_cli(capsys, "run", *common, "--cache-dir", str(tmp_path / "other-cache"))[0] == 0
+    code, _, err = run_cli(capsys, "run", "--via", "batch", "--poll-interval", "0.1", *common,
                         "--cache-dir", str(tmp_path / "c"))
     assert code == 0, err
     assert oracle.batches_created == 1, err

@@ -8,31 +8,24 @@ cache, retries"). Each failed on the code as reviewed; each docstring says what 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
+from conftest import run_cli
 from tf_prompt.cli import main
-from tf_prompt.data import read_conll, sample_path
-from tf_prompt.testing import Fault, LoopbackServer, oracle_responder
+from tf_prompt.testing import Fault, LoopbackServer
 
 LABELS = ["PER", "ORG", "LOC", "DATE"]
 
 
-def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    cap = capsys.readouterr()
-    return code, cap.out, cap.err
 
 
 @pytest.fixture
-def oracle() -> Iterator[LoopbackServer]:
-    with LoopbackServer(oracle_responder(read_conll(sample_path()), LABELS)) as srv:
-        yield srv
+def oracle(sample_oracle: LoopbackServer) -> LoopbackServer:
+    return sample_oracle
 
 
 # -- replies that cannot be written ----------------------------------------------------------------
@@ -48,7 +41,7 @@ def test_reply_with_a_lone_surrogate_does_not_crash_the_run(tmp_path, capsys, ha
         out = tmp_path / "run"
         args = ["run", "--base-url", srv.base_url, "--model", "loopback", "--method", "direct",
                 "--limit", "3", "--out", str(out), "--cache-dir", str(tmp_path / "c")]
-        code, _, err = _run(capsys, *args)
+        code, _, err = run_cli(capsys, *args)
     assert "Traceback" not in err
     assert code == 0, err
     metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
@@ -58,7 +51,7 @@ def test_reply_with_a_lone_surrogate_does_not_crash_the_run(tmp_path, capsys, ha
     # the trace keeps what the model said, exactly (an escape in JSON, not a lossy replacement)
     assert json.loads(lines[0])["parsed"][0]["text"] == "\ud83d"
     # the page built from that trace is written too (the half character shown as U+FFFD)
-    code, _, err = _run(capsys, "report", str(out))
+    code, _, err = run_cli(capsys, "report", str(out))
     assert code == 0 and "Traceback" not in err, err
     assert "\ufffd" in (out / "report.html").read_text(encoding="utf-8")
 
@@ -70,7 +63,7 @@ def test_trace_keeps_one_line_per_sentence_whatever_a_reply_holds(tmp_path, caps
     reply = '{"entities": [{"text": "a\u2028b\u2029c\u0085d", "type": "PER"}]}'
     with LoopbackServer(lambda body: reply) as srv:
         out = tmp_path / "run"
-        code, _, err = _run(capsys, "run", "--base-url", srv.base_url, "--model", "loopback", "--method",
+        code, _, err = run_cli(capsys, "run", "--base-url", srv.base_url, "--model", "loopback", "--method",
                             "direct", "--limit", "3", "--out", str(out), "--cache-dir", str(tmp_path / "c"))
     assert code == 0, err
     lines = (out / "trace.jsonl").read_text(encoding="utf-8").splitlines()
@@ -88,12 +81,12 @@ def test_rerun_whose_calls_fail_never_replaces_a_complete_run(oracle, tmp_path, 
     out = tmp_path / "run"
     base = ["run", "--base-url", oracle.base_url, "--model", "loopback", "--method", "direct",
             "--out", str(out), "--max-retries", "0", "--concurrency", "1"]
-    code, _, _ = _run(capsys, *base, "--cache-dir", str(tmp_path / "c"))
+    code, _, _ = run_cli(capsys, *base, "--cache-dir", str(tmp_path / "c"))
     assert code == 0
     before = (out / "predictions.conll").read_bytes()
     first = len(oracle.requests)
     oracle.fault = lambda body, attempt: Fault(500) if attempt >= first + 1 else None
-    code, stdout, err = _run(capsys, *base, "--no-cache")
+    code, stdout, err = run_cli(capsys, *base, "--no-cache")
     assert code != 0
     metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["failed_sentences"] == 0 and metrics["complete"] is True
@@ -109,12 +102,30 @@ def test_an_overwrite_whose_calls_all_fail_keeps_the_earlier_run(oracle, tmp_pat
     out = tmp_path / "run"
     base = ["run", "--base-url", oracle.base_url, "--model", "loopback", "--out", str(out),
             "--max-retries", "0", "--cache-dir", str(tmp_path / "c")]
-    assert _run(capsys, *base, "--method", "direct")[0] == 0
+    assert run_cli(capsys, *base, "--method", "direct")[0] == 0
     before = (out / "metrics.json").read_bytes()
     oracle.fault = lambda body, attempt: Fault(500)
-    code, _, err = _run(capsys, *base, "--method", "transfusion", "--overwrite")
+    code, _, err = run_cli(capsys, *base, "--method", "transfusion", "--overwrite")
     assert code != 0
     assert (out / "metrics.json").read_bytes() == before
+
+
+def _kill_right_after_run_json(base: list[str], *extra: str) -> None:
+    """Run `tf-prompt BASE EXTRA` in a child process killed (exit 137) just after it has replaced
+    run.json: a folder torn between run.json and metrics.json."""
+    child = (
+        "import os\n"
+        "real = os.replace\n"
+        "def rep(a, b):\n"
+        "    real(a, b)\n"
+        "    if str(b).endswith('run.json'):\n"
+        "        os._exit(137)\n"
+        "os.replace = rep\n"
+        "from tf_prompt.cli import main\n"
+        f"main({[*base, *extra]!r})\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 137, proc.stderr
 
 
 def test_torn_run_folder_does_not_make_a_finished_rerun_silently_write_nothing(oracle, tmp_path, capsys):
@@ -125,22 +136,9 @@ def test_torn_run_folder_does_not_make_a_finished_rerun_silently_write_nothing(o
     out = tmp_path / "run"
     base = ["run", "--base-url", oracle.base_url, "--model", "loopback", "--method", "direct",
             "--out", str(out), "--cache-dir", str(tmp_path / "c")]
-    assert _run(capsys, *base)[0] == 0
-    child = (
-        "import os, sys\n"
-        "real = os.replace\n"
-        "def rep(a, b):\n"
-        "    real(a, b)\n"
-        "    if str(b).endswith('run.json'):\n"
-        "        os._exit(137)\n"
-        "os.replace = rep\n"
-        "from tf_prompt.cli import main\n"
-        f"main({[*base, '--limit', '5', '--overwrite']!r})\n"
-    )
-    env = {**os.environ}
-    proc = subprocess.run([sys.executable, "-c", child], env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 137, proc.stderr
-    code, stdout, _ = _run(capsys, *base, "--limit", "5")
+    assert run_cli(capsys, *base)[0] == 0
+    _kill_right_after_run_json(base, "--limit", "5", "--overwrite")
+    code, stdout, _ = run_cli(capsys, *base, "--limit", "5")
     metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     # either the rerun writes its outputs, or it does not claim success
     assert metrics["n_sentences"] == 5 or code != 0
@@ -154,28 +152,16 @@ def test_a_torn_run_folder_belongs_to_the_run_in_metrics_json(oracle, tmp_path, 
     out = tmp_path / "run"
     base = ["run", "--base-url", oracle.base_url, "--model", "loopback", "--method", "direct",
             "--out", str(out), "--cache-dir", str(tmp_path / "c")]
-    assert _run(capsys, *base)[0] == 0
-    child = (
-        "import os\n"
-        "real = os.replace\n"
-        "def rep(a, b):\n"
-        "    real(a, b)\n"
-        "    if str(b).endswith('run.json'):\n"
-        "        os._exit(137)\n"
-        "os.replace = rep\n"
-        "from tf_prompt.cli import main\n"
-        f"main({[*base, '--limit', '5', '--overwrite']!r})\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 137, proc.stderr
-    code, _, err = _run(capsys, *base, "--limit", "5")
+    assert run_cli(capsys, *base)[0] == 0
+    _kill_right_after_run_json(base, "--limit", "5", "--overwrite")
+    code, _, err = run_cli(capsys, *base, "--limit", "5")
     assert code != 0
     assert "limit none -> 5; a run with these settings was stopped while writing its outputs" in err
-    code, stdout, _ = _run(capsys, *base)
+    code, stdout, _ = run_cli(capsys, *base)
     assert code == 0 and "outputs:" in stdout
     manifest = json.loads((out / "run.json").read_text(encoding="utf-8"))
     assert manifest["identity"]["limit"] is None
-    assert _run(capsys, *base, "--limit", "5", "--overwrite")[0] == 0
+    assert run_cli(capsys, *base, "--limit", "5", "--overwrite")[0] == 0
     assert json.loads((out / "metrics.json").read_text(encoding="utf-8"))["n_sentences"] == 5
 
 
@@ -186,8 +172,8 @@ def test_a_different_limit_is_named_as_the_limit_not_as_changed_data(oracle, tmp
     out = tmp_path / "run"
     base = ["run", "--base-url", oracle.base_url, "--model", "loopback", "--method", "direct",
             "--out", str(out), "--cache-dir", str(tmp_path / "c")]
-    assert _run(capsys, *base)[0] == 0
-    code, _, err = _run(capsys, *base, "--limit", "5")
+    assert run_cli(capsys, *base)[0] == 0
+    code, _, err = run_cli(capsys, *base, "--limit", "5")
     assert code != 0
     line = err.strip().splitlines()[-1]
     assert line.startswith("tf-prompt: error:")

@@ -8,7 +8,6 @@ when xllamacpp or the preset's packages are not installed.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -18,22 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from tf_prompt.models import pip_requirements, resolve_gguf
+from tf_prompt.models import resolve_gguf
+
+from conftest import local_model_missing
 
 PRESET = "qwen2.5-coder-0.5b"
 
 
 def _missing_reason() -> str | None:
-    if importlib.util.find_spec("xllamacpp") is None:
-        return "xllamacpp is not installed (pip install -e '.[local]')"
-    for req in pip_requirements(PRESET):
-        name, version = req.split("==")
-        try:
-            if metadata.version(name) != version:
-                return f"{name} is not at version {version}"
-        except metadata.PackageNotFoundError:
-            return f"{name} is not installed (pip install -e '.[local]')"
-    return None
+    return local_model_missing(PRESET)
 
 
 needs_model = pytest.mark.skipif(_missing_reason() is not None, reason=str(_missing_reason()))

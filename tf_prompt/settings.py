@@ -109,9 +109,9 @@ class RunSettings(BaseModel):
             raise ValueError(f"unknown annotator {v!r}; use llm or spacy[:MODEL]")
         return v
 
-    @field_validator("batch_sentences")
+    @field_validator("batch_sentences", "concurrency")
     @classmethod
-    def _batch(cls, v: int) -> int:
+    def _at_least_one(cls, v: int) -> int:
         if v < 1:
             raise ValueError("must be >= 1")
         return v
@@ -121,13 +121,6 @@ class RunSettings(BaseModel):
     def _non_negative(cls, v: int) -> int:
         if v < 0:
             raise ValueError("must be >= 0")
-        return v
-
-    @field_validator("concurrency")
-    @classmethod
-    def _at_least_one(cls, v: int) -> int:
-        if v < 1:
-            raise ValueError("must be >= 1 (sentences in flight)")
         return v
 
     # A float that is NaN or infinite cannot be sent (JSON has no such number: the request would
