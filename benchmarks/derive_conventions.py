@@ -26,7 +26,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from tf_prompt.data import read_conll, resolve_dataset
+from tf_prompt.data.conll import read_conll, resolve_dataset
 
 
 def main() -> int:

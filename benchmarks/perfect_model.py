@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from tf_prompt.api import run_async
-from tf_prompt.data import read_conll
+from tf_prompt.data.conll import read_conll
 from tf_prompt.settings import RunSettings
 from tf_prompt.testing import LoopbackServer, oracle_responder
 

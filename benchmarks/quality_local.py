@@ -3,7 +3,7 @@
 Runs each method on the first N sentences of five MasakhaNER 2.0 languages and prints F1 per
 language and method, the average, and the calls, tokens and seconds each took, then the same as a
 Markdown table (the README quotes it). `transfusion` is the default `--method transfusion`
-(fusion combined with the direct answer, see tf_prompt/combine.py); `transfusion:none` is the
+(fusion combined with the direct answer, see tf_prompt/spans/combine.py); `transfusion:none` is the
 fusion answer alone, as in the paper.
 
 Replies go through the normal reply cache, so an interrupted benchmark continues where it stopped
@@ -107,7 +107,7 @@ def main() -> int:
     print()
     print(markdown(rows, langs, methods))
     if args.plot:
-        from tf_prompt.plots import plot_f1_by_language
+        from tf_prompt.experiments.plots import plot_f1_by_language
 
         Path(args.plot).mkdir(parents=True, exist_ok=True)
         plot_f1_by_language([{**r, "model": args.model, "language": r["lang"], "prompt": "default"} for r in rows],

@@ -21,13 +21,14 @@ from typing import Any
 import openai
 import pytest
 
-from tf_prompt import RunSettings, run_dataset
+from tf_prompt import RunSettings
+from tf_prompt import run_dataset
 from tf_prompt.backends.base import BackendError
 from tf_prompt.batch_api import MAX_BATCH_ATTEMPTS, NEEDS_BATCH_API, BatchPending, run_via_batch
-from tf_prompt.cache import ReplyCache
-from tf_prompt.client import BudgetExceeded
-from tf_prompt.cost import PriceTable, tokenizer_for
-from tf_prompt.data import read_conll, sample_path
+from tf_prompt.llm.cache import ReplyCache
+from tf_prompt.llm.client import BudgetExceeded
+from tf_prompt.llm.cost import PriceTable, tokenizer_for
+from tf_prompt.data.conll import read_conll, sample_path
 from tf_prompt.testing import Fault, LoopbackServer, oracle_responder
 
 LABELS = ["PER", "ORG", "LOC", "DATE"]
@@ -253,7 +254,7 @@ def test_via_batch_from_the_cli(tmp_path) -> None:
     import json as _json
 
     from tf_prompt.cli import main
-    from tf_prompt.data import read_conll, sample_path
+    from tf_prompt.data.conll import read_conll, sample_path
     from tf_prompt.testing import LoopbackServer, oracle_responder
 
     sentences = read_conll(sample_path())

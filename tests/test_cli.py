@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tf_prompt.cli import main
-from tf_prompt.data import read_conll, sample_path
+from tf_prompt.data.conll import read_conll, sample_path
 from tf_prompt.testing import Fault, oracle_responder
 
 
@@ -96,7 +96,7 @@ def test_user_schema_and_prompt_override(server, tmp_path: Path) -> None:
 def test_file_translator_and_spacy_annotator_from_the_cli(server, tmp_path: Path, capsys) -> None:
     pytest.importorskip("spacy")
     try:
-        from tf_prompt.annotators import load_spacy
+        from tf_prompt.components.annotators import load_spacy
 
         load_spacy("en_core_web_sm")
     except Exception as e:  # noqa: BLE001 - the model package is an optional extra

@@ -8,7 +8,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 #: Public names and the module each lives in. They are imported on first use (PEP 562), so that
-#: `import tf_prompt.data` or `tf-prompt --help` does not pay for the openai SDK (about 0.4 s).
+#: `import tf_prompt.data.conll` or `tf-prompt --help` does not pay for the openai SDK (about 0.4 s).
 _LAZY = {
     "Entity": "api", "extract": "api", "run_async": "api", "run_dataset": "api",
     "run_via_batch": "batch_api", "run_dataset_via_batch": "batch_api",

@@ -1,6 +1,7 @@
 """The Python API: the same pipeline as `tf-prompt run`, for scripts and notebooks.
 
-    from tf_prompt import extract, run_dataset
+    from tf_prompt import extract
+    from tf_prompt import run_dataset
 
     entities = extract(["Shehu Gusau ya isa Kano ranar Litinin."], model="gpt-4o",
                        method="transfusion", language="hau")
@@ -20,24 +21,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from .backends.base import Backend, BackendError
-from .backends.openai_compat import DEFAULT_KEY_ENV, OpenAIBackend
-from .cache import CacheError, ReplyCache
-from .client import BudgetExceeded, ClientOptions, ModelClient
-from .cost import PriceTable
-from .data import DataError, Sentence, read_conll, resolve_dataset, sample_path
-from .languages import guess_language, language_name
-from .method_templates import STEPS_OF, template_identities  # noqa: F401 (STEPS_OF: public name)
-from .annotators import SpacyAnnotator
-from .pipeline import Annotator, Context, Pipeline, Result, Translator, gold_mentions
-from .progress import Progress
-from .redact import redact_url
-from .rundir import MANIFEST, OutputError, RunFolder, check_out_path, data_digest, identity_of
-from .runner import RunSummary, TraceWriter, compute_metrics, run_pipeline, write_outputs
-from .schema import Schema, get_schema
-from .settings import RunSettings
-from .templates import TemplateError, TemplateSet
-from .translators import ComponentError, FileTranslator, HFTranslator
+from tf_prompt.backends.base import Backend, BackendError
+from tf_prompt.backends.openai_compat import DEFAULT_KEY_ENV, OpenAIBackend
+from tf_prompt.llm.cache import CacheError, ReplyCache
+from tf_prompt.llm.client import BudgetExceeded, ClientOptions, ModelClient
+from tf_prompt.llm.cost import PriceTable
+from tf_prompt.data.conll import DataError, Sentence, read_conll, resolve_dataset, sample_path
+from tf_prompt.data.languages import guess_language, language_name
+from tf_prompt.methods.templates import STEPS_OF, template_identities  # noqa: F401 (STEPS_OF: public name)
+from tf_prompt.components.annotators import SpacyAnnotator
+from tf_prompt.methods.pipeline import Annotator, Context, Pipeline, Result, Translator, gold_mentions
+from tf_prompt.llm.progress import Progress
+from tf_prompt.util.redact import redact_url
+from tf_prompt.runs.rundir import MANIFEST, OutputError, RunFolder, check_out_path, data_digest, identity_of
+from tf_prompt.methods.scheduler import run_pipeline
+from tf_prompt.runs.runner import RunSummary, TraceWriter, compute_metrics, write_outputs
+from tf_prompt.data.schema import Schema, get_schema
+from tf_prompt.settings import RunSettings
+from tf_prompt.prompting.templates import TemplateError, TemplateSet
+from tf_prompt.components.translators import ComponentError, FileTranslator, HFTranslator
 
 
 @dataclass(frozen=True)
@@ -83,12 +85,12 @@ def make_backend(settings: RunSettings) -> Backend:
     model, _ = default_model(settings)
     kind, _, rest = model.partition(":")
     if kind == "gguf" and rest:
-        from .backends.gguf import GGUFBackend
+        from tf_prompt.backends.gguf import GGUFBackend
 
         return GGUFBackend(model=rest, n_threads=settings.n_threads or os.cpu_count() or 1,
                            n_ctx=settings.n_ctx or 4096)
     if kind == "hf" and rest:
-        from .backends.hf import HFBackend
+        from tf_prompt.backends.hf import HFBackend
 
         return HFBackend(model=rest)
     if kind == "openai" and rest:

@@ -31,18 +31,20 @@ from typing import Any, Iterator, Sequence
 
 import openai
 
-from . import atomic, jsontext
-from .api import build_pipeline, default_model, load_sentences, make_backend, run_async, run_record
-from .backends.base import Backend, BackendError, Completion
-from .backends.openai_compat import OpenAIBackend, read_api_key, translate_error
-from .cache import ReplyCache
-from .client import BudgetExceeded, ClientOptions, ModelClient
-from .cost import PriceTable
-from .data import Sentence, physical_lines
-from .rundir import RunFolder, check_out_path, identity_of
-from .runner import RunSummary, run_pipeline
-from .settings import RunSettings
-from .templates import Prompt
+from tf_prompt.util import atomic
+from tf_prompt.util import jsontext
+from tf_prompt.api import build_pipeline, default_model, load_sentences, make_backend, run_async, run_record
+from tf_prompt.backends.base import Backend, BackendError, Completion
+from tf_prompt.backends.openai_compat import OpenAIBackend, read_api_key, translate_error
+from tf_prompt.llm.cache import ReplyCache
+from tf_prompt.llm.client import BudgetExceeded, ClientOptions, ModelClient
+from tf_prompt.llm.cost import PriceTable
+from tf_prompt.data.conll import Sentence, physical_lines
+from tf_prompt.runs.rundir import RunFolder, check_out_path, identity_of
+from tf_prompt.methods.scheduler import run_pipeline
+from tf_prompt.runs.runner import RunSummary
+from tf_prompt.settings import RunSettings
+from tf_prompt.prompting.templates import Prompt
 
 __all__ = ["run_via_batch", "run_dataset_via_batch", "BatchPending", "CollectingClient", "BatchRequest",
            "BatchUsage", "NEEDS_BATCH_API"]

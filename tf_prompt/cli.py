@@ -14,19 +14,19 @@ from typing import Sequence
 
 from pydantic import ValidationError
 
-from . import __version__
-from .backends.base import BackendError
-from .cache import CacheError
-from .combine import DEFAULT as DEFAULT_COMBINE, RULES as COMBINE_RULES
-from .client import BudgetExceeded
-from .cost import PriceError
-from .data import DataError
-from .pipeline import METHODS, STYLES
-from .runner import format_summary
-from .schema import SchemaError
-from .settings import RunSettings
-from .templates import TemplateError
-from .translators import ComponentError
+from tf_prompt import __version__
+from tf_prompt.backends.base import BackendError
+from tf_prompt.llm.cache import CacheError
+from tf_prompt.spans.combine import DEFAULT as DEFAULT_COMBINE, RULES as COMBINE_RULES
+from tf_prompt.llm.client import BudgetExceeded
+from tf_prompt.llm.cost import PriceError
+from tf_prompt.data.conll import DataError
+from tf_prompt.methods.pipeline import METHODS, STYLES
+from tf_prompt.runs.runner import format_summary
+from tf_prompt.data.schema import SchemaError
+from tf_prompt.settings import RunSettings
+from tf_prompt.prompting.templates import TemplateError
+from tf_prompt.components.translators import ComponentError
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -112,7 +112,7 @@ def _settings(args: argparse.Namespace) -> RunSettings:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .api import default_model, run_async
+    from tf_prompt.api import default_model, run_async
 
     settings = _settings(args)
     _, note = default_model(settings)
@@ -121,7 +121,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if settings.data is None:
         print("tf-prompt: no --data given: running on the shipped sample (12 sentences)", file=sys.stderr)
     if args.via == "batch":
-        from .batch_api import run_via_batch
+        from tf_prompt.batch_api import run_via_batch
 
         summary = asyncio.run(run_via_batch(settings, poll_interval=args.poll_interval, max_wait=args.max_wait))
     else:
@@ -142,7 +142,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
-    from .api import estimate_async
+    from tf_prompt.api import estimate_async
 
     settings = _settings(args)
     est = asyncio.run(estimate_async(settings))
@@ -177,7 +177,7 @@ def _money(x: float | None) -> str:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from .cache import ReplyCache
+    from tf_prompt.llm.cache import ReplyCache
 
     if args.action == "clear":   # also works on a corrupt cache, which cannot be opened
         n, where = ReplyCache.clear_directory(args.cache_dir)
@@ -223,13 +223,13 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("action", choices=["stats", "clear"])
     cache.add_argument("--cache-dir", help="default: $TF_PROMPT_CACHE or ~/.cache/tf-prompt")
     cache.set_defaults(func=cmd_cache)
-    from .sweep import add_sweep_parser
+    from tf_prompt.experiments.sweep import add_sweep_parser
 
     add_sweep_parser(sub)
-    from .report import add_report_parser
+    from tf_prompt.experiments.report import add_report_parser
 
     add_report_parser(sub)
-    from .models_cli import add_models_parser
+    from tf_prompt.llm.presets_cli import add_models_parser
     add_models_parser(sub)
     return parser
 

@@ -11,8 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from .combine import DEFAULT as DEFAULT_COMBINE, RULES as COMBINE_RULES
-from .pipeline import METHODS, STYLES
+from tf_prompt.spans.combine import DEFAULT as DEFAULT_COMBINE, RULES as COMBINE_RULES
+from tf_prompt.methods.pipeline import METHODS, STYLES
 
 
 class RunSettings(BaseModel):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
+from tf_prompt.types import BackendError
 
 
 @dataclass(frozen=True)
@@ -24,30 +25,6 @@ class Completion:
     cached: bool = False
 
 
-class BackendError(RuntimeError):
-    """A call failed. `retryable` says whether trying again can help (rate limit, 5xx, timeout).
-
-    `str()` is one line meant for the user, saying what to fix when it cannot be retried.
-    """
-
-    def __init__(self, message: str, *, retryable: bool = False, retry_after: float | None = None,
-                 status: int | None = None, timed_out: bool = False, unreachable: bool = False,
-                 not_an_api: bool = False):
-        super().__init__(message)
-        self.retryable = retryable
-        self.retry_after = retry_after
-        self.status = status
-        #: no answer within the timeout: a weaker sign of a dead endpoint than a refused connection
-        #: (a slow first reply, a loaded machine), so the breaker wants it repeated on one call
-        self.timed_out = timed_out
-        #: nobody there for certain (connection refused, host name not found); a dropped or reset
-        #: connection is not that (a server restarting, a proxy hiccup) and is treated like a timeout
-        self.unreachable = unreachable
-        #: something answered, but not with an API reply (a web page, text that is not JSON):
-        #: before any request of the run succeeded, the sign of a wrong --base-url
-        self.not_an_api = not_an_api
-
-
 @dataclass
 class Backend(ABC):
     """Base class: subclasses set `kind` and implement `complete`."""
@@ -60,7 +37,7 @@ class Backend(ABC):
         return {"kind": self.kind, "model": self.model}
 
     def tokenizer(self) -> Any | None:
-        """The model's own token counter (a tf_prompt.cost.Tokenizer), if the backend has one.
+        """The model's own token counter (a tf_prompt.llm.cost.Tokenizer), if the backend has one.
 
         Local backends know their tokenizer exactly; remote ones return None and the client
         falls back to tiktoken by model name.

@@ -11,7 +11,7 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .base import Backend, Completion
+from tf_prompt.backends.base import Backend, Completion
 
 
 @dataclass

@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..cost import Tokenizer
-from ..models import PRESETS, DEFAULT_PRESET, ModelError, identify_gguf, resolve_gguf
-from .base import Backend, BackendError, Completion
+from tf_prompt.llm.cost import Tokenizer
+from tf_prompt.llm.presets import PRESETS, DEFAULT_PRESET, ModelError, identify_gguf, resolve_gguf
+from tf_prompt.backends.base import Backend, BackendError, Completion
 
 # --- the model: loaded once per process --------------------------------------------------------
 
@@ -279,7 +279,7 @@ _PARAMS = {"temperature", "max_tokens", "seed", "stop", "top_p"}
 class GGUFBackend(Backend):
     """Chat completions from a local GGUF file; the chat template is the one inside the file."""
 
-    model: str = DEFAULT_PRESET          # a preset name (tf_prompt.models.PRESETS) or a .gguf path
+    model: str = DEFAULT_PRESET          # a preset name (tf_prompt.llm.presets.PRESETS) or a .gguf path
     n_threads: int | None = None         # default: all cores
     n_ctx: int = 4096
     n_gpu_layers: int = 0

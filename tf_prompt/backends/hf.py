@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..cost import Tokenizer
-from .base import Backend, BackendError, Completion
+from tf_prompt.llm.cost import Tokenizer
+from tf_prompt.backends.base import Backend, BackendError, Completion
 
 __all__ = ["HFBackend", "raw_prompt", "RAW_STOP"]
 
@@ -87,7 +87,7 @@ class _Loaded:
 
 
 class _HFEncoding:
-    """Lets `tf_prompt.cost.Tokenizer` count with the model's own tokenizer (tiktoken's interface)."""
+    """Lets `tf_prompt.llm.cost.Tokenizer` count with the model's own tokenizer (tiktoken's interface)."""
 
     def __init__(self, tokenizer: Any):
         self._tokenizer = tokenizer

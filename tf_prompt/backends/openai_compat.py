@@ -23,8 +23,8 @@ from urllib.parse import urlsplit
 import httpx
 import openai
 
-from ..redact import redact_text, redact_url
-from .base import Backend, BackendError, Completion
+from tf_prompt.util.redact import redact_text, redact_url
+from tf_prompt.backends.base import Backend, BackendError, Completion
 
 #: Used when a local server needs no key but the SDK insists on one.
 PLACEHOLDER_KEY = "sk-no-key-required"

@@ -1,0 +1,1 @@
+"""Sweeps over settings, the HTML error report and plots."""

@@ -1,0 +1,1 @@
+"""Calling a model: client (cache, budget, rate limits, retries), prices, local model presets."""

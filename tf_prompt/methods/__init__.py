@@ -1,0 +1,1 @@
+"""The NER methods (direct, translate-test, transfusion, one-call) and the steps each declares."""

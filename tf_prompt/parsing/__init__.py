@@ -1,0 +1,1 @@
+"""Model replies to entity mentions: one module per reply format."""

@@ -1,0 +1,1 @@
+"""Prompt templates (sandboxed Jinja, versioned files) and several sentences per prompt."""

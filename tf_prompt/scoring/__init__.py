@@ -1,0 +1,1 @@
+"""Scores predictions against gold tags (seqeval's entity rules)."""

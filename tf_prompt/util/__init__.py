@@ -1,0 +1,1 @@
+"""Small helpers with no knowledge of NER: atomic file writes, JSON text, key redaction."""
