@@ -35,7 +35,9 @@ from tf_prompt.llm.progress import Progress
 from tf_prompt.util.redact import redact_url
 from tf_prompt.runs.rundir import MANIFEST, OutputError, RunFolder, check_out_path, data_digest, identity_of
 from tf_prompt.methods.scheduler import run_pipeline
-from tf_prompt.runs.runner import RunSummary, TraceWriter, compute_metrics, write_outputs
+from tf_prompt.runs.outputs import TraceWriter, write_outputs
+from tf_prompt.runs.summary import RunSummary
+from tf_prompt.scoring.metrics import compute_metrics
 from tf_prompt.data.schema import Schema, get_schema
 from tf_prompt.settings import RunSettings
 from tf_prompt.prompting.templates import TemplateError, TemplateSet

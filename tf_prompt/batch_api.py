@@ -42,7 +42,7 @@ from tf_prompt.llm.cost import PriceTable
 from tf_prompt.data.conll import Sentence, physical_lines
 from tf_prompt.runs.rundir import RunFolder, check_out_path, identity_of
 from tf_prompt.methods.scheduler import run_pipeline
-from tf_prompt.runs.runner import RunSummary
+from tf_prompt.runs.summary import RunSummary
 from tf_prompt.settings import RunSettings
 from tf_prompt.prompting.templates import Prompt
 

@@ -22,10 +22,11 @@ from tf_prompt.llm.client import BudgetExceeded
 from tf_prompt.llm.cost import PriceError
 from tf_prompt.data.conll import DataError
 from tf_prompt.methods.pipeline import METHODS, STYLES
-from tf_prompt.runs.runner import format_summary
+from tf_prompt.runs.summary import format_summary
 from tf_prompt.data.schema import SchemaError
 from tf_prompt.settings import RunSettings
 from tf_prompt.prompting.templates import TemplateError
+from tf_prompt.util.formatting import money
 from tf_prompt.components.translators import ComponentError
 
 EXIT_USAGE = 2
@@ -154,9 +155,9 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     print(f"{'step':<11}{'calls':>8}{'prompt tok':>13}{'compl. tok':>13}{'cost $':>12}")
     for step, s in est["by_step"].items():
         print(f"{step:<11}{s['calls']:>8}{s['prompt_tokens']:>13}{s['completion_tokens']:>13}"
-              f"{_money(s['cost_usd'] if est['cost_usd'] is not None else None):>12}")
+              f"{money(s['cost_usd'] if est['cost_usd'] is not None else None):>12}")
     print(f"{'total':<11}{est['calls']:>8}{est['prompt_tokens']:>13}{est['completion_tokens']:>13}"
-          f"{_money(est['cost_usd']):>12}")
+          f"{money(est['cost_usd']):>12}")
     print(f"already cached (free): {est['cached_calls']} calls")
     if est.get("tokenizer_note"):
         print(f"note: {est['tokenizer_note']}")
@@ -167,13 +168,9 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         tokens = est["prompt_tokens"] + est["completion_tokens"]
         single_tokens = single["prompt_tokens"] + single["completion_tokens"]
         print(f"one sentence per prompt instead: {single['calls']} calls, {single_tokens} tokens, "
-              f"${_money(single['cost_usd'])}; --batch-sentences {est['batch_sentences']} saves "
+              f"${money(single['cost_usd'])}; --batch-sentences {est['batch_sentences']} saves "
               f"{100 * (1 - tokens / single_tokens):.0f}% of the tokens" if single_tokens else "")
     return 0
-
-
-def _money(x: float | None) -> str:
-    return "unknown" if x is None else f"{x:.4f}"
 
 
 def cmd_cache(args: argparse.Namespace) -> int:

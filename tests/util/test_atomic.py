@@ -19,7 +19,7 @@ import pytest
 
 from tf_prompt.util import atomic
 from tf_prompt.runs.rundir import OutputError
-from tf_prompt.runs.runner import write_outputs
+from tf_prompt.runs.outputs import write_outputs
 
 
 def test_a_failed_rename_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch) -> None:
@@ -65,7 +65,7 @@ def test_replacing_keeps_the_suffix_for_writers_that_need_it(tmp_path) -> None:
 WRITER = """
 import sys
 from pathlib import Path
-from tf_prompt.runs.runner import write_outputs
+from tf_prompt.runs.outputs import write_outputs
 out = Path(sys.argv[1])
 pad = "x" * 8_000_000
 i = 0

@@ -36,20 +36,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from tf_prompt.runs.errors import OutputError, RunDirError
+from tf_prompt.runs.outputs import (MANIFEST, METRICS, PARTIAL_TRACE, TRACE, json_object_or_none,
+                                    trace_counts)
 from tf_prompt.util import atomic
 from tf_prompt.util import jsontext
-from tf_prompt.data.conll import DataError
 
 try:   # POSIX; elsewhere runs are not protected from each other (documented)
     import fcntl
 except ImportError:   # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-MANIFEST = "run.json"
-TRACE = "trace.jsonl"
-METRICS = "metrics.json"
-#: Where a run that would replace an earlier run writes its trace lines until it may.
-PARTIAL_TRACE = "trace.partial.jsonl"
+__all__ = ["MANIFEST", "METRICS", "NOT_IDENTITY", "OutputError", "PARTIAL_TRACE", "Previous", "RunDirError",
+           "RunFolder", "TRACE", "check_out_path", "data_digest", "differences", "identity_of", "read_previous"]
 
 #: Settings that change how calls are made or paid for, never a result: a rerun that changes
 #: only these continues the earlier run.
@@ -60,14 +59,6 @@ NOT_IDENTITY = frozenset({
     "data",      # the spec as typed: data_path and data_sha256 say what was read
     "prompts",   # the folder: `templates` holds each step's template name and hash
 })
-
-
-class RunDirError(DataError):
-    """The output folder cannot be used as asked; `str(e)` is one line naming the folder."""
-
-
-class OutputError(RunDirError):
-    """An output file could not be written; `str(e)` is one line naming the file."""
 
 
 def check_out_path(out: str | Path) -> Path:
@@ -156,36 +147,8 @@ class Previous:
     torn: dict[str, Any] | None = None
 
 
-def _read_json_object(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def _count(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
-
-
-def _trace_counts(path: Path) -> tuple[int, int]:
-    """Sentences recorded in a live trace, and how many of them were answered (a line cut short
-    by a kill is recorded, not answered)."""
-    n = answered = 0
-    try:
-        with path.open("rb") as fh:
-            for line in fh:
-                if not line.strip():
-                    continue
-                n += 1
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    continue
-                answered += isinstance(record, dict) and record.get("failed") is not True
-    except OSError:
-        pass
-    return n, answered
 
 
 def read_previous(folder: Path) -> Previous | None:
@@ -194,13 +157,13 @@ def read_previous(folder: Path) -> Previous | None:
     Identity and counts come from one file, metrics.json (the commit record), when it holds
     them; run.json and the trace only for a run that never wrote metrics.json.
     """
-    manifest = _read_json_object(folder / MANIFEST)
+    manifest = json_object_or_none(folder / MANIFEST)
     named = manifest.get("identity") if manifest else None
     named = named if isinstance(named, dict) else None
-    metrics = _read_json_object(folder / METRICS) or {}
+    metrics = json_object_or_none(folder / METRICS) or {}
     n = _count(metrics.get("n_sentences"))
     if n is None:
-        n, answered = _trace_counts(folder / TRACE)
+        n, answered = trace_counts(folder / TRACE)
         identity = named
     else:
         answered = max(0, n - (_count(metrics.get("failed_sentences")) or 0))
