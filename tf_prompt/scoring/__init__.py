@@ -1,1 +1,2 @@
-"""Scores predictions against gold tags (seqeval's entity rules)."""
+"""Scoring: entity-level scores with seqeval's rules (evaluate.py), a run's metrics (metrics.py) and
+the error class of each entity (errors.py)."""
