@@ -61,7 +61,7 @@ def test_missing_final_result_is_a_parse_failure(server) -> None:
 
 
 def test_full_code_reply_in_a_fence() -> None:
-    from tf_prompt.parsing.replies import parse_code_assignments
+    from tf_prompt.parsing import parse_code_assignments
 
     reply = '```python\nresult = [Location(span="Kano")]\nfinal_result = [Location(span="Kano")]\n```'
     lists = parse_code_assignments(complete_code(reply), LABELS)

@@ -14,7 +14,7 @@ from tf_prompt.spans.align import Alignment, Span, bio_to_spans, locate, normali
 
 @dataclass(frozen=True)
 class M:
-    """Stand-in for tf_prompt.parsing.replies.Mention (align only needs .text/.label)."""
+    """Stand-in for tf_prompt.types.Mention (align only needs .text/.label)."""
 
     text: str
     label: str

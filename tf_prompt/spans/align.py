@@ -35,7 +35,7 @@ __all__ = [
 
 
 class MentionLike(Protocol):
-    """Anything with ``.text`` and ``.label`` (e.g. ``tf_prompt.parsing.replies.Mention``).
+    """Anything with ``.text`` and ``.label`` (e.g. ``tf_prompt.types.Mention``).
 
     A protocol rather than an import keeps this module free of dependencies on
     the parser, which is developed separately.

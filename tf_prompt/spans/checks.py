@@ -23,7 +23,7 @@ import re
 from typing import TYPE_CHECKING, Mapping, Sequence
 
 from tf_prompt.spans.align import Span
-from tf_prompt.parsing.replies import Mention
+from tf_prompt.types import Mention
 
 if TYPE_CHECKING:
     from tf_prompt.data.schema import Schema

@@ -15,11 +15,13 @@ import pytest
 
 from tf_prompt import run_dataset
 from tf_prompt.data.conll import read_conll, sample_path
-from tf_prompt.parsing.replies import ParseFailure, _scan_segments, parse_entities
-from tf_prompt.methods.pipeline import answer_json, gold_mentions
 from tf_prompt.data.schema import get_schema
+from tf_prompt.methods.pipeline import answer_json, gold_mentions
+from tf_prompt.parsing import parse_entities
+from tf_prompt.parsing.scan import scan_segments
 from tf_prompt.prompting.templates import TemplateSet
 from tf_prompt.testing import oracle_responder
+from tf_prompt.types import ParseFailure
 
 LABELS = ["PER", "ORG", "LOC", "DATE"]
 PLACEHOLDER = '{"entities": [{"text": "...", "type": "..."}]}'
@@ -91,7 +93,7 @@ def _echo(oracle):
         if "Translate" in user.split("\n", 1)[0]:
             return oracle(body)
         tail = user[user.index("in this form:") + len("in this form:"):]
-        return _scan_segments(tail)[0][0]
+        return scan_segments(tail)[0][0]
     return respond
 
 
