@@ -175,7 +175,8 @@ def test_missing_file_is_a_model_error(tmp_path: Path) -> None:
 def test_pipeline_runs_on_the_local_model(backend, tmp_path: Path) -> None:
     from tf_prompt.spans.align import spans_to_bio
     from tf_prompt.api import run_async
-    from tf_prompt.data.conll import read_conll, sample_path
+    from tf_prompt.data.conll import read_conll
+    from tf_prompt.data.datasets import sample_path
     from tf_prompt.scoring.evaluate import restrict
     from tf_prompt.settings import RunSettings
 

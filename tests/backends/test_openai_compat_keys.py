@@ -22,7 +22,8 @@ from tf_prompt.api import make_backend, run_dataset
 from tf_prompt.backends.base import BackendError
 from tf_prompt.backends.openai_compat import PLACEHOLDER_KEY
 from tf_prompt.cli import main
-from tf_prompt.data.conll import read_conll, sample_path
+from tf_prompt.data.conll import read_conll
+from tf_prompt.data.datasets import sample_path
 from tf_prompt.util.redact import redact_text, redact_url
 from tf_prompt.experiments.sweep import main_sweep
 from tf_prompt.testing import Fault, LoopbackServer, oracle_responder

@@ -22,7 +22,8 @@ import pytest
 from tf_prompt.api import run_async
 from tf_prompt.backends.base import BackendError
 from tf_prompt.backends.openai_compat import OpenAIBackend
-from tf_prompt.data.conll import read_conll, sample_path
+from tf_prompt.data.conll import read_conll
+from tf_prompt.data.datasets import sample_path
 from tf_prompt.settings import RunSettings
 from tf_prompt.testing import Fault, LoopbackServer, oracle_responder
 

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from tf_prompt.cli import main
-from tf_prompt.data.conll import Sentence, read_conll, sample_path
+from tf_prompt.data.conll import Sentence, read_conll
+from tf_prompt.data.datasets import sample_path
 from tf_prompt.testing import Fault, LoopbackServer, oracle_responder
 
 LABELS = ["PER", "ORG", "LOC", "DATE"]

@@ -7,7 +7,8 @@ import ast
 import pytest
 
 from tf_prompt import run_dataset
-from tf_prompt.data.conll import read_conll, sample_path
+from tf_prompt.data.conll import read_conll
+from tf_prompt.data.datasets import sample_path
 from tf_prompt.methods.pipeline import class_name, complete_code
 from tf_prompt.testing import oracle_responder
 

@@ -14,7 +14,8 @@ import re
 import pytest
 
 from tf_prompt import run_dataset
-from tf_prompt.data.conll import read_conll, sample_path
+from tf_prompt.data.conll import read_conll
+from tf_prompt.data.datasets import sample_path
 from tf_prompt.data.schema import get_schema
 from tf_prompt.methods.pipeline import answer_json, gold_mentions
 from tf_prompt.parsing import parse_entities
