@@ -18,7 +18,7 @@ import pytest
 # The hub library reads this once at import: set it before transformers is imported anywhere.
 os.environ["HF_HUB_OFFLINE"] = "1"
 
-from conftest import require, require_module  # noqa: E402
+from conftest import require, require_module
 
 torch = require_module("torch")
 transformers = require_module("transformers")

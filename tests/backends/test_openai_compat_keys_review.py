@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from tf_prompt.cli import main
 from conftest import run_cli
 from tf_prompt.data.conll import read_conll
 from tf_prompt.data.datasets import sample_path

@@ -18,7 +18,7 @@ from tf_prompt.data.conll import (
 )
 from tf_prompt.data.datasets import sample_path
 
-SHARED_LANGS = "bam ewe fon hau kin luo mos nya pcm sna swa tsn twi xho yor".split()
+SHARED_LANGS = ["bam", "ewe", "fon", "hau", "kin", "luo", "mos", "nya", "pcm", "sna", "swa", "tsn", "twi", "xho", "yor"]
 
 
 def require_shared() -> Path:
@@ -200,9 +200,9 @@ def test_write_unlabeled_uses_dash_and_utf8(tmp_path):
 
 def test_write_rejects_misaligned_predictions(tmp_path):
     s = Sentence.from_tokens(["a", "b"], ["O", "O"])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="2 tokens but 1 predicted tags"):
         write_conll(tmp_path / "o", [s], [["O"]])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="1 sentences but 0 prediction lists"):
         write_conll(tmp_path / "o", [s], [])
 
 
@@ -214,7 +214,7 @@ def test_from_tokens():
     assert s.text == "Dar es Salaam"
     assert [s.text[a:b] for a, b in s.offsets] == list(s.tokens)
     assert s.index == 3 and s.tags == ("B-LOC", "I-LOC", "I-LOC")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="1 tokens but 2 tags"):
         Sentence.from_tokens(["a"], ["O", "O"])
 
 
@@ -267,7 +267,7 @@ def test_iob2_from_bioes_and_bilou():
 
 
 def test_iob2_rejects_garbage():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="invalid tag 'PER'"):
         iob2(["O", "PER"])
 
 

@@ -5,15 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from reply_helpers import LABELS, OYO, M, no_trace_left, parse, tripwire
 
+from reply_helpers import LABELS, OYO, M, no_trace_left, parse, tripwire
 from tf_prompt.parsing import parse_code_assignments
 
 # --------------------------------------------------------------------------- code style
 
 
 def test_code_result_only() -> None:
-    reply = 'result = [Person(span="Shehu Gusau"), Location(span="Kano"), Organization(span="INEC"), Date(span="Litinin")]'
+    reply = ('result = [Person(span="Shehu Gusau"), Location(span="Kano"), '
+             'Organization(span="INEC"), Date(span="Litinin")]')
     res = parse(reply)
     assert res.mentions == [M("Shehu Gusau", "PER"), M("Kano", "LOC"), M("INEC", "ORG"), M("Litinin", "DATE")]
     assert res.format == "code"

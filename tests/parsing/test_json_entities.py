@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from reply_helpers import OYO, M, no_trace_left, parse, tripwire
 
+from reply_helpers import OYO, M, no_trace_left, parse, tripwire
 from tf_prompt.types import ParseFailure
 
 # --------------------------------------------------------------------------- JSON object
@@ -44,13 +44,14 @@ def test_json_item_key_variants(item: str) -> None:
 
 @pytest.mark.parametrize("key", ["result", "results", "final_result", "named_entities", "ner", "output", "answer"])
 def test_json_object_other_list_keys(key: str) -> None:
-    res = parse('{"%s": [{"text": "Mombasa", "type": "LOC"}]}' % key)
+    res = parse('{"' + key + '": [{"text": "Mombasa", "type": "LOC"}]}')
     assert res.mentions == [M("Mombasa", "LOC")]
     assert res.format == "json-object"
 
 
 def test_json_object_prefers_final_result() -> None:
-    reply = '{"result": [{"text": "Mombasa", "type": "LOC"}], "final_result": [{"text": "Mombasa ya Kale", "type": "LOC"}]}'
+    reply = ('{"result": [{"text": "Mombasa", "type": "LOC"}], '
+             '"final_result": [{"text": "Mombasa ya Kale", "type": "LOC"}]}')
     assert parse(reply).mentions == [M("Mombasa ya Kale", "LOC")]
 
 
@@ -60,7 +61,8 @@ def test_single_entity_object() -> None:
 
 
 def test_unknown_labels_go_to_unknown() -> None:
-    reply = '{"entities": [{"text": "Hausa", "type": "LANGUAGE"}, {"text": "Kano", "type": "LOC"}, {"text": "Naira", "type": "MISC"}]}'
+    reply = ('{"entities": [{"text": "Hausa", "type": "LANGUAGE"}, {"text": "Kano", "type": "LOC"}, '
+             '{"text": "Naira", "type": "MISC"}]}')
     res = parse(reply)
     assert res.mentions == [M("Kano", "LOC")]
     assert res.unknown == [M("Hausa", "LANGUAGE"), M("Naira", "MISC")]
@@ -80,12 +82,14 @@ def test_missing_type_is_unknown_with_empty_label() -> None:
 
 
 def test_duplicates_kept_in_order() -> None:
-    reply = '{"entities": [{"text": "Kano", "type": "LOC"}, {"text": "Shehu Gusau", "type": "PER"}, {"text": "Kano", "type": "LOC"}]}'
+    reply = ('{"entities": [{"text": "Kano", "type": "LOC"}, {"text": "Shehu Gusau", "type": "PER"}, '
+             '{"text": "Kano", "type": "LOC"}]}')
     assert parse(reply).mentions == [M("Kano", "LOC"), M("Shehu Gusau", "PER"), M("Kano", "LOC")]
 
 
 def test_entity_text_cleanup() -> None:
-    reply = '{"entities": [{"text": "  Kano\\n", "type": "LOC"}, {"text": "", "type": "PER"}, {"text": "   ", "type": "PER"}, {"text": 2019, "type": "DATE"}, {"text": null, "type": "ORG"}]}'
+    reply = ('{"entities": [{"text": "  Kano\\n", "type": "LOC"}, {"text": "", "type": "PER"}, '
+             '{"text": "   ", "type": "PER"}, {"text": 2019, "type": "DATE"}, {"text": null, "type": "ORG"}]}')
     assert parse(reply).mentions == [M("Kano", "LOC"), M("2019", "DATE")]
 
 
@@ -168,7 +172,8 @@ def test_unclosed_fence_with_complete_json() -> None:
 
 
 def test_json_in_prose() -> None:
-    reply = 'Here are the entities: {"entities": [{"text": "Shehu Gusau", "type": "PER"}, {"text": "Kano", "type": "LOC"}]} Hope this helps!'
+    reply = ('Here are the entities: {"entities": [{"text": "Shehu Gusau", "type": "PER"}, '
+             '{"text": "Kano", "type": "LOC"}]} Hope this helps!')
     res = parse(reply)
     assert res.mentions == [M("Shehu Gusau", "PER"), M("Kano", "LOC")]
     assert res.format == "json-object"
@@ -190,7 +195,8 @@ def test_trailing_commas() -> None:
 
 
 def test_single_quoted_python_style() -> None:
-    reply = "{'entities': [{'text': 'Shehu Gusau', 'type': 'PER'}, {'text': \"Ma'aruf\", 'type': 'PER', 'ok': True, 'x': None}]}"
+    reply = ("{'entities': [{'text': 'Shehu Gusau', 'type': 'PER'}, "
+             "{'text': \"Ma'aruf\", 'type': 'PER', 'ok': True, 'x': None}]}")
     assert parse(reply).mentions == [M("Shehu Gusau", "PER"), M("Ma'aruf", "PER")]
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from reply_helpers import LABELS
 
+from reply_helpers import LABELS
 from tf_prompt.parsing.labels import normalize_label
 
 

@@ -21,18 +21,18 @@ import atexit
 import functools
 import mmap
 import os
+import re
 import secrets
 import struct
-import re
 import threading
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tf_prompt.llm.cost import Tokenizer
-from tf_prompt.llm.presets import PRESETS, DEFAULT_PRESET, ModelError, identify_gguf, resolve_gguf
 from tf_prompt.backends.base import Backend, BackendError, Completion
+from tf_prompt.llm.cost import Tokenizer
+from tf_prompt.llm.presets import DEFAULT_PRESET, PRESETS, ModelError, identify_gguf, resolve_gguf
 
 # --- the model: loaded once per process --------------------------------------------------------
 
@@ -226,7 +226,7 @@ def _encoding(path: str, meta: dict[str, Any]) -> Any | None:
     alphabet = _byte_level_alphabet()
     types = meta.get("tokenizer.ggml.token_type") or [_NORMAL_TOKEN] * len(meta["tokenizer.ggml.tokens"])
     ranks: dict[bytes, int] = {}
-    for rank, (token, ttype) in enumerate(zip(meta["tokenizer.ggml.tokens"], types)):
+    for rank, (token, ttype) in enumerate(zip(meta["tokenizer.ggml.tokens"], types, strict=False)):
         if ttype == _NORMAL_TOKEN:
             try:
                 ranks[bytes(alphabet[c] for c in token)] = rank

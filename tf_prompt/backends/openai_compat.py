@@ -23,8 +23,8 @@ from urllib.parse import urlsplit
 import httpx
 import openai
 
-from tf_prompt.util.redact import redact_text, redact_url
 from tf_prompt.backends.base import Backend, BackendError, Completion
+from tf_prompt.util.redact import redact_text, redact_url
 
 #: Used when a local server needs no key but the SDK insists on one.
 PLACEHOLDER_KEY = "sk-no-key-required"
@@ -101,7 +101,7 @@ def _url_problem(url: str) -> str | None:
     """
     try:
         parts = urlsplit(url)
-        parts.port   # raises ValueError for a port that is not a number in 0-65535
+        _ = parts.port   # raises ValueError for a port that is not a number in 0-65535
     except ValueError:
         return f"it cannot be parsed (is the port a number in 0-65535?); {_ENCODE_HINT}"
     if parts.scheme not in ("http", "https"):

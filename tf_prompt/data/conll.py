@@ -17,23 +17,23 @@ import functools
 import re
 import sys
 import unicodedata
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 from tf_prompt.types import DataError
 
 __all__ = [
     "DataError",
     "Sentence",
-    "tokenize",
-    "read_conll",
-    "iter_conll",
-    "write_conll",
-    "conll_token_problem",
     "conll_columns",
-    "physical_lines",
+    "conll_token_problem",
     "iob2",
+    "iter_conll",
+    "physical_lines",
+    "read_conll",
+    "tokenize",
+    "write_conll",
 ]
 
 
@@ -84,7 +84,7 @@ class Sentence:
         index: int = 0,
         path: str | None = None,
         line: int | None = None,
-    ) -> "Sentence":
+    ) -> Sentence:
         """Build a sentence from pre-tokenized input; text is tokens joined by spaces.
 
         Raises ValueError for a token that cannot be one CoNLL column (see
@@ -108,7 +108,7 @@ class Sentence:
         )
 
     @classmethod
-    def from_text(cls, text: str, *, index: int = 0) -> "Sentence":
+    def from_text(cls, text: str, *, index: int = 0) -> Sentence:
         """Tokenize raw text; offsets point into the unchanged original text."""
         found = tokenize(text)
         return cls(
@@ -242,7 +242,7 @@ def _iter_lines(path: Path) -> Iterator[tuple[int, str]]:
     start of the file is dropped.
     """
     try:
-        f = open(path, "rb")
+        f = open(path, "rb")  # noqa: SIM115 -- closed by the `with f:` below, after the open errors are told apart
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -384,13 +384,13 @@ def write_conll(
             f"{len(sentences)} sentences but {len(predicted)} prediction lists"
         )
     lines: list[str] = []
-    for sent, pred in zip(sentences, predicted):
+    for sent, pred in zip(sentences, predicted, strict=True):
         if len(pred) != len(sent.tokens):
             raise ValueError(
                 f"sentence {sent.index}: {len(sent.tokens)} tokens but {len(pred)} predicted tags"
             )
         gold = sent.tags if sent.tags is not None else ("-",) * len(sent.tokens)
-        for tok, g, p in zip(sent.tokens, gold, pred):
+        for tok, g, p in zip(sent.tokens, gold, pred, strict=True):
             problem = conll_token_problem(tok)
             if problem:
                 raise ValueError(f"sentence {sent.index}: token {tok!r} {problem}")

@@ -25,11 +25,11 @@ from tf_prompt.types import DataError
 from tf_prompt.util import atomic
 
 __all__ = [
-    "resolve_dataset",
-    "sample_path",
-    "MASAKHANER2_URL",
     "MASAKHANER2_LANGS",
     "MASAKHANER2_SPLITS",
+    "MASAKHANER2_URL",
+    "resolve_dataset",
+    "sample_path",
 ]
 
 # Module-level so tests (and mirrors) can point downloads elsewhere.

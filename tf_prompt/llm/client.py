@@ -266,7 +266,8 @@ class ModelClient:
         prompt_tokens = self.tokenizer.count_messages(prompt.messages) if needs_count else None
         worst = 0.0
         if self.budget is not None:
-            margin = 1.0 if self.tokenizer.exact else 1.15   # an approximate count must not let a call slip past the cap
+            # an approximate count must not let a call slip past the cap
+            margin = 1.0 if self.tokenizer.exact else 1.15
             assert prompt_tokens is not None
             worst = self.price_of(int(prompt_tokens * margin) + 1, int(self.params.get("max_tokens") or 4096)) or 0.0
             await self.budget.reserve(worst)

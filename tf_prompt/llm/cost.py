@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "Tokenizer",
-    "tokenizer_for",
-    "encoding_for",
     "Price",
-    "PriceTable",
     "PriceError",
+    "PriceTable",
+    "Tokenizer",
+    "encoding_for",
+    "tokenizer_for",
 ]
 
 # ---------------------------------------------------------------------------
@@ -168,7 +168,7 @@ class Tokenizer:
         return total
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def tokenizer_for(model: str) -> Tokenizer:
     """The best offline tokenizer for `model` (cached: loading a BPE file takes ~0.5 s).
 

@@ -9,7 +9,8 @@ request — is raised at once so the run can stop with a message saying what to 
 from __future__ import annotations
 
 import random
-from typing import Any, Awaitable, Callable, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 

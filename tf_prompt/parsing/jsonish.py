@@ -32,7 +32,7 @@ def _literal(node: ast.AST, depth: int = 0) -> Any:
         return [_literal(el, depth + 1) for el in node.elts]
     if isinstance(node, ast.Dict):
         out: dict[Any, Any] = {}
-        for key, value in zip(node.keys, node.values):
+        for key, value in zip(node.keys, node.values, strict=True):
             if key is None:
                 raise _NotLiteral
             k = _literal(key, depth + 1)

@@ -126,9 +126,9 @@ def _parse_line(body: str, resolve: LabelResolver) -> _Line | None:
             texts = [p for i, p in enumerate(parts) if i != idx and not p.isdigit()]
             if texts:
                 return _Line([(_strip_quotes(texts[0]), parts[idx])], known=True)
-        elif fallback is None and len(parts) == 2 and _LABELISH.match(parts[1]):
-            if parts[1].lower() not in {"type", "label", "tag", "category", "class"}:
-                fallback = _Line([(_strip_quotes(parts[0]), parts[1])])
+        elif (fallback is None and len(parts) == 2 and _LABELISH.match(parts[1])
+              and parts[1].lower() not in {"type", "label", "tag", "category", "class"}):
+            fallback = _Line([(_strip_quotes(parts[0]), parts[1])])
     return fallback
 
 
