@@ -26,6 +26,7 @@ import secrets
 import struct
 import threading
 import weakref
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -249,7 +250,7 @@ class ChatMLTokenizer(Tokenizer):
 
     default_system: str | None = None
 
-    def count_messages(self, messages: list[dict[str, str]]) -> int:
+    def count_messages(self, messages: Sequence[Mapping[str, object]]) -> int:
         if self.default_system and (not messages or messages[0].get("role") != "system"):
             messages = [{"role": "system", "content": self.default_system}, *messages]
         total = 1 + self.count("assistant\n")

@@ -242,7 +242,8 @@ class HFBackend(Backend):
                 bar = hf_logging.is_progress_bar_enabled()
                 hf_logging.disable_progress_bar()
                 try:
-                    model = AutoModelForCausalLM.from_pretrained(self._source, **kwargs)
+                    # Any: transformers' own annotations of .to() reject what it returns here
+                    model: Any = AutoModelForCausalLM.from_pretrained(self._source, **kwargs)
                 finally:
                     if bar:
                         hf_logging.enable_progress_bar()

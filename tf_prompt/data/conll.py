@@ -17,7 +17,7 @@ import functools
 import re
 import sys
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -280,7 +280,7 @@ def _iter_lines(path: Path) -> Iterator[tuple[int, str]]:
                 yield lineno, line
 
 
-def iter_conll(path: str | Path, *, labeled: bool | None = None) -> Iterator[Sentence]:
+def iter_conll(path: str | Path, *, labeled: bool | None = None) -> Generator[Sentence, None, None]:
     """Yield the sentences of a CoNLL file one by one, reading only as far as needed.
 
     Token first column, tag last column, blank line (or ``-DOCSTART-``)

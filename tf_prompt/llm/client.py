@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -308,7 +309,7 @@ class ModelClient:
         self.usage.add(prompt.step, p_tok, c_tok, cost)
         return completion
 
-    def _attempt(self, prompt: Prompt):
+    def _attempt(self, prompt: Prompt) -> Callable[[], Awaitable[Completion]]:
         tries = 0
 
         async def call() -> Completion:

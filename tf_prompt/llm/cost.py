@@ -17,6 +17,7 @@ import math
 import os
 import re
 import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -150,7 +151,7 @@ class Tokenizer:
             return math.ceil(len(text) / _CHARS_PER_TOKEN)
         return len(self._encoding.encode_ordinary(text))
 
-    def count_messages(self, messages: list[dict[str, str]]) -> int:
+    def count_messages(self, messages: Sequence[Mapping[str, object]]) -> int:
         """Prompt tokens of a chat request, including OpenAI's per-message framing.
 
         Each message costs 3 tokens plus its values (role, content, ...), a

@@ -82,7 +82,8 @@ def _resolver_cached(key: tuple[tuple[str, ...], tuple[tuple[str, str], ...]]) -
 class LabelResolver:
     """normalize_label with the schema tables built once per reply, and answers cached."""
 
-    def __init__(self, labels: Sequence[str], aliases: Mapping[str, str] | None) -> None:
+    # Any: schemas come from user files, so entries that are not strings are skipped, not trusted.
+    def __init__(self, labels: Sequence[Any], aliases: Mapping[Any, Any] | None) -> None:
         self._by_key: dict[str, str] = {}
         for label in labels:
             if isinstance(label, str) and _label_key(label):

@@ -18,7 +18,7 @@ import difflib
 import re
 import unicodedata
 from bisect import bisect_left
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Protocol
@@ -111,7 +111,7 @@ def _norm_char(ch: str) -> str:
     )
 
 
-def _mapped(s: str, per_char) -> tuple[str, list[int]]:
+def _mapped(s: str, per_char: Callable[[str], str]) -> tuple[str, list[int]]:
     """Apply a per-character transform, recording each output char's source index."""
     out: list[str] = []
     idx: list[int] = []
