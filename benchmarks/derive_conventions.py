@@ -26,7 +26,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from tf_prompt.data.conll import read_conll, resolve_dataset
+from tf_prompt.data.conll import read_conll
+from tf_prompt.data.datasets import resolve_dataset
 
 
 def main() -> int:

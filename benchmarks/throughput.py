@@ -41,7 +41,8 @@ from pathlib import Path
 import openai
 
 from tf_prompt.api import run_async
-from tf_prompt.data.conll import Sentence, read_conll, sample_path
+from tf_prompt.data.conll import Sentence, read_conll
+from tf_prompt.data.datasets import sample_path
 from tf_prompt.settings import RunSettings
 from tf_prompt.testing import LoopbackServer, oracle_responder
 

@@ -28,7 +28,8 @@ from tf_prompt.batch_api import MAX_BATCH_ATTEMPTS, NEEDS_BATCH_API, BatchPendin
 from tf_prompt.llm.cache import ReplyCache
 from tf_prompt.llm.client import BudgetExceeded
 from tf_prompt.llm.cost import PriceTable, tokenizer_for
-from tf_prompt.data.conll import read_conll, sample_path
+from tf_prompt.data.conll import read_conll
+from tf_prompt.data.datasets import sample_path
 from tf_prompt.testing import Fault, LoopbackServer, oracle_responder
 
 LABELS = ["PER", "ORG", "LOC", "DATE"]
@@ -254,7 +255,8 @@ def test_via_batch_from_the_cli(tmp_path) -> None:
     import json as _json
 
     from tf_prompt.cli import main
-    from tf_prompt.data.conll import read_conll, sample_path
+    from tf_prompt.data.conll import read_conll
+    from tf_prompt.data.datasets import sample_path
     from tf_prompt.testing import LoopbackServer, oracle_responder
 
     sentences = read_conll(sample_path())

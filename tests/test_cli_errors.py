@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from tf_prompt.api import run_dataset
-from tf_prompt.data.conll import read_conll, sample_path
+from tf_prompt.data.conll import read_conll
+from tf_prompt.data.datasets import sample_path
 from tf_prompt.experiments.report import ReportError, build_report
 from tf_prompt.testing import LoopbackServer, oracle_responder
 

@@ -16,7 +16,8 @@ import pytest
 from tf_prompt import RunSettings
 from tf_prompt.batch_api import run_via_batch
 from tf_prompt.cli import main
-from tf_prompt.data.conll import DataError, read_conll, sample_path
+from tf_prompt.data.conll import DataError, read_conll
+from tf_prompt.data.datasets import sample_path
 from tf_prompt.testing import LoopbackServer, oracle_responder
 
 LABELS = ["PER", "ORG", "LOC", "DATE"]

@@ -24,7 +24,7 @@ def test_help_imports_no_heavy_library() -> None:
 
 
 def test_low_layers_import_alone() -> None:
-    assert _loaded("import tf_prompt.spans.align, tf_prompt.data.conll, tf_prompt.parsing.replies, tf_prompt.scoring.evaluate") == set()
+    assert _loaded("import tf_prompt.spans.align, tf_prompt.data.conll, tf_prompt.parsing, tf_prompt.scoring.evaluate") == set()
 
 
 def test_public_names_import_on_first_use() -> None:

@@ -26,7 +26,8 @@ from tf_prompt.backends.openai_compat import DEFAULT_KEY_ENV, OpenAIBackend
 from tf_prompt.llm.cache import CacheError, ReplyCache
 from tf_prompt.llm.client import BudgetExceeded, ClientOptions, ModelClient
 from tf_prompt.llm.cost import PriceTable
-from tf_prompt.data.conll import DataError, Sentence, read_conll, resolve_dataset, sample_path
+from tf_prompt.data.conll import DataError, Sentence, read_conll
+from tf_prompt.data.datasets import resolve_dataset, sample_path
 from tf_prompt.data.languages import guess_language, language_name
 from tf_prompt.methods.templates import STEPS_OF, template_identities  # noqa: F401 (STEPS_OF: public name)
 from tf_prompt.components.annotators import SpacyAnnotator

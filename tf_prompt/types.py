@@ -24,7 +24,10 @@ class Mention:
 
 
 class ParseFailure(ValueError):
-    """The reply could not be read as a list of entities. The pipeline counts it as a parse failure for that sentence."""
+    """The reply could not be read as a list of entities.
+
+    The pipeline counts it as a parse failure for that sentence.
+    """
 
 
 @dataclass(frozen=True)

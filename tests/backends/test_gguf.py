@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tf_prompt.llm import presets as models
-from tf_prompt.llm.presets import ModelError, PRESETS, file_sha256, pip_requirements, resolve_gguf
-
 from conftest import local_model_missing, require
+from tf_prompt.llm import presets as models
+from tf_prompt.llm.presets import PRESETS, ModelError, file_sha256, pip_requirements, resolve_gguf
 
 PRESET = "qwen2.5-coder-0.5b"
 
@@ -114,7 +113,7 @@ def test_other_version_is_refused(tmp_path: Path, monkeypatch) -> None:
 
 
 def test_unknown_spec_lists_the_presets(tmp_path: Path) -> None:
-    with pytest.raises(ModelError, match="qwen2.5-coder-1.5b"):
+    with pytest.raises(ModelError, match=r"qwen2\.5-coder-1\.5b"):
         resolve_gguf("no-such-model", tmp_path)
     with pytest.raises(ModelError, match="not found"):
         resolve_gguf(str(tmp_path / "absent.gguf"), tmp_path)
@@ -173,11 +172,12 @@ def test_missing_file_is_a_model_error(tmp_path: Path) -> None:
 
 
 def test_pipeline_runs_on_the_local_model(backend, tmp_path: Path) -> None:
-    from tf_prompt.spans.align import spans_to_bio
     from tf_prompt.api import run_async
-    from tf_prompt.data.conll import read_conll, sample_path
+    from tf_prompt.data.conll import read_conll
+    from tf_prompt.data.datasets import sample_path
     from tf_prompt.scoring.evaluate import restrict
     from tf_prompt.settings import RunSettings
+    from tf_prompt.spans.align import spans_to_bio
 
     sentences = read_conll(sample_path())[:2]
     settings = RunSettings(model=PRESET, method="direct", max_tokens=32, temperature=0,

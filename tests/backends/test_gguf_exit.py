@@ -17,9 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tf_prompt.llm.presets import resolve_gguf
-
 from conftest import local_model_missing
+from tf_prompt.llm.presets import resolve_gguf
 
 PRESET = "qwen2.5-coder-0.5b"
 
@@ -93,7 +92,6 @@ def test_xllamacpp_is_pinned_to_the_tested_release_line() -> None:
     """`>=0.2` would let any future xllamacpp in; the pin must bound it above and admit the
     installed (tested) version."""
     import tomllib
-
     from packaging.requirements import Requirement
 
     pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"

@@ -18,7 +18,7 @@ import pytest
 # The hub library reads this once at import: set it before transformers is imported anywhere.
 os.environ["HF_HUB_OFFLINE"] = "1"
 
-from conftest import require, require_module  # noqa: E402
+from conftest import require, require_module
 
 torch = require_module("torch")
 transformers = require_module("transformers")
@@ -182,7 +182,8 @@ def test_bad_dtype_is_rejected() -> None:
 
 def test_pipeline_runs_end_to_end(models: dict[str, Path]) -> None:
     from tf_prompt.api import run_async
-    from tf_prompt.data.conll import read_conll, sample_path
+    from tf_prompt.data.conll import read_conll
+    from tf_prompt.data.datasets import sample_path
     from tf_prompt.settings import RunSettings
 
     folder = str(models["chat"])

@@ -11,9 +11,10 @@ import base64
 import json
 import socket
 import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -22,10 +23,11 @@ from tf_prompt.api import make_backend, run_dataset
 from tf_prompt.backends.base import BackendError
 from tf_prompt.backends.openai_compat import PLACEHOLDER_KEY
 from tf_prompt.cli import main
-from tf_prompt.data.conll import read_conll, sample_path
-from tf_prompt.util.redact import redact_text, redact_url
+from tf_prompt.data.conll import read_conll
+from tf_prompt.data.datasets import sample_path
 from tf_prompt.experiments.sweep import main_sweep
 from tf_prompt.testing import Fault, LoopbackServer, oracle_responder
+from tf_prompt.util.redact import redact_text, redact_url
 
 LABELS = ["PER", "ORG", "LOC", "DATE"]
 OTHER_KEY = "sk-openai-MUST-NOT-TRAVEL"   # in OPENAI_API_KEY: may only ever go to OpenAI's own URL
@@ -197,7 +199,8 @@ def test_url_credentials_never_reach_files_messages_cache_report_or_sweep(tmp_pa
         assert srv.served > 0
     captured = capsys.readouterr()
     assert needle.decode() not in captured.out + captured.err
-    dead_files = (dead / "metrics.json").read_text(encoding="utf-8") + (dead / "trace.jsonl").read_text(encoding="utf-8")
+    dead_files = ((dead / "metrics.json").read_text(encoding="utf-8")
+                  + (dead / "trace.jsonl").read_text(encoding="utf-8"))
     assert "cannot connect to http://***@127.0.0.1:" in dead_files
     metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["settings"]["base_url"].startswith("http://***@127.0.0.1:")

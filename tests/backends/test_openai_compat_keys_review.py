@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from tf_prompt.cli import main
 from conftest import run_cli
-from tf_prompt.data.conll import read_conll, sample_path
+from tf_prompt.data.conll import read_conll
+from tf_prompt.data.datasets import sample_path
 from tf_prompt.testing import Fault, LoopbackServer, oracle_responder
 
 LABELS = ["PER", "ORG", "LOC", "DATE"]

@@ -22,7 +22,8 @@ import pytest
 from tf_prompt.api import run_async
 from tf_prompt.backends.base import BackendError
 from tf_prompt.backends.openai_compat import OpenAIBackend
-from tf_prompt.data.conll import read_conll, sample_path
+from tf_prompt.data.conll import read_conll
+from tf_prompt.data.datasets import sample_path
 from tf_prompt.settings import RunSettings
 from tf_prompt.testing import Fault, LoopbackServer, oracle_responder
 
@@ -89,11 +90,13 @@ def test_same_request_and_reply_as_the_sdk_create(rec: RecordingServer) -> None:
 
 
 @pytest.mark.parametrize("status,body,headers,retryable,retry_after,words", [
-    (401, {"error": {"message": "bad key", "code": "invalid_api_key"}}, {}, False, None, "HTTP 401: check OPENAI_API_KEY"),
+    (401, {"error": {"message": "bad key", "code": "invalid_api_key"}}, {}, False, None,
+     "HTTP 401: check OPENAI_API_KEY"),
     (429, {"error": {"message": "slow down", "code": "rate_limit_exceeded"}}, {"retry-after": "2"}, True, 2.0,
      "rate limited (HTTP 429)"),
     (429, {"error": {"message": "pay", "code": "insufficient_quota"}}, {}, False, None, "insufficient quota"),
-    (500, {"error": {"message": "boom", "code": None}}, {"retry-after-ms": "250"}, True, 0.25, "server error (HTTP 500)"),
+    (500, {"error": {"message": "boom", "code": None}}, {"retry-after-ms": "250"}, True, 0.25,
+     "server error (HTTP 500)"),
     (404, {"error": {"message": "no such model", "code": "model_not_found"}}, {}, False, None,
      "check --model and --base-url"),
 ])

@@ -17,9 +17,10 @@ import pytest
 
 from tf_prompt.backends.function import FunctionBackend
 from tf_prompt.llm.client import ModelClient
-from tf_prompt.data.conll import MASAKHANER2_LANGS, DataError, Sentence
+from tf_prompt.data.conll import DataError, Sentence
+from tf_prompt.data.datasets import MASAKHANER2_LANGS
 from tf_prompt.scoring.evaluate import restrict, score
-from tf_prompt.parsing.replies import Mention
+from tf_prompt.types import Mention
 from tf_prompt.methods.pipeline import Context, Pipeline, Trace
 from tf_prompt.methods.scheduler import run_pipeline
 from tf_prompt.data.schema import get_schema

@@ -15,7 +15,7 @@ def test_builtin_and_subset() -> None:
     sub = get_schema(None, ["per", "ORG", "LOC"])
     assert sub.names == ["PER", "ORG", "LOC"]
     assert "TIME" not in sub.aliases  # alias to DATE dropped with DATE
-    with pytest.raises(SchemaError, match="unknown label.*MISC"):
+    with pytest.raises(SchemaError, match=r"unknown label.*MISC"):
         get_schema("masakhaner", ["PER", "MISC"])
 
 

@@ -11,7 +11,8 @@ from tf_prompt import RunSettings
 from tf_prompt import extract
 from tf_prompt import run_dataset
 from tf_prompt.cli import main
-from tf_prompt.data.conll import read_conll, sample_path
+from tf_prompt.data.conll import read_conll
+from tf_prompt.data.datasets import sample_path
 from tf_prompt.testing import oracle_responder
 
 LABELS = ["PER", "ORG", "LOC", "DATE"]

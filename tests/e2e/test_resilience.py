@@ -27,7 +27,8 @@ from tf_prompt import RunSettings
 from tf_prompt.api import run_async
 from tf_prompt.llm.cache import ReplyCache
 from tf_prompt.cli import main
-from tf_prompt.data.conll import Sentence, read_conll, sample_path
+from tf_prompt.data.conll import Sentence, read_conll
+from tf_prompt.data.datasets import sample_path
 from tf_prompt.testing import Fault, LoopbackServer, oracle_responder
 
 LABELS = ["PER", "ORG", "LOC", "DATE"]

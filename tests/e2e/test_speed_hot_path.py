@@ -19,9 +19,10 @@ from tf_prompt.spans import align
 from tf_prompt.spans.align import locate, normalize
 from tf_prompt.llm.client import ModelClient
 from tf_prompt.backends.function import FunctionBackend
-from tf_prompt.data.conll import read_conll, sample_path
+from tf_prompt.data.conll import read_conll
+from tf_prompt.data.datasets import sample_path
 from tf_prompt.scoring.evaluate import restrict, score
-from tf_prompt.parsing.replies import Mention
+from tf_prompt.types import Mention
 from tf_prompt.methods.pipeline import Context
 from tf_prompt.data.schema import MASAKHANER, Schema, get_schema
 from tf_prompt.prompting.templates import TemplateSet

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 import tf_prompt
-from tf_prompt.data.conll import read_conll, sample_path
+from tf_prompt.data.conll import read_conll
+from tf_prompt.data.datasets import sample_path
 from tf_prompt.experiments.report import (ErrorItem, ReportError, TokenSpan, add_report_parser, build_report,
                               classify_errors, kind_counts)
 from tf_prompt.testing import LoopbackServer, oracle_responder

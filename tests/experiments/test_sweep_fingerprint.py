@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from tf_prompt import run_dataset
-from tf_prompt.data.conll import read_conll, sample_path
+from tf_prompt.data.conll import read_conll
+from tf_prompt.data.datasets import sample_path
 from tf_prompt.methods.templates import templates_of
 from tf_prompt.settings import RunSettings
 from tf_prompt.experiments.sweep import SweepError, estimate_sweep, load_config, main_sweep

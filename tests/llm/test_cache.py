@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from tf_prompt import run_dataset
-from tf_prompt.data.conll import read_conll, sample_path
+from tf_prompt.data.conll import read_conll
+from tf_prompt.data.datasets import sample_path
 from tf_prompt.testing import LoopbackServer, oracle_responder
 
 LABELS = ["PER", "ORG", "LOC", "DATE"]

@@ -14,8 +14,9 @@ from pathlib import Path
 
 from tf_prompt.api import run_async
 from tf_prompt.backends.function import FunctionBackend
+from tf_prompt.data.conll import read_conll
+from tf_prompt.data.datasets import sample_path
 from tf_prompt.llm.cache import _LAST_RUN, ReplyCache, cache_key
-from tf_prompt.data.conll import read_conll, sample_path
 from tf_prompt.settings import RunSettings
 from tf_prompt.testing import oracle_responder
 

@@ -18,8 +18,9 @@ import pytest
 
 from tf_prompt import RunSettings
 from tf_prompt.api import run_async
+from tf_prompt.data.conll import Sentence, read_conll
+from tf_prompt.data.datasets import sample_path
 from tf_prompt.llm.cost import tokenizer_for
-from tf_prompt.data.conll import Sentence, read_conll, sample_path
 from tf_prompt.testing import Fault, LoopbackServer, oracle_responder
 
 LABELS = ["PER", "ORG", "LOC", "DATE"]
@@ -33,8 +34,8 @@ def distinct_sentences(n: int) -> list[Sentence]:
     """`n` different sentences (the sample, each with its own extra token): no two prompts are
     the same, so none is deduplicated."""
     base = read_conll(sample_path())
-    return [Sentence.from_tokens(list(base[k % len(base)].tokens) + [f"nambari{k}"],
-                                 list(base[k % len(base)].tags or []) + ["O"], index=k) for k in range(n)]
+    return [Sentence.from_tokens([*base[k % len(base)].tokens, f"nambari{k}"],
+                                 [*(base[k % len(base)].tags or []), "O"], index=k) for k in range(n)]
 
 
 class Arrivals:
@@ -65,7 +66,7 @@ def run_limited(sentences: list[Sentence], **limits: Any) -> Arrivals:
 def worst_window_excess(times: list[float], amounts: list[float], capacity: float, rate: float) -> float:
     """max over windows [t_i, t_j] of (amount sent in it) - (capacity + rate * length): <= 0 when
     the requests kept to the bucket."""
-    pairs = sorted(zip(times, amounts))
+    pairs = sorted(zip(times, amounts, strict=True))
     worst = float("-inf")
     for i in range(len(pairs)):
         total = 0.0

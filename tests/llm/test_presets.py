@@ -12,14 +12,14 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
-from tf_prompt.llm import presets as models
 from tf_prompt.cli import main
-from tf_prompt.llm.presets import ModelError, PRESETS, Preset
+from tf_prompt.llm import presets as models
+from tf_prompt.llm.presets import PRESETS, ModelError, Preset
 
 GOOD = b"GGUF" + b"the verified model " * 50
 OTHER = b"GGUF" + b"another model!!!!! " * 50

@@ -16,11 +16,12 @@ import pytest
 from tenacity import Future
 
 from tf_prompt import RunSettings
-from tf_prompt.llm import retry
 from tf_prompt.api import run_async
 from tf_prompt.backends.base import BackendError
 from tf_prompt.backends.openai_compat import OpenAIBackend
-from tf_prompt.data.conll import read_conll, sample_path
+from tf_prompt.data.conll import read_conll
+from tf_prompt.data.datasets import sample_path
+from tf_prompt.llm import retry
 from tf_prompt.testing import Fault, oracle_responder
 
 LABELS = ["PER", "ORG", "LOC", "DATE"]

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from tf_prompt.cli import main
-from tf_prompt.data.conll import Sentence, read_conll, sample_path
+from tf_prompt.data.conll import Sentence, read_conll
+from tf_prompt.data.datasets import sample_path
 from tf_prompt.testing import Fault, LoopbackServer, oracle_responder
 
 LABELS = ["PER", "ORG", "LOC", "DATE"]
@@ -31,9 +32,9 @@ def _data(tmp_path: Path, n: int = N) -> tuple[Path, list[Sentence]]:
     sentences = []
     for k in range(n):
         s = base[k % len(base)]
-        sentences.append(Sentence.from_tokens(list(s.tokens) + [f"nambari{k}"], list(s.tags or []) + ["O"], index=k))
+        sentences.append(Sentence.from_tokens([*s.tokens, f"nambari{k}"], [*(s.tags or []), "O"], index=k))
     path = tmp_path / "d.txt"
-    path.write_text("\n\n".join("\n".join(f"{t} {g}" for t, g in zip(s.tokens, s.tags or []))
+    path.write_text("\n\n".join("\n".join(f"{t} {g}" for t, g in zip(s.tokens, s.tags or [], strict=False))
                                 for s in sentences) + "\n", encoding="utf-8")
     return path, sentences
 

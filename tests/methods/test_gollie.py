@@ -7,7 +7,8 @@ import ast
 import pytest
 
 from tf_prompt import run_dataset
-from tf_prompt.data.conll import read_conll, sample_path
+from tf_prompt.data.conll import read_conll
+from tf_prompt.data.datasets import sample_path
 from tf_prompt.methods.pipeline import class_name, complete_code
 from tf_prompt.testing import oracle_responder
 
@@ -61,7 +62,7 @@ def test_missing_final_result_is_a_parse_failure(server) -> None:
 
 
 def test_full_code_reply_in_a_fence() -> None:
-    from tf_prompt.parsing.replies import parse_code_assignments
+    from tf_prompt.parsing import parse_code_assignments
 
     reply = '```python\nresult = [Location(span="Kano")]\nfinal_result = [Location(span="Kano")]\n```'
     lists = parse_code_assignments(complete_code(reply), LABELS)

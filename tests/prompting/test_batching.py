@@ -8,7 +8,8 @@ import pytest
 
 from tf_prompt import run_dataset
 from tf_prompt.prompting.batching import item_reply, split_numbered
-from tf_prompt.data.conll import read_conll, sample_path
+from tf_prompt.data.conll import read_conll
+from tf_prompt.data.datasets import sample_path
 from tf_prompt.testing import oracle_responder
 
 LABELS = ["PER", "ORG", "LOC", "DATE"]

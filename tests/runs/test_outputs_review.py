@@ -12,7 +12,7 @@ import pytest
 
 from conftest import run_cli
 from tf_prompt.cli import main
-from tf_prompt.data.conll import sample_path
+from tf_prompt.data.datasets import sample_path
 from tf_prompt.testing import LoopbackServer
 
 LABELS = ["PER", "ORG", "LOC", "DATE"]

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from tf_prompt.cli import main
-from tf_prompt.data.conll import read_conll, sample_path
+from tf_prompt.data.conll import read_conll
+from tf_prompt.data.datasets import sample_path
 from tf_prompt.testing import Fault, oracle_responder
 
 LABELS = ["PER", "ORG", "LOC", "DATE"]

@@ -6,7 +6,7 @@ import pytest
 
 from tf_prompt.spans.align import Span
 from tf_prompt.spans.checks import add_prefixes, check_english, is_english_date, names_only, strip_titles
-from tf_prompt.parsing.replies import Mention
+from tf_prompt.types import Mention
 
 
 @pytest.mark.parametrize("text", ["July 2014", "Wednesday", "last week", "14th July, 2014", "2014",

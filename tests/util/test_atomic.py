@@ -17,9 +17,9 @@ import time
 
 import pytest
 
-from tf_prompt.util import atomic
 from tf_prompt.runs.rundir import OutputError
 from tf_prompt.runs.outputs import write_outputs
+from tf_prompt.util import atomic
 
 
 def test_a_failed_rename_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch) -> None:
@@ -55,10 +55,9 @@ def test_replacing_keeps_the_suffix_for_writers_that_need_it(tmp_path) -> None:
         assert tmp.parent == tmp_path and tmp.suffix == ".png" and tmp != target
         tmp.write_bytes(b"new")
     assert target.read_bytes() == b"new"
-    with pytest.raises(RuntimeError):
-        with atomic.replacing(target) as tmp:
-            tmp.write_bytes(b"half")
-            raise RuntimeError("writer failed")
+    with pytest.raises(RuntimeError, match="writer failed"), atomic.replacing(target) as tmp:  # noqa: PT012 -- fails inside the block
+        tmp.write_bytes(b"half")
+        raise RuntimeError("writer failed")
     assert target.read_bytes() == b"new" and [p.name for p in tmp_path.iterdir()] == ["plot.png"]
 
 

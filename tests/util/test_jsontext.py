@@ -15,7 +15,7 @@ from tf_prompt.testing import LoopbackServer
 @pytest.mark.parametrize("half", ["\\ud83d", "\ud83d"], ids=["escaped", "raw"])
 @pytest.mark.parametrize("method", ["transfusion", "translate-test"])
 def test_a_lone_surrogate_in_a_reply_reaches_the_next_step(tmp_path, capsys, half, method):
-    reply = '{"entities": [{"text": "Ali%s", "type": "PER"}]}' % half
+    reply = '{"entities": [{"text": "Ali' + half + '", "type": "PER"}]}'
     with LoopbackServer(lambda body: reply) as srv:
         out = tmp_path / "run"
         args = ["run", "--base-url", srv.base_url, "--model", "loopback", "--method", method,

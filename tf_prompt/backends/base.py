@@ -10,7 +10,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
+
 from tf_prompt.types import BackendError
+
+# BackendError is defined with the shared types and re-exported here: backends raise it.
+__all__ = ["Backend", "BackendError", "Completion"]
 
 
 @dataclass(frozen=True)
@@ -48,5 +52,5 @@ class Backend(ABC):
     async def complete(self, messages: list[dict[str, str]], params: dict[str, Any]) -> Completion:
         """Send one chat request; raise BackendError on failure."""
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 -- optional hook, not abstract: most backends hold nothing
         """Release connections; the default has nothing to release."""

@@ -21,18 +21,19 @@ import atexit
 import functools
 import mmap
 import os
+import re
 import secrets
 import struct
-import re
 import threading
 import weakref
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tf_prompt.llm.cost import Tokenizer
-from tf_prompt.llm.presets import PRESETS, DEFAULT_PRESET, ModelError, identify_gguf, resolve_gguf
 from tf_prompt.backends.base import Backend, BackendError, Completion
+from tf_prompt.llm.cost import Tokenizer
+from tf_prompt.llm.presets import DEFAULT_PRESET, PRESETS, ModelError, identify_gguf, resolve_gguf
 
 # --- the model: loaded once per process --------------------------------------------------------
 
@@ -226,7 +227,7 @@ def _encoding(path: str, meta: dict[str, Any]) -> Any | None:
     alphabet = _byte_level_alphabet()
     types = meta.get("tokenizer.ggml.token_type") or [_NORMAL_TOKEN] * len(meta["tokenizer.ggml.tokens"])
     ranks: dict[bytes, int] = {}
-    for rank, (token, ttype) in enumerate(zip(meta["tokenizer.ggml.tokens"], types)):
+    for rank, (token, ttype) in enumerate(zip(meta["tokenizer.ggml.tokens"], types, strict=False)):
         if ttype == _NORMAL_TOKEN:
             try:
                 ranks[bytes(alphabet[c] for c in token)] = rank
@@ -249,7 +250,7 @@ class ChatMLTokenizer(Tokenizer):
 
     default_system: str | None = None
 
-    def count_messages(self, messages: list[dict[str, str]]) -> int:
+    def count_messages(self, messages: Sequence[Mapping[str, object]]) -> int:
         if self.default_system and (not messages or messages[0].get("role") != "system"):
             messages = [{"role": "system", "content": self.default_system}, *messages]
         total = 1 + self.count("assistant\n")

@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tf_prompt.llm.cost import Tokenizer
 from tf_prompt.backends.base import Backend, BackendError, Completion
+from tf_prompt.llm.cost import Tokenizer
 
-__all__ = ["HFBackend", "raw_prompt", "RAW_STOP"]
+__all__ = ["RAW_STOP", "HFBackend", "raw_prompt"]
 
 _DTYPES = ("auto", "float32", "bfloat16")
 #: Files whose size and mtime identify the weights of a local checkpoint.
@@ -42,7 +42,7 @@ RAW_STOP = ("\n\nUser:", "\n\nSystem:")
 
 _LOAD_LOCK = threading.Lock()
 _TOKENIZERS: dict[tuple[Any, ...], Any] = {}
-_MODELS: dict[tuple[Any, ...], "_Loaded"] = {}
+_MODELS: dict[tuple[Any, ...], _Loaded] = {}
 _threads_set = False
 
 
@@ -242,7 +242,8 @@ class HFBackend(Backend):
                 bar = hf_logging.is_progress_bar_enabled()
                 hf_logging.disable_progress_bar()
                 try:
-                    model = AutoModelForCausalLM.from_pretrained(self._source, **kwargs)
+                    # Any: transformers' own annotations of .to() reject what it returns here
+                    model: Any = AutoModelForCausalLM.from_pretrained(self._source, **kwargs)
                 finally:
                     if bar:
                         hf_logging.enable_progress_bar()
@@ -321,7 +322,7 @@ class HFBackend(Backend):
         eos = model.generation_config.eos_token_id
         eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
         ended = stopped or (len(new) > 0 and int(new[-1]) in eos_ids) or len(new) < max_new
-        return Completion(text=text.strip(), prompt_tokens=n_in, completion_tokens=int(len(new)),
+        return Completion(text=text.strip(), prompt_tokens=n_in, completion_tokens=len(new),
                           finish_reason="stop" if ended else "length", model=self.model)
 
     def _async_lock(self) -> asyncio.Lock:

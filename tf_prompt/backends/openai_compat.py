@@ -23,8 +23,8 @@ from urllib.parse import urlsplit
 import httpx
 import openai
 
-from tf_prompt.util.redact import redact_text, redact_url
 from tf_prompt.backends.base import Backend, BackendError, Completion
+from tf_prompt.util.redact import redact_text, redact_url
 
 #: Used when a local server needs no key but the SDK insists on one.
 PLACEHOLDER_KEY = "sk-no-key-required"
@@ -101,7 +101,7 @@ def _url_problem(url: str) -> str | None:
     """
     try:
         parts = urlsplit(url)
-        parts.port   # raises ValueError for a port that is not a number in 0-65535
+        _ = parts.port   # raises ValueError for a port that is not a number in 0-65535
     except ValueError:
         return f"it cannot be parsed (is the port a number in 0-65535?); {_ENCODE_HINT}"
     if parts.scheme not in ("http", "https"):
@@ -193,8 +193,8 @@ def _translate(e: Exception, where: str) -> BackendError:
     if isinstance(e, openai.APIStatusError):
         status = e.status_code
         body = e.body if isinstance(e.body, dict) else {}
-        code = body.get("code") or (body.get("error") or {}).get("code") if isinstance(body, dict) else None
-        msg = (body.get("message") if isinstance(body, dict) else None) or str(e)
+        code = body.get("code") or (body.get("error") or {}).get("code")
+        msg = body.get("message") or str(e)
         msg = " ".join(str(msg).split())[:300]
         if status == 429 and code == "insufficient_quota":
             return BackendError(f"{where}: insufficient quota (HTTP 429): add credit or use another key. {msg}",
@@ -242,7 +242,9 @@ def parse_chat_reply(raw: bytes | str, base_url: str | None) -> Completion:
     if not choices or not isinstance(choices, list) or not isinstance(choices[0], dict):
         raise BackendError(f"{where}: reply had no choices", retryable=True, status=200, not_an_api=True)
     choice = choices[0]
-    message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+    message = choice.get("message")
+    if not isinstance(message, dict):
+        message = {}
     content = message.get("content")
     if content is not None and not isinstance(content, str):
         raise BackendError(f"{where}: reply content is {type(content).__name__}, not text", retryable=True,
@@ -284,7 +286,8 @@ class OpenAIBackend(Backend):
         if self.api_key:
             check_api_key(self.api_key, "the API key given to OpenAIBackend")
         key = self.api_key or read_api_key(self.api_key_env, self.base_url)
-        self._client_options = {"api_key": key, "base_url": self.base_url, "max_retries": 0, "timeout": self.timeout}
+        self._client_options: dict[str, Any] = {"api_key": key, "base_url": self.base_url, "max_retries": 0,
+                                                "timeout": self.timeout}
         self._sdk: openai.AsyncOpenAI | None = None
 
     @property

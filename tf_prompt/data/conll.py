@@ -1,70 +1,41 @@
-"""CoNLL reading/writing, tokenization and named datasets.
+"""CoNLL reading/writing and tokenization.
 
 Everything the rest of tf-prompt knows about input files goes through here, so
 errors are reported once, precisely, as ``PATH:LINE: what is wrong`` -- a
 user staring at a 50k-line file needs the line number, not a traceback.
 
-Named datasets (see :func:`resolve_dataset`):
+Named datasets (``sample``, ``masakhaner2:LANG[:SPLIT]``) are found by
+:mod:`tf_prompt.data.datasets`.
 
-* ``masakhaner2:LANG[:SPLIT]`` -- MasakhaNER 2.0, looked up in
-  ``$TF_PROMPT_DATA``, then a local cache, then downloaded once.
-* ``sample`` -- ``tf_prompt/resources/sample.conll``, a tiny file written for
-  tf-prompt (released under CC0, not taken from any corpus): 12 short
-  news-style sentences, 6 Swahili then 6 Hausa, ``token TAG`` per line in IOB2
-  with PER, ORG, LOC and DATE. It has multi-token entities ("Dar es Salaam",
-  "Benki Kuu ya Tanzania"), repeated mentions ("Amina", "Musa Bello"), a token
-  with an inner apostrophe ("masana'anta") and one sentence with no entity,
-  so the whole pipeline can be smoke-tested offline.
-
-This module must not import other tf_prompt modules: it sits at the bottom of
+This module imports nothing of tf_prompt but its shared types: it sits at the bottom of
 the dependency graph.
 """
 
 from __future__ import annotations
 
 import functools
-import os
 import re
 import sys
 import unicodedata
-import urllib.error
-import urllib.request
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
-from typing import Iterator, Sequence
 
-from tf_prompt.util import atomic
 from tf_prompt.types import DataError
 
 __all__ = [
     "DataError",
     "Sentence",
-    "tokenize",
-    "read_conll",
-    "iter_conll",
-    "write_conll",
-    "conll_token_problem",
     "conll_columns",
-    "physical_lines",
+    "conll_token_problem",
     "iob2",
-    "resolve_dataset",
-    "sample_path",
-    "MASAKHANER2_URL",
-    "MASAKHANER2_LANGS",
-    "MASAKHANER2_SPLITS",
+    "iter_conll",
+    "physical_lines",
+    "read_conll",
+    "tokenize",
+    "write_conll",
 ]
 
-# Module-level so tests (and mirrors) can point downloads elsewhere.
-MASAKHANER2_URL = (
-    "https://raw.githubusercontent.com/masakhane-io/masakhane-ner/main/MasakhaNER2.0/data"
-)
-MASAKHANER2_LANGS = (
-    "bam", "bbj", "ewe", "fon", "hau", "ibo", "kin", "lug", "luo", "mos",
-    "nya", "pcm", "sna", "swa", "tsn", "twi", "wol", "xho", "yor", "zul",
-)
-MASAKHANER2_SPLITS = ("train", "dev", "test")
-DOWNLOAD_TIMEOUT = 30.0
 
 _TAG_RE = re.compile(r"(?:O|[BIESLU]-\S+)\Z")
 
@@ -113,7 +84,7 @@ class Sentence:
         index: int = 0,
         path: str | None = None,
         line: int | None = None,
-    ) -> "Sentence":
+    ) -> Sentence:
         """Build a sentence from pre-tokenized input; text is tokens joined by spaces.
 
         Raises ValueError for a token that cannot be one CoNLL column (see
@@ -137,7 +108,7 @@ class Sentence:
         )
 
     @classmethod
-    def from_text(cls, text: str, *, index: int = 0) -> "Sentence":
+    def from_text(cls, text: str, *, index: int = 0) -> Sentence:
         """Tokenize raw text; offsets point into the unchanged original text."""
         found = tokenize(text)
         return cls(
@@ -271,7 +242,7 @@ def _iter_lines(path: Path) -> Iterator[tuple[int, str]]:
     start of the file is dropped.
     """
     try:
-        f = open(path, "rb")
+        f = open(path, "rb")  # noqa: SIM115 -- closed by the `with f:` below, after the open errors are told apart
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -309,7 +280,7 @@ def _iter_lines(path: Path) -> Iterator[tuple[int, str]]:
                 yield lineno, line
 
 
-def iter_conll(path: str | Path, *, labeled: bool | None = None) -> Iterator[Sentence]:
+def iter_conll(path: str | Path, *, labeled: bool | None = None) -> Generator[Sentence, None, None]:
     """Yield the sentences of a CoNLL file one by one, reading only as far as needed.
 
     Token first column, tag last column, blank line (or ``-DOCSTART-``)
@@ -413,13 +384,13 @@ def write_conll(
             f"{len(sentences)} sentences but {len(predicted)} prediction lists"
         )
     lines: list[str] = []
-    for sent, pred in zip(sentences, predicted):
+    for sent, pred in zip(sentences, predicted, strict=True):
         if len(pred) != len(sent.tokens):
             raise ValueError(
                 f"sentence {sent.index}: {len(sent.tokens)} tokens but {len(pred)} predicted tags"
             )
         gold = sent.tags if sent.tags is not None else ("-",) * len(sent.tokens)
-        for tok, g, p in zip(sent.tokens, gold, pred):
+        for tok, g, p in zip(sent.tokens, gold, pred, strict=True):
             problem = conll_token_problem(tok)
             if problem:
                 raise ValueError(f"sentence {sent.index}: token {tok!r} {problem}")
@@ -431,93 +402,3 @@ def write_conll(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(lines), encoding="utf-8", newline="\n")
-
-
-def sample_path() -> Path:
-    """Path of the small Swahili/Hausa sample shipped inside the package."""
-    return Path(str(resources.files("tf_prompt.resources").joinpath("sample.conll")))
-
-
-def _cache_root(cache_dir: Path | None) -> Path:
-    if cache_dir is not None:
-        return Path(cache_dir)
-    env = os.environ.get("TF_PROMPT_CACHE")
-    if env:
-        return Path(env)
-    return Path.home() / ".cache" / "tf-prompt"
-
-
-def _download(url: str, dest: Path, spec: str) -> None:
-    """Fetch url into dest atomically: a failed download never leaves a partial file."""
-    hint = (
-        f"{spec}: could not download {url} ({{reason}}); there is probably no "
-        "network access or the URL failed. Set TF_PROMPT_DATA to a folder "
-        "containing a local copy laid out as masakhaner2/LANG/SPLIT.txt"
-    )
-    try:
-        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT) as resp:
-            data = resp.read()
-    except (urllib.error.URLError, OSError, ValueError) as e:
-        reason = getattr(e, "reason", None) or e
-        raise DataError(hint.format(reason=reason)) from None
-    if not data.strip():
-        raise DataError(hint.format(reason="empty response"))
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        atomic.write_bytes(dest, data)
-    except OSError as e:
-        raise DataError(f"{dest}: cannot write downloaded data ({e.strerror or e})") from None
-
-
-def _resolve_masakhaner2(spec: str, rest: list[str], cache_dir: Path | None) -> Path:
-    if not rest or len(rest) > 2 or rest[0].lower() not in MASAKHANER2_LANGS:
-        got = f"unknown language '{rest[0]}'" if rest and rest[0] else "missing language"
-        raise DataError(
-            f"{spec}: {got}; expected masakhaner2:LANG[:SPLIT] with LANG one of "
-            f"{', '.join(MASAKHANER2_LANGS)}"
-        )
-    lang = rest[0].lower()
-    split = rest[1].lower() if len(rest) == 2 else "test"
-    if split not in MASAKHANER2_SPLITS:
-        raise DataError(
-            f"{spec}: unknown split '{rest[1]}'; expected one of "
-            f"{', '.join(MASAKHANER2_SPLITS)}"
-        )
-    rel = Path("masakhaner2") / lang / f"{split}.txt"
-    data_dir = os.environ.get("TF_PROMPT_DATA")
-    if data_dir and (Path(data_dir) / rel).is_file():
-        return Path(data_dir) / rel
-    cached = _cache_root(cache_dir) / "data" / rel
-    if cached.is_file():
-        return cached
-    _download(f"{MASAKHANER2_URL}/{lang}/{split}.txt", cached, spec)
-    return cached
-
-
-def resolve_dataset(spec: str, *, cache_dir: Path | None = None) -> Path:
-    """Turn a dataset spec (file path, ``sample`` or ``masakhaner2:LANG[:SPLIT]``) into a local file.
-
-    Local copies win over the cache, and the network is only a last resort,
-    so experiments run offline once data is in place.
-    """
-    if spec == "sample":
-        return sample_path()
-    name, sep, rest = spec.partition(":")
-    if sep and name.lower() == "masakhaner2":
-        return _resolve_masakhaner2(spec, rest.split(":") if rest else [], cache_dir)
-    path = Path(spec)
-    if path.is_file():
-        return path
-    if path.is_dir():
-        raise DataError(f"{spec}: is a directory, expected a CoNLL file or dataset name")
-    # "foo:bar" with a word-like prefix looks like a dataset name, not a path
-    # (a single letter could be a Windows drive).
-    if sep and len(name) > 1 and name.replace("_", "").replace("-", "").isalnum():
-        raise DataError(
-            f"{spec}: unknown dataset '{name}'; expected 'sample' or "
-            "masakhaner2:LANG[:SPLIT]"
-        )
-    raise DataError(
-        f"{spec}: no such file or dataset (expected a CoNLL file path, 'sample' "
-        "or masakhaner2:LANG[:SPLIT])"
-    )

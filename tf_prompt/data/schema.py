@@ -8,11 +8,11 @@ memorised conventions, so each label says what counts and what does not. A schem
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
-from typing import Mapping, Sequence
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator
@@ -66,7 +66,7 @@ class Schema(BaseModel):
     def names(self) -> list[str]:
         return [label.name for label in self.labels]
 
-    def select(self, names: Sequence[str] | None) -> "Schema":
+    def select(self, names: Sequence[str] | None) -> Schema:
         """The sub-schema with only `names` (e.g. MasakhaNER without DATE, as the paper scores it)."""
         if not names:
             return self

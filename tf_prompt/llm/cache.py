@@ -16,8 +16,9 @@ import os
 import shutil
 import sqlite3
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import diskcache
 
@@ -87,9 +88,8 @@ class ReplyCache:
     def record_run(self, stats: dict[str, Any]) -> None:
         """Remember the last run's hits and misses for `tf-prompt cache stats` (best effort: a
         failure here must not cost the run its outputs)."""
-        with contextlib.suppress(CacheError):
-            with self._guard():
-                self._cache.set(_LAST_RUN, {**stats, "at": time.time()})
+        with contextlib.suppress(CacheError), self._guard():
+            self._cache.set(_LAST_RUN, {**stats, "at": time.time()})
 
     def stats(self) -> dict[str, Any]:
         with self._guard():

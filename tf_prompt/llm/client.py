@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -266,7 +267,8 @@ class ModelClient:
         prompt_tokens = self.tokenizer.count_messages(prompt.messages) if needs_count else None
         worst = 0.0
         if self.budget is not None:
-            margin = 1.0 if self.tokenizer.exact else 1.15   # an approximate count must not let a call slip past the cap
+            # an approximate count must not let a call slip past the cap
+            margin = 1.0 if self.tokenizer.exact else 1.15
             assert prompt_tokens is not None
             worst = self.price_of(int(prompt_tokens * margin) + 1, int(self.params.get("max_tokens") or 4096)) or 0.0
             await self.budget.reserve(worst)
@@ -307,7 +309,7 @@ class ModelClient:
         self.usage.add(prompt.step, p_tok, c_tok, cost)
         return completion
 
-    def _attempt(self, prompt: Prompt):
+    def _attempt(self, prompt: Prompt) -> Callable[[], Awaitable[Completion]]:
         tries = 0
 
         async def call() -> Completion:

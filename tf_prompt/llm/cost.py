@@ -17,18 +17,19 @@ import math
 import os
 import re
 import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "Tokenizer",
-    "tokenizer_for",
-    "encoding_for",
     "Price",
-    "PriceTable",
     "PriceError",
+    "PriceTable",
+    "Tokenizer",
+    "encoding_for",
+    "tokenizer_for",
 ]
 
 # ---------------------------------------------------------------------------
@@ -150,7 +151,7 @@ class Tokenizer:
             return math.ceil(len(text) / _CHARS_PER_TOKEN)
         return len(self._encoding.encode_ordinary(text))
 
-    def count_messages(self, messages: list[dict[str, str]]) -> int:
+    def count_messages(self, messages: Sequence[Mapping[str, object]]) -> int:
         """Prompt tokens of a chat request, including OpenAI's per-message framing.
 
         Each message costs 3 tokens plus its values (role, content, ...), a
@@ -168,7 +169,7 @@ class Tokenizer:
         return total
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def tokenizer_for(model: str) -> Tokenizer:
     """The best offline tokenizer for `model` (cached: loading a BPE file takes ~0.5 s).
 

@@ -24,8 +24,20 @@ from pathlib import Path
 
 from tf_prompt.util import atomic
 
-__all__ = ["Preset", "PRESETS", "DEFAULT_PRESET", "ModelError", "resolve_gguf", "identify_gguf",
-           "pip_requirements", "file_sha256", "cached_sha256", "verify_file", "models_dir", "preset_path"]
+__all__ = [
+    "DEFAULT_PRESET",
+    "PRESETS",
+    "ModelError",
+    "Preset",
+    "cached_sha256",
+    "file_sha256",
+    "identify_gguf",
+    "models_dir",
+    "pip_requirements",
+    "preset_path",
+    "resolve_gguf",
+    "verify_file",
+]
 
 _CHUNK = 8 * 1024 * 1024
 _INSTALL = "pip install -e '.[local]'"

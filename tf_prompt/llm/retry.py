@@ -9,7 +9,8 @@ request — is raised at once so the run can stop with a message saying what to 
 from __future__ import annotations
 
 import random
-from typing import Any, Awaitable, Callable, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
@@ -45,8 +46,9 @@ async def with_retries(call: Callable[[], Awaitable[T]], *, max_retries: int, in
     """Run `call`, retrying retryable BackendErrors up to `max_retries` times."""
 
     def before_sleep(state: RetryCallState) -> None:
-        if on_retry is not None and state.outcome is not None:
-            on_retry(state.outcome.exception())
+        error = state.outcome.exception() if state.outcome is not None else None
+        if on_retry is not None and error is not None:   # only exceptions are retried
+            on_retry(error)
 
     retrying = AsyncRetrying(
         retry=retry_if_exception(is_retryable),

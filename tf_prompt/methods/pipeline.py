@@ -28,8 +28,8 @@ from tf_prompt.spans.checks import check_english, check_spans
 from tf_prompt.llm.client import ModelClient
 from tf_prompt.spans.combine import RULES as COMBINE_RULES, combine as combine_views
 from tf_prompt.data.conll import Sentence
-from tf_prompt.parsing.replies import (Mention, ParseFailure, parse_code_assignments, parse_entities, parse_json_value,
-                    parse_translation)
+from tf_prompt.parsing import parse_code_assignments, parse_entities, parse_json_value, parse_translation
+from tf_prompt.types import Mention, ParseFailure
 from tf_prompt.data.schema import Schema
 from tf_prompt.prompting.templates import TemplateSet
 from tf_prompt.types import Annotator, Result, SentenceFailed, Trace, Translator

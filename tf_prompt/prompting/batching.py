@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
-from tf_prompt.parsing.replies import parse_json_value
+from tf_prompt.parsing import parse_json_value
 
 if TYPE_CHECKING:
     from tf_prompt.methods.pipeline import Context, Trace

@@ -18,24 +18,26 @@ import difflib
 import re
 import unicodedata
 from bisect import bisect_left
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Iterator, Protocol, Sequence
+from typing import Protocol
+
 from tf_prompt.types import Span
 
 __all__ = [
+    "Alignment",
     "MentionLike",
     "Span",
-    "Alignment",
-    "normalize",
-    "locate",
-    "spans_to_bio",
     "bio_to_spans",
+    "locate",
+    "normalize",
+    "spans_to_bio",
 ]
 
 
 class MentionLike(Protocol):
-    """Anything with ``.text`` and ``.label`` (e.g. ``tf_prompt.parsing.replies.Mention``).
+    """Anything with ``.text`` and ``.label`` (e.g. ``tf_prompt.types.Mention``).
 
     A protocol rather than an import keeps this module free of dependencies on
     the parser, which is developed separately.
@@ -65,9 +67,9 @@ class Alignment:
 # before NFKD because e.g. "´" would otherwise decompose to " " + U+0301.
 _PUNCT = str.maketrans(
     {
-        **{c: "'" for c in "\u2019\u02bc\u2018\u00b4`\u201b\u2032"},
-        **{c: "-" for c in "\u2013\u2014\u2010\u2011\u2012\u2015\u2212"},
-        **{c: '"' for c in "\u201c\u201d\u201e\u201f"},
+        **dict.fromkeys("’ʼ‘´`‛′", "'"),
+        **dict.fromkeys("–—‐‑‒―−", "-"),
+        **dict.fromkeys("“”„‟", '"'),
     }
 )
 
@@ -109,7 +111,7 @@ def _norm_char(ch: str) -> str:
     )
 
 
-def _mapped(s: str, per_char) -> tuple[str, list[int]]:
+def _mapped(s: str, per_char: Callable[[str], str]) -> tuple[str, list[int]]:
     """Apply a per-character transform, recording each output char's source index."""
     out: list[str] = []
     idx: list[int] = []
@@ -412,7 +414,7 @@ def bio_to_spans(
         if cur is not None:
             spans.append(Span(cur[0], cur[1], cur[2], text[cur[0]:cur[1]], "exact"))
 
-    for (ts, te), tag in zip(offsets, tags):
+    for (ts, te), tag in zip(offsets, tags, strict=True):
         if not tag or tag == "O":
             close()
             cur = None

@@ -20,10 +20,11 @@ the answer consistent with the labels the user chose:
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from tf_prompt.spans.align import Span
-from tf_prompt.parsing.replies import Mention
+from tf_prompt.types import Mention
 
 if TYPE_CHECKING:
     from tf_prompt.data.schema import Schema
@@ -110,7 +111,7 @@ def add_prefixes(spans: Sequence[Span], source: str, prefixes: Mapping[str, froz
     return out
 
 
-def check_spans(spans: Sequence[Span], source: str, schema: "Schema") -> list[Span]:
+def check_spans(spans: Sequence[Span], source: str, schema: Schema) -> list[Span]:
     """Every check on source spans, in order: no numbers as names, name shape, titles out,
     generic words in. Applied to every method's answer (and to each view before combining)."""
     prefixes = schema.prefix_sets

@@ -20,7 +20,7 @@ neither answer can be trusted). Other checks are in checks.py.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from tf_prompt.spans.align import Span
 

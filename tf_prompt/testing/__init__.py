@@ -459,7 +459,8 @@ def oracle_responder(sentences: "Sequence[Any]", labels: "Sequence[str]", *,
 
     from tf_prompt.methods.pipeline import gold_mentions
 
-    from tf_prompt.parsing.replies import ParseFailure, parse_translation
+    from tf_prompt.parsing import parse_translation
+    from tf_prompt.types import ParseFailure
 
     gold = {}
     english: dict[str, str] = {}   # source text -> its translation

@@ -14,12 +14,12 @@ import errno
 import os
 import re
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from tf_prompt.util.jsontext import encodable
 
-__all__ = ["replacing", "write_text", "write_bytes", "TEMPORARY"]
+__all__ = ["TEMPORARY", "replacing", "write_bytes", "write_text"]
 
 #: The name of a temporary file made by `replacing` (a kill can leave one behind).
 TEMPORARY = re.compile(r"\..+\.[0-9a-f]{8}\.tmp(\.[^.]*)?")
@@ -76,10 +76,9 @@ def replacing(path: str | Path) -> Iterator[Path]:
 
 def write_bytes(path: str | Path, data: bytes) -> None:
     """Replace `path` with `data` atomically (see the module docstring)."""
-    with replacing(path) as tmp:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
+    with replacing(path) as tmp, open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
 
 
 def write_text(path: str | Path, text: str, encoding: str = "utf-8") -> None:

@@ -80,7 +80,7 @@ def cell_fingerprint(settings: RunSettings) -> dict[str, Any]:
     template it renders, and the contents of its data file."""
     from tf_prompt.api import default_model
     from tf_prompt.backends.openai_compat import effective_base_url   # the endpoint, even from $OPENAI_BASE_URL
-    from tf_prompt.data.conll import resolve_dataset
+    from tf_prompt.data.datasets import resolve_dataset
     from tf_prompt.methods.templates import template_identities  # the templates metrics.json records
     from tf_prompt.prompting.templates import TemplateSet
 

@@ -14,12 +14,15 @@ import re
 import pytest
 
 from tf_prompt import run_dataset
-from tf_prompt.data.conll import read_conll, sample_path
-from tf_prompt.parsing.replies import ParseFailure, _scan_segments, parse_entities
-from tf_prompt.methods.pipeline import answer_json, gold_mentions
+from tf_prompt.data.conll import read_conll
+from tf_prompt.data.datasets import sample_path
 from tf_prompt.data.schema import get_schema
+from tf_prompt.methods.pipeline import answer_json, gold_mentions
+from tf_prompt.parsing import parse_entities
+from tf_prompt.parsing.scan import scan_segments
 from tf_prompt.prompting.templates import TemplateSet
 from tf_prompt.testing import oracle_responder
+from tf_prompt.types import ParseFailure
 
 LABELS = ["PER", "ORG", "LOC", "DATE"]
 PLACEHOLDER = '{"entities": [{"text": "...", "type": "..."}]}'
@@ -34,7 +37,8 @@ def _vars(sentence: str) -> dict:
     schema = get_schema(None, LABELS)
     labels = [{**label.model_dump(), "class_name": label.name} for label in schema.labels]
     return dict(text=sentence, language="Hausa", labels=labels, label_names=schema.names, examples=[],
-                translation="In Kano.", english_entities=[], hints=[], items=[{"n": 1, "text": sentence, "translation": "In Kano.", "english_entities": []}])
+                translation="In Kano.", english_entities=[], hints=[],
+                items=[{"n": 1, "text": sentence, "translation": "In Kano.", "english_entities": []}])
 
 
 def _prompt(template: str, sentence: str, prompts: str | None = None) -> list[str]:
@@ -77,8 +81,9 @@ def test_real_answers_and_the_empty_example_are_still_answers() -> None:
 def test_a_copied_few_shot_answer_is_caught_too() -> None:
     sentences = read_conll(sample_path())
     shot = next(s for s in sentences if gold_mentions(s, LABELS))
-    other = next(s for s in sentences if s is not shot and not any(m.text in s.text for m in gold_mentions(shot, LABELS)))
-    variables = _vars(other.text) | {"examples": [{"text": shot.text, "answer": answer_json(gold_mentions(shot, LABELS))}]}
+    shown = gold_mentions(shot, LABELS)
+    other = next(s for s in sentences if s is not shot and not any(m.text in s.text for m in shown))
+    variables = _vars(other.text) | {"examples": [{"text": shot.text, "answer": answer_json(shown)}]}
     prompt = [m["content"] for m in TemplateSet().render("direct", **variables).messages]
     with pytest.raises(ParseFailure, match="repeats an example"):
         parse_entities(answer_json(gold_mentions(shot, LABELS)), LABELS, prompt=prompt, source=other.text)
@@ -91,7 +96,7 @@ def _echo(oracle):
         if "Translate" in user.split("\n", 1)[0]:
             return oracle(body)
         tail = user[user.index("in this form:") + len("in this form:"):]
-        return _scan_segments(tail)[0][0]
+        return scan_segments(tail)[0][0]
     return respond
 
 
@@ -106,7 +111,7 @@ def test_echoing_runs_count_parse_failures_not_entities(server, method: str, bat
     summary = run_dataset(model="m", base_url=server.base_url, method=method, limit=4, batch_sentences=batch)
     failed = [r.trace.parse_failures for r in summary.results]
     if batch > 1:   # item 2 of the numbered example is {"entities": []}: a real (empty) answer
-        failed = [f for r, f in zip(summary.results, failed) if r.trace.batches["direct"]["item"] != 2]
+        failed = [f for r, f in zip(summary.results, failed, strict=True) if r.trace.batches["direct"]["item"] != 2]
     assert failed and all(sorted(f) == sorted(steps) for f in failed), failed
     assert all("repeats an example" in msg for f in failed for msg in f.values())
     assert all(t == "O" for r in summary.results for t in r.tags)
