@@ -4,7 +4,8 @@ Against the loopback OpenAI-compatible server (in its own process, a fixed laten
 
 1. in process: a transfusion run of N sentences (3 calls each with --combine none) at a given
    concurrency, then the raw async client sending the same requests (the exact prompts the
-   pipeline sent) at the same concurrency; --repeat alternating rounds, best of each side. Target: pipeline/raw >= 0.9. CPU ms per call of
+   pipeline sent) at the same concurrency; --repeat alternating rounds, best of each side. Target: pipeline/raw >= 0.9.
+   CPU ms per call of
    each side is printed too: it is what the ratio depends on, and it is steady on a busy machine.
 2. in process, the same run fully cached (best of 3): the framework's CPU time per sentence
    (target <= 0.6 ms).
@@ -85,11 +86,11 @@ def write_conll_file(path: Path, sentences: list[Sentence]) -> None:
     """`token TAG` lines, a blank line between sentences (what `tf-prompt run --data` reads)."""
     lines = []
     for s in sentences:
-        lines += [f"{tok} {tag}" for tok, tag in zip(s.tokens, s.tags or ["O"] * len(s.tokens))] + [""]
+        lines += [f"{tok} {tag}" for tok, tag in zip(s.tokens, s.tags or ["O"] * len(s.tokens), strict=True)] + [""]
     path.write_text("\n".join(lines), encoding="utf-8")
 
 
-def serve(sentences: list[Sentence], latency: float, urls: "mp.Queue", stop: "mp.Event") -> None:
+def serve(sentences: list[Sentence], latency: float, urls: mp.Queue, stop: mp.Event) -> None:
     """The loopback server in its own process, so its threads do not compete with the client
     for the GIL (as a real server would not)."""
     with LoopbackServer(oracle_responder(sentences, LABELS), latency=latency) as srv:
@@ -221,7 +222,8 @@ def main() -> int:
           f"latency {args.latency * 1000:.0f} ms, concurrency {args.concurrency}, F1 {summary.metrics['f1']:.4f}, "
           f"best of {args.repeat} alternating rounds")
     print(f"pipeline : {t_pipe:7.2f} s  {rate_pipe:7.1f} req/s  {cpu_pipe / calls * 1000:5.2f} ms CPU per call  {tag}")
-    print(f"raw SDK  : {t_raw:7.2f} s  {rate_raw:7.1f} req/s  {cpu_raw / len(bodies) * 1000:5.2f} ms CPU per call  {tag}")
+    print(f"raw SDK  : {t_raw:7.2f} s  {rate_raw:7.1f} req/s  "
+          f"{cpu_raw / len(bodies) * 1000:5.2f} ms CPU per call  {tag}")
     print(f"ratio pipeline/raw: {rate_pipe / rate_raw:.3f} (target >= 0.9); CPU per call pipeline/raw: "
           f"{(cpu_pipe / calls) / (cpu_raw / len(bodies)):.3f}  {tag}")
     print(f"cached rerun (best of 3): {wall:.2f} s wall, {args.sentences / wall:.0f} sentences/s, "

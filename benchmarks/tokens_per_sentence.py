@@ -18,8 +18,8 @@ from pathlib import Path
 
 from tf_prompt.api import run_async
 from tf_prompt.backends.function import FunctionBackend
-from tf_prompt.llm.cost import PriceTable
 from tf_prompt.data.conll import read_conll
+from tf_prompt.llm.cost import PriceTable
 from tf_prompt.settings import RunSettings
 from tf_prompt.testing import oracle_responder
 

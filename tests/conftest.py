@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tf_prompt.llm.presets import pip_requirements
 from tf_prompt.data.conll import read_conll
 from tf_prompt.data.datasets import sample_path
+from tf_prompt.llm.presets import pip_requirements
 from tf_prompt.testing import LoopbackServer, oracle_responder
 
 REPO = Path(__file__).resolve().parents[1]

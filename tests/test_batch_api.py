@@ -21,15 +21,14 @@ from typing import Any
 import openai
 import pytest
 
-from tf_prompt import RunSettings
-from tf_prompt import run_dataset
+from tf_prompt import RunSettings, run_dataset
 from tf_prompt.backends.base import BackendError
 from tf_prompt.batch_api import MAX_BATCH_ATTEMPTS, NEEDS_BATCH_API, BatchPending, run_via_batch
+from tf_prompt.data.conll import read_conll
+from tf_prompt.data.datasets import sample_path
 from tf_prompt.llm.cache import ReplyCache
 from tf_prompt.llm.client import BudgetExceeded
 from tf_prompt.llm.cost import PriceTable, tokenizer_for
-from tf_prompt.data.conll import read_conll
-from tf_prompt.data.datasets import sample_path
 from tf_prompt.testing import Fault, LoopbackServer, oracle_responder
 
 LABELS = ["PER", "ORG", "LOC", "DATE"]

@@ -100,7 +100,7 @@ def test_file_translator_and_spacy_annotator_from_the_cli(server, tmp_path: Path
         from tf_prompt.components.annotators import load_spacy
 
         load_spacy("en_core_web_sm")
-    except Exception as e:  # noqa: BLE001 - the model package is an optional extra
+    except Exception as e:
         pytest.skip(f"no spaCy English model: {e}")
     data = tmp_path / "d.txt"
     data.write_text("Shehu B-PER\nGusau I-PER\nya O\nisa O\nKano B-LOC\n. O\n", encoding="utf-8")

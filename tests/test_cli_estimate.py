@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from tf_prompt.cli import main
-from tf_prompt.llm.cost import PriceTable, tokenizer_for
 from tf_prompt.data.conll import read_conll
 from tf_prompt.data.datasets import sample_path
+from tf_prompt.llm.cost import PriceTable, tokenizer_for
 from tf_prompt.testing import LoopbackServer, oracle_responder, reordered_translation
 
 LABELS = ["PER", "ORG", "LOC", "DATE"]

@@ -48,7 +48,7 @@ def test_read_conll_limit_stops_before_a_broken_tail(tmp_path: Path, tail: bytes
 
 def test_limit_zero_and_negative_read_nothing() -> None:
     assert read_conll(sample_path(), limit=0) == []
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="limit must be >= 0"):
         read_conll(sample_path(), limit=-1)
     assert len(read_conll(sample_path(), limit=100)) == 12
 

@@ -24,20 +24,15 @@ def test_help_imports_no_heavy_library() -> None:
 
 
 def test_low_layers_import_alone() -> None:
-    assert _loaded("import tf_prompt.spans.align, tf_prompt.data.conll, tf_prompt.parsing, tf_prompt.scoring.evaluate") == set()
+    modules = "tf_prompt.spans.align, tf_prompt.data.conll, tf_prompt.parsing, tf_prompt.scoring.evaluate"
+    assert _loaded(f"import {modules}") == set()
 
 
 def test_public_names_import_on_first_use() -> None:
     import tf_prompt
 
     assert {"extract", "run_dataset", "RunSettings", "run_via_batch"} <= set(dir(tf_prompt))
-    from tf_prompt import Entity
-    from tf_prompt import RunSettings
-    from tf_prompt import extract
-    from tf_prompt import run_async
-    from tf_prompt import run_dataset
-    from tf_prompt import run_dataset_via_batch
-    from tf_prompt import run_via_batch
+    from tf_prompt import Entity, RunSettings, extract, run_async, run_dataset, run_dataset_via_batch, run_via_batch
 
     assert callable(extract) and callable(run_dataset) and RunSettings(method="direct").method == "direct"
     assert all(callable(f) for f in (run_async, run_via_batch, run_dataset_via_batch)) and Entity

@@ -15,8 +15,16 @@ _LAZY = {
     "RunSettings": "settings",
 }
 
-__all__ = ["Entity", "extract", "run_async", "run_dataset", "run_via_batch", "run_dataset_via_batch",
-           "RunSettings", "__version__"]
+__all__ = [
+    "Entity",
+    "RunSettings",
+    "__version__",
+    "extract",
+    "run_async",
+    "run_dataset",
+    "run_dataset_via_batch",
+    "run_via_batch",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -7,9 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tf_prompt import RunSettings
-from tf_prompt import extract
-from tf_prompt import run_dataset
+from tf_prompt import RunSettings, extract, run_dataset
 from tf_prompt.cli import main
 from tf_prompt.data.conll import read_conll
 from tf_prompt.data.datasets import sample_path

@@ -14,18 +14,17 @@ from pathlib import Path
 
 import pytest
 
+from conftest import require, shared_data_dir
 from tf_prompt.api import run_async
 from tf_prompt.backends.function import FunctionBackend
 from tf_prompt.data.conll import read_conll
 from tf_prompt.settings import RunSettings
 from tf_prompt.testing import oracle_responder, reordered_translation
 
-from conftest import require, shared_data_dir
-
 LABELS = ["PER", "ORG", "LOC", "DATE"]
 # The 15 languages of MasakhaNER 2.0 (fixed here, so a missing data folder cannot silently turn
 # the parametrised tests into zero tests).
-LANGS = "bam ewe fon hau kin luo mos nya pcm sna swa tsn twi xho yor".split()
+LANGS = ["bam", "ewe", "fon", "hau", "kin", "luo", "mos", "nya", "pcm", "sna", "swa", "tsn", "twi", "xho", "yor"]
 _root = shared_data_dir()
 
 
@@ -34,7 +33,7 @@ def _data() -> None:
     require(_root is not None, "../shared/data (MasakhaNER 2.0) is not available")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _test_set(lang: str) -> tuple:
     """A language's test sentences, read once for all the tests of this module."""
     return tuple(read_conll(Path(_root) / "masakhaner2" / lang / "test.txt"))

@@ -21,9 +21,9 @@ import pytest
 
 from tf_prompt.api import run_async
 from tf_prompt.backends.function import FunctionBackend
-from tf_prompt.llm.cache import _LAST_RUN, ReplyCache
 from tf_prompt.data.conll import read_conll
 from tf_prompt.data.datasets import sample_path
+from tf_prompt.llm.cache import _LAST_RUN, ReplyCache
 from tf_prompt.settings import RunSettings
 
 _WORD = re.compile(r"\b[A-Z][a-z]{2,}\b")

@@ -18,17 +18,18 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
 from tf_prompt import RunSettings
 from tf_prompt.api import run_async
-from tf_prompt.llm.cache import ReplyCache
 from tf_prompt.cli import main
 from tf_prompt.data.conll import Sentence, read_conll
 from tf_prompt.data.datasets import sample_path
+from tf_prompt.llm.cache import ReplyCache
 from tf_prompt.testing import Fault, LoopbackServer, oracle_responder
 
 LABELS = ["PER", "ORG", "LOC", "DATE"]
@@ -51,7 +52,7 @@ def sentences_n(n: int) -> list[Sentence]:
 
 
 def write_conll_gold(path: Path, sentences: list[Sentence]) -> Path:
-    path.write_text("\n\n".join("\n".join(f"{t} {g}" for t, g in zip(s.tokens, s.tags or []))
+    path.write_text("\n\n".join("\n".join(f"{t} {g}" for t, g in zip(s.tokens, s.tags or [], strict=False))
                                 for s in sentences) + "\n", encoding="utf-8")
     return path
 
@@ -249,7 +250,7 @@ def test_backoff_without_header_is_short_and_bounded(server, tmp_path: Path, mon
     assert len(arrivals) == 4 and len(waits) == 3
     # retry_initial 0.01: full jitter in [0.5, 1] x 0.01 * 2**n
     assert all(0.005 * 2 ** n <= w <= 0.01 * 2 ** n for n, w in enumerate(waits)), waits
-    assert all(b - a >= w for a, b, w in zip(arrivals, arrivals[1:], waits))   # and they were waited
+    assert all(b - a >= w for a, b, w in zip(arrivals, arrivals[1:], waits, strict=False))   # and they were waited
     assert summary.metrics["usage"]["retries"] == 3 and summary.metrics["f1"] == pytest.approx(1.0)
 
 

@@ -11,24 +11,21 @@ from __future__ import annotations
 
 import random
 import sys
-from pathlib import Path
 
 import pytest
 
-from tf_prompt.spans import align
-from tf_prompt.spans.align import locate, normalize
-from tf_prompt.llm.client import ModelClient
+from conftest import shared_data_dir
 from tf_prompt.backends.function import FunctionBackend
 from tf_prompt.data.conll import read_conll
 from tf_prompt.data.datasets import sample_path
-from tf_prompt.scoring.evaluate import restrict, score
-from tf_prompt.types import Mention
-from tf_prompt.methods.pipeline import Context
 from tf_prompt.data.schema import MASAKHANER, Schema, get_schema
+from tf_prompt.llm.client import ModelClient
+from tf_prompt.methods.pipeline import Context
 from tf_prompt.prompting.templates import TemplateSet
-
-from conftest import shared_data_dir  # noqa: E402
-
+from tf_prompt.scoring.evaluate import restrict, score
+from tf_prompt.spans import align
+from tf_prompt.spans.align import locate, normalize
+from tf_prompt.types import Mention
 
 # --- schema word sets ----------------------------------------------------------------------
 

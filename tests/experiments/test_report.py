@@ -17,13 +17,19 @@ from typing import Any
 import pytest
 
 import tf_prompt
+from conftest import require
 from tf_prompt.data.conll import read_conll
 from tf_prompt.data.datasets import sample_path
-from tf_prompt.experiments.report import (ErrorItem, ReportError, TokenSpan, add_report_parser, build_report,
-                              classify_errors, kind_counts)
+from tf_prompt.experiments.report import (
+    ErrorItem,
+    ReportError,
+    TokenSpan,
+    add_report_parser,
+    build_report,
+    classify_errors,
+    kind_counts,
+)
 from tf_prompt.testing import LoopbackServer, oracle_responder
-
-from conftest import require
 
 LABELS = ["PER", "ORG", "LOC", "DATE"]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -81,7 +87,7 @@ def test_adjacent_entities_and_lenient_i_tags():
 
 
 def test_length_mismatch_is_an_error():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="1 gold tags but 2 predicted"):
         classify_errors(["O"], ["O", "O"])
 
 
@@ -237,7 +243,7 @@ def synthetic_run(folder: Path, n: int = 2000, seed: int = 0) -> Path:
             "errors": {}, "parsed": entities, "unknown_labels": [], "spans": [],
             "hallucinated": [{"text": "Paris", "type": "LOC"}] if i % 50 == 0 else [],
             "unaligned": [], "gold": gold, "predicted": pred, "failed": False})
-        conll.append("".join(f"{t} {g} {p}\n" for t, g, p in zip(tokens, gold, pred)) + "\n")
+        conll.append("".join(f"{t} {g} {p}\n" for t, g, p in zip(tokens, gold, pred, strict=True)) + "\n")
     with (folder / "trace.jsonl").open("w", encoding="utf-8") as fh:
         for t in traces:
             fh.write(json.dumps(t, ensure_ascii=False) + "\n")
@@ -360,10 +366,9 @@ def test_typing_in_the_search_box_filters_and_updates_the_address(sample_run: Pa
     report = build_report(sample_run)
     page = report.read_text(encoding="utf-8")
     term = "Kano"
-    typed = ("<script>(function(){var q=document.getElementById('q');q.value=%s;"
+    typed = (f"<script>(function(){{var q=document.getElementById('q');q.value={json.dumps(term)};"
              "q.dispatchEvent(new Event('input'));"
-             "setTimeout(function(){document.body.setAttribute('data-hash',location.hash)},1000)})();</script>"
-             % json.dumps(term))
+             "setTimeout(function(){document.body.setAttribute('data-hash',location.hash)},1000)})();</script>")
     driven = tmp_path / "typed.html"
     driven.write_text(page.replace("</body>", typed + "</body>"), encoding="utf-8")
     proc = chromium(tmp_path, "--virtual-time-budget=5000", "--dump-dom", driven.as_uri())

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tf_prompt.llm.cost import PriceTable, tokenizer_for
 from tf_prompt.data.conll import read_conll
 from tf_prompt.experiments.sweep import SweepError, estimate_sweep, load_config, main_sweep
+from tf_prompt.llm.cost import PriceTable, tokenizer_for
 from tf_prompt.testing import LoopbackServer, oracle_responder
 
 LANGS = ["hau", "swa", "yor"]
@@ -123,7 +123,8 @@ def _flawed_oracle(data: Path):
         user = [m["content"] for m in body["messages"] if m["role"] == "user"][-1]
         lines = user.splitlines()
         if "English translation:" in user:
-            step, source = "fuse", lines[max(k for k, ln in enumerate(lines) if ln.startswith("English translation:")) - 1]
+            last = max(k for k, ln in enumerate(lines) if ln.startswith("English translation:"))
+            step, source = "fuse", lines[last - 1]
         elif "Translate the following" in user or "English sentence below" in user:
             step, source = "other", ""
         else:

@@ -19,10 +19,10 @@ import pytest
 from tf_prompt import run_dataset
 from tf_prompt.data.conll import read_conll
 from tf_prompt.data.datasets import sample_path
-from tf_prompt.methods.templates import templates_of
-from tf_prompt.settings import RunSettings
 from tf_prompt.experiments.sweep import SweepError, estimate_sweep, load_config, main_sweep
+from tf_prompt.methods.templates import templates_of
 from tf_prompt.prompting.templates import TemplateSet, packaged_prompts_dir
+from tf_prompt.settings import RunSettings
 from tf_prompt.testing import LoopbackServer, oracle_responder
 
 LABELS = ["PER", "ORG", "LOC", "DATE"]

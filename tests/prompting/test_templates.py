@@ -107,7 +107,8 @@ def test_fuse_date_rule_and_worked_example_follow_the_labels() -> None:
     user = ts.render("fuse", **_vars(labels=full, label_names=["PER", "ORG", "LOC"])).messages[-1]["content"]
     assert "A worked example" in user and "Benki ya Dunia" in user
     shots = [{"text": "Audu ya je Kaduna", "answer": '{"entities": []}'}]
-    user = ts.render("fuse", **_vars(labels=full, label_names=["PER", "ORG", "LOC"], examples=shots)).messages[-1]["content"]
+    rendered = ts.render("fuse", **_vars(labels=full, label_names=["PER", "ORG", "LOC"], examples=shots))
+    user = rendered.messages[-1]["content"]
     assert "A worked example" not in user and "Audu ya je Kaduna" in user
 
 

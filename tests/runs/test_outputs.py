@@ -8,8 +8,16 @@ from pathlib import Path
 import pytest
 
 from tf_prompt.runs.errors import RunFileError
-from tf_prompt.runs.outputs import (METRICS, PREDICTIONS, TRACE, metrics_or_none, read_metrics, read_predictions,
-                                    read_trace, trace_counts)
+from tf_prompt.runs.outputs import (
+    METRICS,
+    PREDICTIONS,
+    TRACE,
+    metrics_or_none,
+    read_metrics,
+    read_predictions,
+    read_trace,
+    trace_counts,
+)
 
 
 def _one_line(e: pytest.ExceptionInfo[RunFileError]) -> str:

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
-from tf_prompt.cli import main
 from tf_prompt.testing import Fault, LoopbackServer
 
 LABELS = ["PER", "ORG", "LOC", "DATE"]
@@ -36,7 +35,7 @@ def test_reply_with_a_lone_surrogate_does_not_crash_the_run(tmp_path, capsys, ha
     parsed into a str that cannot be encoded as UTF-8: TraceWriter raised UnicodeEncodeError, a
     traceback (seen), and since the reply is cached every rerun crashed the same way. (The SDK
     can also hand over the surrogate raw: the `raw` case.)"""
-    reply = '{"entities": [{"text": "%s", "type": "PER"}]}' % half
+    reply = '{"entities": [{"text": "' + half + '", "type": "PER"}]}'
     with LoopbackServer(lambda body: reply) as srv:
         out = tmp_path / "run"
         args = ["run", "--base-url", srv.base_url, "--model", "loopback", "--method", "direct",
@@ -105,7 +104,7 @@ def test_an_overwrite_whose_calls_all_fail_keeps_the_earlier_run(oracle, tmp_pat
     assert run_cli(capsys, *base, "--method", "direct")[0] == 0
     before = (out / "metrics.json").read_bytes()
     oracle.fault = lambda body, attempt: Fault(500)
-    code, _, err = run_cli(capsys, *base, "--method", "transfusion", "--overwrite")
+    code, _, _ = run_cli(capsys, *base, "--method", "transfusion", "--overwrite")
     assert code != 0
     assert (out / "metrics.json").read_bytes() == before
 
@@ -138,7 +137,7 @@ def test_torn_run_folder_does_not_make_a_finished_rerun_silently_write_nothing(o
             "--out", str(out), "--cache-dir", str(tmp_path / "c")]
     assert run_cli(capsys, *base)[0] == 0
     _kill_right_after_run_json(base, "--limit", "5", "--overwrite")
-    code, stdout, _ = run_cli(capsys, *base, "--limit", "5")
+    code, _, _ = run_cli(capsys, *base, "--limit", "5")
     metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     # either the rerun writes its outputs, or it does not claim success
     assert metrics["n_sentences"] == 5 or code != 0

@@ -17,8 +17,8 @@ import time
 
 import pytest
 
-from tf_prompt.runs.rundir import OutputError
 from tf_prompt.runs.outputs import write_outputs
+from tf_prompt.runs.rundir import OutputError
 from tf_prompt.util import atomic
 
 

@@ -19,8 +19,9 @@ for deciding what to do with a folder, where a damaged file only means "no usabl
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO, Any, Callable, Sequence
+from typing import IO, Any
 
 from tf_prompt.data.conll import conll_columns, physical_lines, write_conll
 from tf_prompt.runs.errors import OutputError, RunFileError
@@ -272,7 +273,9 @@ def read_predictions(folder: Path) -> list[PredictedSentence] | None:
     def flush() -> None:
         if toks:
             out.append((toks[:], None if all(g == "-" for g in gold) else gold[:], pred[:]))
-        toks.clear(), gold.clear(), pred.clear()
+        toks.clear()
+        gold.clear()
+        pred.clear()
 
     try:
         text = path.read_text(encoding="utf-8-sig", errors="replace")

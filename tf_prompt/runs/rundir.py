@@ -29,26 +29,40 @@ only after the data, templates, schema, components and backend have been validat
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from tf_prompt.runs.errors import OutputError, RunDirError
-from tf_prompt.runs.outputs import (MANIFEST, METRICS, PARTIAL_TRACE, TRACE, json_object_or_none,
-                                    trace_counts)
-from tf_prompt.util import atomic
-from tf_prompt.util import jsontext
+from tf_prompt.runs.outputs import MANIFEST, METRICS, PARTIAL_TRACE, TRACE, json_object_or_none, trace_counts
+from tf_prompt.util import atomic, jsontext
 
 try:   # POSIX; elsewhere runs are not protected from each other (documented)
     import fcntl
 except ImportError:   # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["MANIFEST", "METRICS", "NOT_IDENTITY", "OutputError", "PARTIAL_TRACE", "Previous", "RunDirError",
-           "RunFolder", "TRACE", "check_out_path", "data_digest", "differences", "identity_of", "read_previous"]
+__all__ = [
+    "MANIFEST",
+    "METRICS",
+    "NOT_IDENTITY",
+    "PARTIAL_TRACE",
+    "TRACE",
+    "OutputError",
+    "Previous",
+    "RunDirError",
+    "RunFolder",
+    "check_out_path",
+    "data_digest",
+    "differences",
+    "identity_of",
+    "read_previous",
+]
 
 #: Settings that change how calls are made or paid for, never a result: a rerun that changes
 #: only these continues the earlier run.
@@ -217,10 +231,8 @@ class RunFolder:
         """Temporary files of a write that a kill interrupted (we hold the lock: none is live)."""
         for p in self.path.glob(".*.tmp*"):
             if atomic.TEMPORARY.fullmatch(p.name):
-                try:
+                with contextlib.suppress(OSError):
                     p.unlink()
-                except OSError:
-                    pass
 
     def _lock(self) -> None:
         if fcntl is None:
@@ -291,7 +303,5 @@ class RunFolder:
 
     def committed(self) -> None:
         """The outputs were written: the side trace (if any) is no longer needed."""
-        try:
+        with contextlib.suppress(OSError):
             (self.path / PARTIAL_TRACE).unlink(missing_ok=True)
-        except OSError:
-            pass

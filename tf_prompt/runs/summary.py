@@ -43,7 +43,7 @@ def format_summary(metrics: dict[str, Any]) -> str:
     lines.append(counts)
     usage = metrics.get("usage")
     if usage:
-        cost = '$%.4f' % usage['cost_usd'] if usage['cost_usd'] is not None else 'unknown'
+        cost = f"${usage['cost_usd']:.4f}" if usage['cost_usd'] is not None else 'unknown'
         lines.append(f"calls {usage['calls']}  cache hits {usage['cache_hits']}  retries {usage['retries']}  "
                      f"tokens {usage['prompt_tokens']}+{usage['completion_tokens']}  "
                      f"cost {cost}  wall {usage['wall_seconds']:.1f}s")

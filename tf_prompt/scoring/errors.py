@@ -7,8 +7,8 @@ scorer's rules, so a class never contradicts the scores.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from tf_prompt.spans.align import bio_to_spans
 
@@ -26,7 +26,7 @@ class TokenSpan:
     end: int
     label: str
 
-    def overlaps(self, other: "TokenSpan") -> bool:
+    def overlaps(self, other: TokenSpan) -> bool:
         return self.start < other.end and other.start < self.end
 
 

@@ -4,15 +4,17 @@ seqeval in its default (conlleval-compatible) mode is what the MasakhaNER papers
 numbers here are comparable with theirs. They are computed here with seqeval's chunking rules
 rather than by calling it: importing seqeval's metrics imports scikit-learn and SciPy (about
 0.8 s, half of a cached run's whole-process time), for a decoder of twenty lines. The tests
-check the figures are bit-identical to seqeval's classification_report. Gold tags of types outside the chosen labels are mapped
-to O first: scoring MasakhaNER 2.0 without DATE (as the TransFusion paper does) must not count
+check the figures are bit-identical to seqeval's classification_report. Gold tags of types
+outside the chosen labels are mapped to O first: scoring MasakhaNER 2.0 without DATE (as the
+TransFusion paper does) must not count
 DATE entities as misses.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 
 def restrict(tags: Sequence[str], labels: Iterable[str]) -> list[str]:
@@ -74,7 +76,7 @@ def score(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]) -> 
     """
     if len(gold) != len(predicted):
         raise ValueError(f"{len(gold)} gold sentences but {len(predicted)} predicted")
-    for i, (g, p) in enumerate(zip(gold, predicted)):
+    for i, (g, p) in enumerate(zip(gold, predicted, strict=True)):
         if len(g) != len(p):
             raise ValueError(f"sentence {i}: {len(g)} gold tags but {len(p)} predicted")
     if not gold or not any(t != "O" for s in list(gold) + list(predicted) for t in s):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from tf_prompt.scoring.evaluate import restrict, score
 from tf_prompt.types import Result

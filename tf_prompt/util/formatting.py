@@ -3,7 +3,8 @@ same figure reads the same wherever it appears."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 
 def money(x: float | None) -> str:

@@ -20,5 +20,17 @@ from tf_prompt.experiments.report.cli import add_report_parser, cmd_report
 from tf_prompt.experiments.report.rows import SENTENCE_KINDS, kind_counts
 from tf_prompt.scoring.errors import ENTITY_KINDS, ErrorItem, TokenSpan, classify_errors, classify_spans, tag_spans
 
-__all__ = ["ErrorItem", "TokenSpan", "ReportError", "classify_errors", "classify_spans", "tag_spans", "build_report",
-           "add_report_parser", "cmd_report", "kind_counts", "ENTITY_KINDS", "SENTENCE_KINDS"]
+__all__ = [
+           "ENTITY_KINDS",
+           "SENTENCE_KINDS",
+           "ErrorItem",
+           "ReportError",
+           "TokenSpan",
+           "add_report_parser",
+           "build_report",
+           "classify_errors",
+           "classify_spans",
+           "cmd_report",
+           "kind_counts",
+           "tag_spans",
+]

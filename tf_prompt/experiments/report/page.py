@@ -10,10 +10,12 @@ escapes every value, so nothing taken from the run can become markup.
 from __future__ import annotations
 
 import functools
+import itertools
 from collections import Counter
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tf_prompt.experiments.report.rows import CLEAN, SENTENCE_KINDS, Row
 from tf_prompt.scoring.errors import ENTITY_KINDS, TokenSpan
@@ -85,7 +87,7 @@ def _segments(row: Row, colour: _Colours) -> list[tuple[str, str]]:
             span_chars.append((kind, a, b, s.label))
     bounds = sorted(cuts)
     out = []
-    for a, b in zip(bounds, bounds[1:]):
+    for a, b in itertools.pairwise(bounds):
         classes = []
         for kind, sa, sb, label in span_chars:
             if sa <= a and b <= sb:

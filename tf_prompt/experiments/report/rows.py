@@ -8,9 +8,10 @@ or disagree with the trace (a note says so, and predictions.conll wins).
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from tf_prompt.runs.outputs import read_metrics, read_predictions, read_trace
 from tf_prompt.scoring.errors import ENTITY_KINDS, ErrorItem, TokenSpan, classify_spans, tag_spans
@@ -67,14 +68,14 @@ def load_rows(run_dir: Path, labels: set[str] | None, notes: list[str]) -> list[
         by_text: dict[str, Any] = {}
         for c in conll:
             by_text.setdefault(" ".join(c[0]), c)
-        conll_for = [by_text.get(t["source"]) for t in traces]
+        conll_for: list[Any] = [by_text.get(t["source"]) for t in traces]
     elif conll is not None:
         conll_for = list(conll)
     else:
         conll_for = [None] * len(traces)
     disagree = 0
     rows = []
-    for t, c in zip(traces, conll_for):
+    for t, c in zip(traces, conll_for, strict=True):
         text = t["source"]
         t_pred = list(t.get("predicted") or [])
         t_gold = t.get("gold")

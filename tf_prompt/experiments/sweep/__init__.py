@@ -26,12 +26,38 @@ the results, cli.py is the subcommand.
 
 from tf_prompt.experiments.sweep.cli import add_sweep_parser, cmd_sweep, main_sweep
 from tf_prompt.experiments.sweep.config import SweepConfig, SweepError, load_config
-from tf_prompt.experiments.sweep.plan import CELL_FILE, Cell, cell_fingerprint, estimate_sweep, finished_metrics, \
-    format_cost_table
+from tf_prompt.experiments.sweep.plan import (
+           CELL_FILE,
+           Cell,
+           cell_fingerprint,
+           estimate_sweep,
+           finished_metrics,
+           format_cost_table,
+)
 from tf_prompt.experiments.sweep.results import CELL_COLUMNS, averages, cell_row, format_results, gains, write_results
 from tf_prompt.experiments.sweep.run import EXIT_BUDGET, EXIT_INCOMPLETE, EXIT_REFUSED, run_sweep
 
-__all__ = ["CELL_COLUMNS", "CELL_FILE", "Cell", "EXIT_BUDGET", "EXIT_INCOMPLETE", "EXIT_REFUSED", "SweepConfig",
-           "SweepError", "add_sweep_parser", "averages", "cell_fingerprint", "cell_row", "cmd_sweep",
-           "estimate_sweep", "finished_metrics", "format_cost_table", "format_results", "gains", "load_config",
-           "main_sweep", "run_sweep", "write_results"]
+__all__ = [
+           "CELL_COLUMNS",
+           "CELL_FILE",
+           "EXIT_BUDGET",
+           "EXIT_INCOMPLETE",
+           "EXIT_REFUSED",
+           "Cell",
+           "SweepConfig",
+           "SweepError",
+           "add_sweep_parser",
+           "averages",
+           "cell_fingerprint",
+           "cell_row",
+           "cmd_sweep",
+           "estimate_sweep",
+           "finished_metrics",
+           "format_cost_table",
+           "format_results",
+           "gains",
+           "load_config",
+           "main_sweep",
+           "run_sweep",
+           "write_results",
+]

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from tf_prompt.data.conll import DataError
 from tf_prompt.experiments.sweep.config import load_config, validation_message
 from tf_prompt.experiments.sweep.run import run_sweep
+
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """`tf-prompt sweep CONFIG`: errors are raised (SweepError, DataError...) for the CLI to print."""
@@ -38,10 +40,10 @@ def main_sweep(argv: Sequence[str] | None = None) -> int:
     from pydantic import ValidationError
 
     from tf_prompt.backends.base import BackendError
+    from tf_prompt.data.schema import SchemaError
     from tf_prompt.llm.client import BudgetExceeded
     from tf_prompt.llm.cost import PriceError
-    from tf_prompt.data.schema import SchemaError
-    from tf_prompt.prompting.templates import TemplateError
+    from tf_prompt.types import TemplateError
 
     parser = argparse.ArgumentParser(prog="tf-prompt")
     add_sweep_parser(parser.add_subparsers(dest="command", required=True))

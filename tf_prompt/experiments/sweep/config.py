@@ -8,10 +8,16 @@ are relative to the config file, so a sweep folder can be moved.
 from __future__ import annotations
 
 import re
-import tomllib
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser, as a package
+    import tomli as tomllib
 
 from tf_prompt.data.conll import DataError, physical_lines
 from tf_prompt.experiments.sweep.plan import Cell, cell_folder, sanitise
@@ -191,9 +197,9 @@ def load_config(path: str | Path, out: str | Path | None = None) -> SweepConfig:
                               "concurrency")
     labels = _str_list(src, conf["labels"], "labels") if "labels" in conf else None
     methods = _str_list(src, conf.get("methods", ["direct", "transfusion"]), "methods")
-    for m in methods:
-        if m not in METHODS:
-            raise src.error("methods", f"unknown method {m!r}; choose from {', '.join(METHODS)}", "methods")
+    for method in methods:
+        if method not in METHODS:
+            raise src.error("methods", f"unknown method {method!r}; choose from {', '.join(METHODS)}", "methods")
 
     datasets = _read_datasets(src, conf, base)
     models = _read_models(src, conf)
@@ -355,7 +361,7 @@ def _read_run(src: _Source, conf: dict[str, Any], base: Path) -> dict[str, Any]:
     if not isinstance(run, dict):
         raise src.error("run", "expected a [run] table", "run")
     known = set(RunSettings.model_fields) | {"schema"}
-    for key, value in run.items():
+    for key in run:
         if key in _SET_BY_SWEEP:
             raise src.error(f"run.{key}", f"set by the sweep: use {_SET_BY_SWEEP[key]}", key, "run")
         if key not in known:

@@ -12,9 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from tf_prompt.methods.pipeline import METHODS
 from tf_prompt.runs.outputs import json_object_or_none, metrics_or_none
@@ -68,7 +69,7 @@ def cell_folder(method: str, prompt: str) -> str:
     folder = f"{method}-{safe}"
     reads_as = max((m for m in METHODS if folder == m or folder.startswith(m + "-")), key=len)
     if safe != prompt or reads_as != method:
-        folder += "-" + hashlib.sha256(f"{method}\0{prompt}".encode("utf-8")).hexdigest()[:8]
+        folder += "-" + hashlib.sha256(f"{method}\0{prompt}".encode()).hexdigest()[:8]
     return folder
 
 
@@ -79,7 +80,7 @@ def cell_fingerprint(settings: RunSettings) -> dict[str, Any]:
     """Everything that determines a cell's replies and scores: settings, the identity of each
     template it renders, and the contents of its data file."""
     from tf_prompt.api import default_model
-    from tf_prompt.backends.openai_compat import effective_base_url   # the endpoint, even from $OPENAI_BASE_URL
+    from tf_prompt.backends.openai_compat import effective_base_url  # the endpoint, even from $OPENAI_BASE_URL
     from tf_prompt.data.datasets import resolve_dataset
     from tf_prompt.methods.templates import template_identities  # the templates metrics.json records
     from tf_prompt.prompting.templates import TemplateSet
@@ -129,19 +130,19 @@ async def estimate_sweep(config: SweepConfig) -> list[dict[str, Any]]:
 def format_cost_table(config: SweepConfig, estimates: Sequence[dict[str, Any]]) -> str:
     """The markdown cost table printed before a sweep spends anything, with a total and notes."""
     rows = []
-    for cell, est in zip(config.cells, estimates):
+    for cell, est in zip(config.cells, estimates, strict=True):
         rows.append([cell.model, cell.dataset, cell.method, cell.prompt, est["status"], est["calls"],
                      est["prompt_tokens"], est["completion_tokens"], money(est["cost_usd"]), est["cached_calls"]])
     known = sum(e["cost_usd"] or 0.0 for e in estimates)
-    unknown = sorted({c.settings.model or c.model for c, e in zip(config.cells, estimates)
+    unknown = sorted({c.settings.model or c.model for c, e in zip(config.cells, estimates, strict=True)
                       if e["cost_usd"] is None})
     total = ["**total**", "", "", "", "", sum(e["calls"] for e in estimates),
              sum(e["prompt_tokens"] for e in estimates), sum(e["completion_tokens"] for e in estimates),
              f"{known:.4f}" + (" + unknown" if unknown else ""), sum(e["cached_calls"] for e in estimates)]
     text = md_table(["model", "dataset", "method", "prompt", "status", "calls", "prompt tokens",
                       "completion tokens", "$", "cached calls"], rows + [total], 5)
-    notes = [f"estimate for {len(config.cells)} cells; nothing was sent. Cached calls are free; "
-             "tokens after the first step are approximate (stand-in replies)."]
+    notes = [(f"estimate for {len(config.cells)} cells; nothing was sent. Cached calls are free; "
+              "tokens after the first step are approximate (stand-in replies).")]
     priced = [e for e in estimates if e.get("prices_date")]
     if priced:
         notes.append(f"prices of {priced[0]['prices_date']} (tf_prompt/resources/prices.json or [run] prices)")

@@ -8,9 +8,11 @@ TransFusion-minus-direct gains (method "transfusion-direct", the F1 difference i
 from __future__ import annotations
 
 import csv
+import functools
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from tf_prompt.experiments.sweep.plan import Cell
 from tf_prompt.util import atomic
@@ -171,7 +173,7 @@ def write_results(out: Path, rows: Sequence[dict[str, Any]], title: str, notes: 
     drawn = []
     for name, plot in plotters:
         try:
-            _replace_with(out / name, lambda tmp, plot=plot: plot(rows, tmp))
+            _replace_with(out / name, functools.partial(plot, rows))
         except OSError as e:
             failures.setdefault(name, f"{out / name}: cannot write ({e.strerror or e})")
         except Exception as e:   # matplotlib: any figure it cannot draw; the results stand without it

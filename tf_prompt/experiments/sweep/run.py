@@ -56,7 +56,7 @@ async def run_sweep(config: SweepConfig, *, dry_run: bool = False, proceed_up_to
     spent = 0.0
     code = 0
     try:
-        for i, (cell, est) in enumerate(zip(config.cells, estimates), 1):
+        for i, (cell, est) in enumerate(zip(config.cells, estimates, strict=True), 1):
             name = f"[{i}/{len(config.cells)}] {cell.model} / {cell.language} / {cell.method} / {cell.prompt}"
             done = finished_metrics(cell, est["hash"]) if est["status"] == "done" else None
             if done is not None:
