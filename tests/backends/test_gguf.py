@@ -57,7 +57,7 @@ def _patch_preset(monkeypatch: pytest.MonkeyPatch, **changes) -> None:
     monkeypatch.setitem(PRESETS, PRESET, dataclasses.replace(PRESETS[PRESET], **changes))
 
 
-# --- models.py ----------------------------------------------------------------------------------
+# --- llm/presets.py -----------------------------------------------------------------------------
 
 def test_assembles_from_packages_with_the_pinned_hash(model_path: Path, cache_dir: Path) -> None:
     assert model_path == cache_dir / "models" / f"{PRESET}.gguf"

@@ -195,7 +195,7 @@ def test_pipeline_runs_end_to_end(models: dict[str, Path]) -> None:
     assert summary.metrics["usage"]["prompt_tokens"] > 0 and summary.metrics["usage"]["failed_calls"] == 0
 
 
-GGUF_PRESET = "qwen2.5-coder-0.5b"   # the file the local extra installs (models.py assembles it)
+GGUF_PRESET = "qwen2.5-coder-0.5b"   # the file the local extra installs (llm/presets.py assembles it)
 
 
 @pytest.mark.slow

@@ -307,7 +307,7 @@ class GGUFBackend(Backend):
         different files under one name never share them."""
         if self._sha256 is None:
             preset = PRESETS.get(self.model)
-            # A preset's file is only ever used once it has the pinned hash (models.py), so its
+            # A preset's file is only ever used once it has the pinned hash (llm/presets.py), so its
             # replies are keyed by that hash without reading the file; a user's file by its own.
             if preset is not None:
                 self._sha256 = preset.sha256
