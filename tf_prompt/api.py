@@ -28,9 +28,11 @@ from tf_prompt.llm.client import BudgetExceeded, ClientOptions, ModelClient
 from tf_prompt.llm.cost import PriceTable
 from tf_prompt.data.conll import DataError, Sentence, read_conll, resolve_dataset, sample_path
 from tf_prompt.data.languages import guess_language, language_name
-from tf_prompt.methods.templates import STEPS_OF, template_identities  # noqa: F401 (STEPS_OF: public name)
+from tf_prompt.methods.templates import template_identities
 from tf_prompt.components.annotators import SpacyAnnotator
-from tf_prompt.methods.pipeline import Annotator, Context, Pipeline, Result, Translator, gold_mentions
+from tf_prompt.methods.context import Context, gold_mentions
+from tf_prompt.methods.pipeline import Pipeline
+from tf_prompt.types import Annotator, Result, Translator
 from tf_prompt.llm.progress import Progress
 from tf_prompt.util.redact import redact_url
 from tf_prompt.runs.rundir import MANIFEST, OutputError, RunFolder, check_out_path, data_digest, identity_of

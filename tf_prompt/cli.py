@@ -21,7 +21,7 @@ from tf_prompt.spans.combine import DEFAULT as DEFAULT_COMBINE, RULES as COMBINE
 from tf_prompt.llm.client import BudgetExceeded
 from tf_prompt.llm.cost import PriceError
 from tf_prompt.data.conll import DataError
-from tf_prompt.methods.pipeline import METHODS, STYLES
+from tf_prompt.methods import METHODS, STYLES
 from tf_prompt.runs.runner import format_summary
 from tf_prompt.data.schema import SchemaError
 from tf_prompt.settings import RunSettings

@@ -76,6 +76,6 @@ def test_split_numbered_formats() -> None:
     assert split_numbered('["a", "b"]', 2) == {1: "a", 2: "b"}
     assert split_numbered('["a"]', 2) == {}
     assert split_numbered("no json here", 2) == {}
-    assert item_reply("translate", {"translation": " x "}) == "x"
-    assert item_reply("direct", [{"text": "Kano", "type": "LOC"}]) == '{"entities": [{"text": "Kano", "type": "LOC"}]}'
-    assert item_reply("direct", "merged") is None
+    assert item_reply(True, {"translation": " x "}) == "x"                # a translation: plain text
+    assert item_reply(False, [{"text": "Kano", "type": "LOC"}]) == '{"entities": [{"text": "Kano", "type": "LOC"}]}'
+    assert item_reply(False, "merged") is None

@@ -16,7 +16,7 @@ from typing import Any, Mapping, Sequence
 
 from tf_prompt.data.conll import Sentence
 from tf_prompt.parsing.replies import Mention
-from tf_prompt.methods.pipeline import Trace
+from tf_prompt.types import Trace
 from tf_prompt.data.schema import MASAKHANER, Schema
 from tf_prompt.components.translators import ComponentError
 

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 from tf_prompt.data.conll import DataError, Sentence, physical_lines
 from tf_prompt.data.languages import NAMES
-from tf_prompt.methods.pipeline import Trace
+from tf_prompt.types import Trace
 
 __all__ = [
     "ComponentError",

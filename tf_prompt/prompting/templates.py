@@ -27,7 +27,6 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from tf_prompt.util.jsontext import encodable
 from tf_prompt.types import TemplateError
 
-STEPS = ("direct", "translate", "annotate", "fuse", "gollie_direct", "gollie_tf")
 _NAME = re.compile(r"^(?P<step>[a-z0-9_\-]+)(?:\.v(?P<version>\d+))?\.jinja$")
 
 
