@@ -191,3 +191,18 @@ def test_batching_knows_no_method_and_has_no_global_batcher() -> None:
     imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
     assert not [m for m in imported if m.startswith("tf_prompt.methods")]
     assert not [name for name, value in vars(batching).items() if type(value).__name__ == "ContextVar"]
+
+
+def test_the_oracle_recognises_an_edited_copy_of_a_template_it_was_not_shown(tmp_path: Path) -> None:
+    """A --prompts copy with other wording between the variables (a sweep's own prompts) is
+    still read by the packaged template's loose pattern, and the step is not confused."""
+    from tf_prompt.prompting.templates import packaged_prompts_dir
+
+    source = (packaged_prompts_dir() / "direct.v2.jinja").read_text(encoding="utf-8")
+    (tmp_path / "direct.v9.jinja").write_text(source.replace("Answer with", "Reply with"), encoding="utf-8")
+    labels = [{"name": "PER", "description": "people"}]
+    user = TemplateSet(tmp_path).render("direct", text="Shehu ya je Kano .", language="Hausa", labels=labels,
+                                        label_names=["PER"], examples=[]).messages[-1]["content"]
+    assert "Reply with" in user
+    found = recognise(user, shapes())
+    assert found.shape.template == "direct" and found.values["text"] == "Shehu ya je Kano ."

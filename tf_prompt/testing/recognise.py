@@ -42,6 +42,8 @@ class Shape:
     reply: ReplyFormat
     numbered: bool                 # a batch template: the sentences are `items`
     pattern: re.Pattern[str]
+    loose: re.Pattern[str]         # the pattern with the inner whole lines of fixed text free
+    lines: frozenset[str]          # those lines
     fixed: int                     # characters of fixed text: the more, the more specific
     decode: frozenset[str]         # captured variables written as JSON (| json, | pystr)
     item: re.Pattern[str] | None   # one item of the `items` loop (numbered templates)
@@ -111,8 +113,10 @@ class _Builder:
             return f"(?P<{name}>{_ANY_LINE})"
         return _ANY_LINE
 
-    def regex(self, *, strip: bool) -> tuple[str, int]:
-        """The pattern and its fixed characters; `strip`: the rendered block is .strip()ped."""
+    def regex(self, *, strip: bool, loose: bool = False) -> tuple[str, int]:
+        """The pattern and its fixed characters; `strip`: the rendered block is .strip()ped.
+        `loose`: the whole lines of fixed text between variables may read otherwise (only the
+        text on a variable's own line stays fixed): a copy of a template with edited wording."""
         pieces = list(self.pieces)
         if strip:
             while pieces and pieces[0][0] == "lit" and not pieces[0][1].strip():
@@ -124,7 +128,25 @@ class _Builder:
             if pieces and pieces[-1][0] == "lit":
                 pieces[-1] = ("lit", pieces[-1][1].rstrip())
         fixed = sum(len(text) for kind, text in pieces if kind == "lit")
-        return "".join(re.escape(text) if kind == "lit" else text for kind, text in pieces), fixed
+        return "".join((_loose(text) if loose else re.escape(text)) if kind == "lit" else text
+                       for kind, text in pieces), fixed
+
+    def lines(self) -> frozenset[str]:
+        """The whole lines of fixed text (the loose match is ranked by how many a prompt has)."""
+        out: set[str] = set()
+        for kind, text in self.pieces:
+            if kind == "lit":
+                out.update(line.strip() for line in text.split("\n")[1:-1] if line.strip())
+        return frozenset(out)
+
+
+def _loose(literal: str) -> str:
+    """`literal` with its inner whole lines as "anything": its first and last line fragments sit
+    on a variable's line (or the prompt's edge) and stay as written."""
+    lines = literal.split("\n")
+    if len(lines) <= 2:
+        return re.escape(literal)
+    return re.escape(lines[0] + "\n") + _ANYTHING + re.escape("\n" + lines[-1])
 
 
 def _shape(path: Path, template: str, reply: ReplyFormat, numbered: bool, capture: set[str],
@@ -136,6 +158,7 @@ def _shape(path: Path, template: str, reply: ReplyFormat, numbered: bool, captur
     top = _Builder(capture)
     top.add(block.body)
     regex, fixed = top.regex(strip=True)
+    loose, _ = top.regex(strip=True, loose=True)
     item = None
     item_decode: frozenset[str] = frozenset()
     if numbered and top.items_body is not None:
@@ -144,7 +167,7 @@ def _shape(path: Path, template: str, reply: ReplyFormat, numbered: bool, captur
         item_regex, item_fixed = body.regex(strip=False)
         item, item_decode, fixed = re.compile(item_regex), frozenset(body.decode), fixed + item_fixed
     return Shape(template, path, reply, numbered, re.compile(rf"\A\s*{regex}\s*\Z"),
-                 fixed, frozenset(top.decode), item, item_decode)
+                 re.compile(rf"\A\s*{loose}\s*\Z"), top.lines(), fixed, frozenset(top.decode), item, item_decode)
 
 
 def _files(dirs: Sequence[Path]) -> Iterable[tuple[str, Path]]:
@@ -178,16 +201,20 @@ def _decoded(values: dict[str, Any], decode: frozenset[str]) -> dict[str, Any]:
 
 def recognise(user: str, known: Sequence[Shape]) -> Recognised:
     """The template `user` (a prompt's user message) was rendered from; a KeyError if none, or
-    if two templates of different reply formats fit it equally well."""
-    found: list[tuple[Shape, re.Match[str]]] = []
-    for shape in known:
-        m = shape.pattern.match(user)
-        if m:
-            found.append((shape, m))
+    if two templates of different reply formats fit it equally well.
+
+    A template whose whole pattern fits wins (the one with the most fixed text). Failing that, a
+    prompt from an edited copy of a template (a --prompts folder the caller did not name) is
+    recognised by the loose patterns, ranked by how many of each template's lines it contains."""
+    found = [(shape, m, shape.fixed) for shape in known if (m := shape.pattern.match(user))]
+    if not found:
+        present = {line.strip() for line in user.split("\n")}
+        found = [(shape, m, sum(len(line) for line in shape.lines & present))
+                 for shape in known if (m := shape.loose.match(user))]
     if not found:
         raise KeyError(f"no known template fits the prompt {user[:80]!r}")
-    best = max(shape.fixed for shape, _ in found)
-    top = [(s, m) for s, m in found if s.fixed == best]
+    best = max(score for _, _, score in found)
+    top = [(s, m) for s, m, score in found if score == best]
     if len({(s.reply, s.numbered) for s, _ in top}) > 1:
         raise KeyError(f"the prompt fits several templates equally: {', '.join(str(s.path) for s, _ in top)}")
     shape, m = top[0]
