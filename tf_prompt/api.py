@@ -17,32 +17,34 @@ import asyncio
 import os
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from tf_prompt.backends.base import Backend, BackendError
 from tf_prompt.backends.openai_compat import DEFAULT_KEY_ENV, OpenAIBackend
-from tf_prompt.llm.cache import CacheError, ReplyCache
-from tf_prompt.llm.client import BudgetExceeded, ClientOptions, ModelClient
-from tf_prompt.llm.cost import PriceTable
+from tf_prompt.components.annotators import SpacyAnnotator
+from tf_prompt.components.translators import ComponentError, FileTranslator, HFTranslator
 from tf_prompt.data.conll import DataError, Sentence, read_conll
 from tf_prompt.data.datasets import resolve_dataset, sample_path
 from tf_prompt.data.languages import guess_language, language_name
-from tf_prompt.methods.templates import STEPS_OF, template_identities  # noqa: F401 (STEPS_OF: public name)
-from tf_prompt.components.annotators import SpacyAnnotator
-from tf_prompt.methods.pipeline import Annotator, Context, Pipeline, Result, Translator, gold_mentions
+from tf_prompt.data.schema import Schema, get_schema
+from tf_prompt.llm.cache import CacheError, ReplyCache
+from tf_prompt.llm.client import BudgetExceeded, ClientOptions, ModelClient
+from tf_prompt.llm.cost import PriceTable
 from tf_prompt.llm.progress import Progress
-from tf_prompt.util.redact import redact_url
-from tf_prompt.runs.rundir import MANIFEST, OutputError, RunFolder, check_out_path, data_digest, identity_of
+from tf_prompt.methods.context import Context, gold_mentions
+from tf_prompt.methods.pipeline import Pipeline
 from tf_prompt.methods.scheduler import run_pipeline
+from tf_prompt.methods.templates import template_identities
+from tf_prompt.prompting.templates import TemplateSet
 from tf_prompt.runs.outputs import TraceWriter, write_outputs
+from tf_prompt.runs.rundir import MANIFEST, OutputError, RunFolder, check_out_path, data_digest, identity_of
 from tf_prompt.runs.summary import RunSummary
 from tf_prompt.scoring.metrics import compute_metrics
-from tf_prompt.data.schema import Schema, get_schema
 from tf_prompt.settings import RunSettings
-from tf_prompt.prompting.templates import TemplateError, TemplateSet
-from tf_prompt.components.translators import ComponentError, FileTranslator, HFTranslator
+from tf_prompt.types import Annotator, Result, TemplateError, Translator
+from tf_prompt.util.redact import redact_url
 
 
 @dataclass(frozen=True)

@@ -25,29 +25,36 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import openai
 
-from tf_prompt.util import atomic
-from tf_prompt.util import jsontext
 from tf_prompt.api import build_pipeline, default_model, load_sentences, make_backend, run_async, run_record
 from tf_prompt.backends.base import Backend, BackendError, Completion
 from tf_prompt.backends.openai_compat import OpenAIBackend, read_api_key, translate_error
+from tf_prompt.data.conll import Sentence, physical_lines
 from tf_prompt.llm.cache import ReplyCache
 from tf_prompt.llm.client import BudgetExceeded, ClientOptions, ModelClient
 from tf_prompt.llm.cost import PriceTable
-from tf_prompt.data.conll import Sentence, physical_lines
-from tf_prompt.runs.rundir import RunFolder, check_out_path, identity_of
 from tf_prompt.methods.scheduler import run_pipeline
+from tf_prompt.prompting.templates import Prompt
+from tf_prompt.runs.rundir import RunFolder, check_out_path, identity_of
 from tf_prompt.runs.summary import RunSummary
 from tf_prompt.settings import RunSettings
-from tf_prompt.prompting.templates import Prompt
+from tf_prompt.util import atomic, jsontext
 
-__all__ = ["run_via_batch", "run_dataset_via_batch", "BatchPending", "CollectingClient", "BatchRequest",
-           "BatchUsage", "NEEDS_BATCH_API"]
+__all__ = [
+    "NEEDS_BATCH_API",
+    "BatchPending",
+    "BatchRequest",
+    "BatchUsage",
+    "CollectingClient",
+    "run_dataset_via_batch",
+    "run_via_batch",
+]
 
 NEEDS_BATCH_API = "--via batch needs an OpenAI(-compatible) API with the Batch endpoints"
 ENDPOINT = "/v1/chat/completions"

@@ -10,24 +10,25 @@ import argparse
 import asyncio
 import json
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from pydantic import ValidationError
 
 from tf_prompt import __version__
 from tf_prompt.backends.base import BackendError
+from tf_prompt.components.translators import ComponentError
+from tf_prompt.data.conll import DataError
+from tf_prompt.data.schema import SchemaError
 from tf_prompt.llm.cache import CacheError
-from tf_prompt.spans.combine import DEFAULT as DEFAULT_COMBINE, RULES as COMBINE_RULES
 from tf_prompt.llm.client import BudgetExceeded
 from tf_prompt.llm.cost import PriceError
-from tf_prompt.data.conll import DataError
-from tf_prompt.methods.pipeline import METHODS, STYLES
+from tf_prompt.methods import METHODS, STYLES
 from tf_prompt.runs.summary import format_summary
-from tf_prompt.data.schema import SchemaError
 from tf_prompt.settings import RunSettings
-from tf_prompt.prompting.templates import TemplateError
+from tf_prompt.spans.combine import DEFAULT as DEFAULT_COMBINE
+from tf_prompt.spans.combine import RULES as COMBINE_RULES
+from tf_prompt.types import TemplateError
 from tf_prompt.util.formatting import money
-from tf_prompt.components.translators import ComponentError
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1

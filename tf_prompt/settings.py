@@ -11,8 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from tf_prompt.spans.combine import DEFAULT as DEFAULT_COMBINE, RULES as COMBINE_RULES
-from tf_prompt.methods.pipeline import METHODS, STYLES
+from tf_prompt.methods import METHODS, STYLES, get_method
+from tf_prompt.spans.combine import RULES as COMBINE_RULES
 
 
 class RunSettings(BaseModel):
@@ -21,7 +21,7 @@ class RunSettings(BaseModel):
     model: str | None = None          # None: gpt-4o-mini with a key/base URL, else the local default
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
-    method: str = "transfusion"
+    method: str = "transfusion"       # a registered method (tf_prompt.methods.METHODS)
     style: str = "json"
     combine: str | None = None        # transfusion only: none | union | vote | ... (None: the default rule)
     checks: bool = True               # the cheap self-checks on answers (checks.py)
@@ -62,8 +62,7 @@ class RunSettings(BaseModel):
     @field_validator("method")
     @classmethod
     def _method(cls, v: str) -> str:
-        if v not in METHODS:
-            raise ValueError(f"unknown method {v!r}; choose from {', '.join(METHODS)}")
+        get_method(v)   # the registry: an unknown name is a ValueError listing the choices
         return v
 
     @field_validator("style")
@@ -81,18 +80,24 @@ class RunSettings(BaseModel):
         return v
 
     @model_validator(mode="after")
-    def _combine_needs_transfusion(self) -> "RunSettings":
-        if self.combine not in (None, "none") and self.method != "transfusion":
-            raise ValueError(f"--combine {self.combine} applies to --method transfusion, not {self.method}")
+    def _method_takes_style_and_combine(self) -> RunSettings:
+        """What the method declares: its prompt styles, and whether a combination rule applies."""
+        method = get_method(self.method)
+        if self.style not in method.styles:
+            raise ValueError(f"--style {self.style} does not apply to --method {self.method} (it has prompts "
+                             f"for: {', '.join(method.styles)})")
+        if self.combine not in (None, "none") and not method.combines:
+            takers = " or ".join(m.name for m in METHODS.values() if m.combines) or "none"
+            raise ValueError(f"--combine {self.combine} applies to --method {takers}, not {self.method}")
         return self
 
     def combine_rule(self) -> str:
-        """The rule that makes transfusion's final answer ("none" for every other method)."""
-        if self.method != "transfusion":
+        """The rule that makes the method's final answer ("none" for a method without one:
+        the method's own answer). Without --combine, the method's default for the style."""
+        method = get_method(self.method)
+        if not method.combines:
             return "none"
-        # The default rule was measured with the json prompts; GoLLIE-TF stays the paper's one
-        # prompt unless asked.
-        return self.combine or (DEFAULT_COMBINE if self.style == "json" else "none")
+        return self.combine or method.default_combine(self.style)
 
     @field_validator("translator")
     @classmethod

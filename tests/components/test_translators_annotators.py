@@ -16,16 +16,16 @@ from typing import Any
 import pytest
 
 from tf_prompt.backends.function import FunctionBackend
-from tf_prompt.llm.client import ModelClient
+from tf_prompt.components.translators import NLLB_CODES, ComponentError, FileTranslator, HFTranslator, nllb_code
 from tf_prompt.data.conll import DataError, Sentence
 from tf_prompt.data.datasets import MASAKHANER2_LANGS
-from tf_prompt.scoring.evaluate import restrict, score
-from tf_prompt.types import Mention
+from tf_prompt.data.schema import get_schema
+from tf_prompt.llm.client import ModelClient
 from tf_prompt.methods.pipeline import Context, Pipeline, Trace
 from tf_prompt.methods.scheduler import run_pipeline
-from tf_prompt.data.schema import get_schema
 from tf_prompt.prompting.templates import TemplateSet
-from tf_prompt.components.translators import ComponentError, FileTranslator, HFTranslator, NLLB_CODES, nllb_code
+from tf_prompt.scoring.evaluate import restrict, score
+from tf_prompt.types import Mention
 
 
 def _trace(sentence: Sentence) -> Trace:

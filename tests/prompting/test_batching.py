@@ -7,9 +7,9 @@ import json
 import pytest
 
 from tf_prompt import run_dataset
-from tf_prompt.prompting.batching import item_reply, split_numbered
 from tf_prompt.data.conll import read_conll
 from tf_prompt.data.datasets import sample_path
+from tf_prompt.prompting.batching import item_reply, split_numbered
 from tf_prompt.testing import oracle_responder
 
 LABELS = ["PER", "ORG", "LOC", "DATE"]
@@ -77,6 +77,6 @@ def test_split_numbered_formats() -> None:
     assert split_numbered('["a", "b"]', 2) == {1: "a", 2: "b"}
     assert split_numbered('["a"]', 2) == {}
     assert split_numbered("no json here", 2) == {}
-    assert item_reply("translate", {"translation": " x "}) == "x"
-    assert item_reply("direct", [{"text": "Kano", "type": "LOC"}]) == '{"entities": [{"text": "Kano", "type": "LOC"}]}'
-    assert item_reply("direct", "merged") is None
+    assert item_reply(True, {"translation": " x "}) == "x"                # a translation: plain text
+    assert item_reply(False, [{"text": "Kano", "type": "LOC"}]) == '{"entities": [{"text": "Kano", "type": "LOC"}]}'
+    assert item_reply(False, "merged") is None

@@ -6,7 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from tf_prompt.prompting.templates import STEPS, TemplateError, TemplateSet
+from tf_prompt.methods.registry import template_names
+from tf_prompt.prompting.templates import TemplateSet
+from tf_prompt.types import TemplateError
+
+STEPS = template_names()   # every one-sentence template a method declares
 
 LABELS = [{"name": "PER", "class_name": "Person", "description": "people", "examples": []},
           {"name": "LOC", "class_name": "Location", "description": "places", "examples": ["Kano"]}]

@@ -12,15 +12,15 @@ import asyncio
 import hashlib
 import json
 import threading
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from tf_prompt.data.conll import Sentence
-from tf_prompt.types import Mention
-from tf_prompt.methods.pipeline import Trace
-from tf_prompt.data.schema import MASAKHANER, Schema
 from tf_prompt.components.translators import ComponentError
+from tf_prompt.data.conll import Sentence
+from tf_prompt.data.schema import MASAKHANER, Schema
+from tf_prompt.types import Mention, Trace
 
-__all__ = ["SpacyAnnotator", "ONTONOTES_TO_MASAKHANER", "load_spacy"]
+__all__ = ["ONTONOTES_TO_MASAKHANER", "SpacyAnnotator", "load_spacy"]
 
 #: OntoNotes types (spaCy's English models) -> MasakhaNER types. NORP (nationalities, religious
 #: and political groups: "Nigerian") is not an entity in MasakhaNER, so it is dropped; GPE and FAC

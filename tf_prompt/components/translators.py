@@ -13,19 +13,20 @@ import asyncio
 import hashlib
 import json
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from tf_prompt.data.conll import DataError, Sentence, physical_lines
 from tf_prompt.data.languages import NAMES
-from tf_prompt.methods.pipeline import Trace
+from tf_prompt.types import Trace
 
 __all__ = [
+    "M2M100_CODES",
+    "NLLB_CODES",
     "ComponentError",
     "FileTranslator",
     "HFTranslator",
-    "NLLB_CODES",
-    "M2M100_CODES",
     "nllb_code",
 ]
 

@@ -1,18 +1,18 @@
 """Runs a method over many sentences: at most `concurrency` at once, results in input order.
 
 With `--batch-sentences K`, sentences go in chunks of K whose model calls are grouped into one
-prompt per step (prompting/batching.py); the chunk's batcher is made here.
+prompt per step (prompting/batching.py); the chunk's batcher is made here and passed to each
+of its sentences' runs.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from tf_prompt.data.conll import Sentence
 from tf_prompt.llm.client import BudgetExceeded
 from tf_prompt.methods.pipeline import Pipeline
-from tf_prompt.prompting import batching
 from tf_prompt.prompting.batching import ChunkBatcher
 from tf_prompt.types import Result
 
@@ -30,7 +30,7 @@ async def run_pipeline(pipeline: Pipeline, sentences: Sequence[Sentence], *, con
 
     async def one(i: int, sentence: Sentence, batcher: ChunkBatcher | None = None) -> None:
         try:
-            result = await pipeline.run(sentence)
+            result = await pipeline.run(sentence, batcher=batcher)
         except BudgetExceeded as e:
             # Not a crash: calls already in flight must finish and be cached (they are
             # paid for), so the other tasks are left to drain instead of being cancelled.
@@ -49,12 +49,8 @@ async def run_pipeline(pipeline: Pipeline, sentences: Sequence[Sentence], *, con
 
     async def chunk(start: int, members: Sequence[Sentence]) -> None:
         async with semaphore:
-            batcher = ChunkBatcher(pipeline.ctx, len(members), pipeline.ctx.ask_single)
-            token = batching.current.set(batcher)   # the chunk's sentence tasks inherit it
-            try:
-                await asyncio.gather(*(one(start + j, s, batcher) for j, s in enumerate(members)))
-            finally:
-                batching.current.reset(token)
+            batcher = pipeline.batcher(len(members))   # handed to each of the chunk's sentence runs
+            await asyncio.gather(*(one(start + j, s, batcher) for j, s in enumerate(members)))
 
     if batch_size > 1:
         tasks = [asyncio.create_task(chunk(k, sentences[k:k + batch_size]))

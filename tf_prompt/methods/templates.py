@@ -9,54 +9,46 @@ question of transfusion's combination rule. tests/test_trust_sweep.py checks it 
 runs really render.
 
 Names are template names as TemplateSet loads them (`direct` -> the highest `direct.vN.jinja`).
+Everything is read from the methods' declarations (registry.py): a step's one-sentence and
+numbered templates per style (base.Prompting), and which steps call the LLM for given settings
+(Method.llm_steps).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from tf_prompt.methods.registry import get_method
+
 if TYPE_CHECKING:
-    from tf_prompt.settings import RunSettings
     from tf_prompt.prompting.templates import TemplateSet
-
-#: Model calls (steps) of each method in the json style, in pipeline order.
-STEPS_OF: dict[str, list[str]] = {"direct": ["direct"], "translate-test": ["translate", "annotate"],
-                                  "transfusion": ["translate", "annotate", "fuse"], "transfusion-1call": ["tf1"]}
-#: The template a step renders when it is not its own name (pipeline.py's `template_step=`).
-_JSON_TEMPLATE = {"tf1": "transfusion_1call"}
-_GOLLIE_TEMPLATE = {"direct": "gollie_direct", "annotate": "gollie_direct", "fuse": "gollie_tf",
-                    "tf1": "transfusion_1call"}
+    from tf_prompt.settings import RunSettings
 
 
-def steps_of(settings: "RunSettings") -> list[str]:
-    """The steps that ask the LLM: the method's steps, minus translation and annotation done by
-    another component (--translator file:/mt:, --annotator spacy), plus `direct` when the
-    combination rule needs its answer. GoLLIE-TF has no separate English annotation call."""
-    steps = list(STEPS_OF[settings.method])
-    if settings.method in ("translate-test", "transfusion"):
-        if settings.translator != "llm":
-            steps.remove("translate")
-        if settings.annotator != "llm" or (settings.style == "gollie" and settings.method == "transfusion"):
-            steps.remove("annotate")
-    if settings.method == "transfusion" and settings.combine_rule() != "none":
-        steps.append("direct")
-    return steps
+def steps_of(settings: RunSettings) -> list[str]:
+    """The steps that ask the LLM, as the method declares them (Method.llm_steps): its steps,
+    minus translation and annotation done by another component (--translator file:/mt:,
+    --annotator spacy), plus `direct` when transfusion's combination rule needs its answer.
+    GoLLIE-TF has no separate English annotation call."""
+    return [step.name for step in get_method(settings.method).llm_steps(settings)]
 
 
-def templates_of(settings: "RunSettings") -> list[str]:
-    """Every template a run with `settings` may render, in a stable order."""
-    batched = settings.style == "json" and settings.batch_sentences > 1   # as run_async batches
+def templates_of(settings: RunSettings) -> list[str]:
+    """Every template a run with `settings` may render, in a stable order: for each step its
+    numbered template when sentences are batched (json style, as run_async batches), then its
+    one-sentence template (also a batch's fallback)."""
+    batched = settings.style == "json" and settings.batch_sentences > 1
     out: list[str] = []
-    for step in steps_of(settings):
-        table = _GOLLIE_TEMPLATE if settings.style == "gollie" else _JSON_TEMPLATE
-        single = table.get(step, step)
-        if batched:
-            out.append(f"batch_{step}")   # batching.py: the numbered prompt of the step
-        out.append(single)                # the one-sentence prompt (also a batch's fallback)
+    for step in get_method(settings.method).llm_steps(settings):
+        prompting = step.prompting(settings.style)
+        if batched and prompting.batch_template:
+            out.append(prompting.batch_template)
+        out.append(prompting.template)
     return list(dict.fromkeys(out))
 
 
-def template_identities(settings: "RunSettings", templates: "TemplateSet") -> dict[str, str]:
+def template_identities(settings: RunSettings, templates: TemplateSet) -> dict[str, str]:
     """{template name: identity (file name @ digest of its source)} of every template the run may
     render; a template that is edited changes its identity."""
     return {name: templates.identity(name) for name in templates_of(settings)}
+

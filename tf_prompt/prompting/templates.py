@@ -21,13 +21,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError as JinjaTemplateError, UndefinedError, nodes
+from jinja2 import StrictUndefined, UndefinedError, nodes
+from jinja2 import TemplateError as JinjaTemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from tf_prompt.util.jsontext import encodable
 from tf_prompt.types import TemplateError
+from tf_prompt.util.jsontext import encodable
 
-STEPS = ("direct", "translate", "annotate", "fuse", "gollie_direct", "gollie_tf")
 _NAME = re.compile(r"^(?P<step>[a-z0-9_\-]+)(?:\.v(?P<version>\d+))?\.jinja$")
 
 

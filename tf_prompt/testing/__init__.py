@@ -20,9 +20,11 @@ import json
 import re
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Sequence
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 
@@ -95,7 +97,7 @@ class LoopbackServer:
         host, port = self._httpd.server_address[:2]
         return f"http://{host}:{port}/v1"
 
-    def start(self) -> "LoopbackServer":
+    def start(self) -> LoopbackServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -168,7 +170,7 @@ class LoopbackServer:
             self._httpd.server_close()
             self._httpd = None
 
-    def __enter__(self) -> "LoopbackServer":
+    def __enter__(self) -> LoopbackServer:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -416,10 +418,6 @@ def _strip_diacritics(s: str) -> str:
     return "".join(c for c in unicodedata.normalize("NFD", s) if not unicodedata.combining(c))
 
 
-def _after_prefix(line: str) -> str:
-    return line.split(": ", 1)[1] if ": " in line else line
-
-
 def reordered_translation(sentence: Any) -> str:
     """A deterministic stand-in translation that is not the source: the sentence's chunks (each
     gold entity kept whole, every other token alone) in reverse order, plus a closing remark. Names
@@ -444,24 +442,31 @@ def reordered_translation(sentence: Any) -> str:
     return " ".join(reversed(chunks)) + " , as reported in the news today ."
 
 
-def oracle_responder(sentences: "Sequence[Any]", labels: "Sequence[str]", *,
-                     variant: str = "clean", translation: "Callable[[Any], str] | None" = None) -> Responder:
-    """A 'perfect model' for the default templates: it answers every step from the gold tags.
+def oracle_responder(sentences: Sequence[Any], labels: Sequence[str], *,
+                     variant: str = "clean", translation: Callable[[Any], str] | None = None,
+                     prompts: str | Path | None = None) -> Responder:
+    """A 'perfect model' for the templates of the registered methods: it answers every step from
+    the gold tags.
 
-    translate returns the source sentence unchanged (names kept as written, as the template asks),
-    or `translation(sentence)` when given (e.g. `reordered_translation`: the oracle then knows the
-    gold entities of that translation too); annotate and direct/fuse return the gold entities as JSON. `variant` degrades the answers the
-    way real models do: "lower" (lowercased strings), "ascii" (diacritics stripped), "spaces"
-    (doubled and padded spaces), "fenced" (JSON inside a markdown fence with prose), "mapping"
-    ({TYPE: [strings]}), "lines" (TYPE: a, b lines). Used by tests and benchmarks/perfect_model.py.
+    Which step a prompt is for, and which sentence it holds, is read off the templates themselves
+    (testing/recognise.py: the packaged ones, and those of `prompts`, a --prompts folder); what it
+    answers follows the step's declared reply format. translate returns the source sentence
+    unchanged (names kept as written, as the template asks), or `translation(sentence)` when given
+    (e.g. `reordered_translation`: the oracle then knows the gold entities of that translation
+    too); entity steps return the gold entities as JSON (or GoLLIE code). `variant` degrades the
+    answers the way real models do: "lower" (lowercased strings), "ascii" (diacritics stripped),
+    "spaces" (doubled and padded spaces), "fenced" (JSON inside a markdown fence with prose),
+    "mapping" ({TYPE: [strings]}), "lines" (TYPE: a, b lines). Used by tests and
+    benchmarks/perfect_model.py.
     """
     import json as _json
 
-    from tf_prompt.methods.pipeline import gold_mentions
-
+    from tf_prompt.methods.context import code_answer, gold_mentions
     from tf_prompt.parsing import parse_translation
+    from tf_prompt.testing.recognise import recognise, shapes
     from tf_prompt.types import ParseFailure
 
+    known = shapes(prompts)
     gold = {}
     english: dict[str, str] = {}   # source text -> its translation
     for s in sentences:
@@ -484,11 +489,14 @@ def oracle_responder(sentences: "Sequence[Any]", labels: "Sequence[str]", *,
             return " " + text.replace(" ", "  ") + " "
         return text
 
-    def entities_reply(text: str) -> str:
+    def known_mentions(text: str) -> list[Any]:
         mentions = gold.get(text)
         if mentions is None:
             raise KeyError(f"oracle does not know sentence {text[:60]!r}")
-        items = [{"text": degrade(m.text), "type": m.label} for m in mentions]
+        return mentions
+
+    def entities_reply(text: str) -> str:
+        items = [{"text": degrade(m.text), "type": m.label} for m in known_mentions(text)]
         if variant == "mapping":
             by_type: dict[str, list[str]] = {}
             for it in items:
@@ -504,75 +512,48 @@ def oracle_responder(sentences: "Sequence[Any]", labels: "Sequence[str]", *,
             return f"Here are the entities:\n```json\n{payload}\n```\nLet me know if you need more."
         return payload
 
-    def code_reply(user: str) -> str:
+    def code_reply(text: str, fused: bool) -> str:
         """GoLLIE-style: continue the code after `result = [` (and add final_result for TF)."""
-        from tf_prompt.methods.pipeline import code_answer
-
-        literal = next(ln for ln in user.splitlines() if ln.startswith("text = "))[len("text = "):]
-        mentions = gold.get(_json.loads(literal))
-        if mentions is None:
-            raise KeyError(f"oracle does not know sentence {literal[:60]!r}")
-        degraded = [type(m)(degrade(m.text), m.label) for m in mentions]
+        degraded = [type(m)(degrade(m.text), m.label) for m in known_mentions(text)]
         lists = {"result": degraded}
-        if "eng_text = " in user:
+        if fused:
             lists["final_result"] = degraded
-        code = code_answer(lists)
-        return code[len("result = ["):]
+        return code_answer(lists)[len("result = ["):]
 
-    def numbered_reply(user: str) -> str:
+    def fused_value(text: str) -> dict[str, Any]:
+        items = [{"text": degrade(m.text), "type": m.label} for m in known_mentions(text)]
+        return {"translation": english.get(text, text), "english_entities": items, "entities": items}
+
+    def single_reply(reply: str, text: str) -> str:
+        if reply == "translation":
+            return english.get(text, text)
+        if reply in ("code", "code_fused"):
+            return code_reply(text, fused=reply == "code_fused")
+        if reply == "fused":
+            payload = _json.dumps(fused_value(text), ensure_ascii=False)
+            return f"Sure:\n```json\n{payload}\n```" if variant == "fenced" else payload
+        return entities_reply(text)
+
+    def numbered_reply(reply: str, items: list[dict[str, Any]]) -> str:
         """Numbered prompts (--batch-sentences): answer every item as the single prompt would."""
-        lines = user.splitlines()
-        texts: dict[str, str] = {}
-        if "\nItem 1.\n" in user:   # batch_fuse: "Item N." then "<Language> sentence: ..."
-            for k, ln in enumerate(lines):
-                m = re.match(r"^Item (\d+)\.$", ln)
-                if m:
-                    texts[m.group(1)] = _after_prefix(lines[k + 1])
-        else:
-            start = lines.index("Sentences:") + 1
-            for ln in lines[start:]:
-                m = re.match(r"^(\d+)\. (.*)$", ln)
-                if m:
-                    texts[m.group(1)] = m.group(2)
         out: dict[str, Any] = {}
-        for n, text in texts.items():
-            if "Translate each" in user:
+        for item in items:
+            n, text = str(item["n"]), item["text"]
+            if reply == "translation":
                 out[n] = english.get(text, text)
-                continue
-            entities = _json.loads(entities_reply(text))["entities"]
-            if '"english_entities"' in user:
+            elif reply == "fused":
+                entities = _json.loads(entities_reply(text))["entities"]
                 out[n] = {"translation": english.get(text, text), "english_entities": entities,
                           "entities": entities}
             else:
-                out[n] = {"entities": entities}
+                out[n] = {"entities": _json.loads(entities_reply(text))["entities"]}
         return _json.dumps(out, ensure_ascii=False)
 
     def respond(body: dict[str, Any]) -> str:
         user = [m["content"] for m in body["messages"] if m["role"] == "user"][-1]
-        if "numbered" in user.split("\n", 1)[0]:
-            return numbered_reply(user)
-        if "# This is the text to analyze" in user:
-            return code_reply(user)
-        if '"english_entities"' in user:   # transfusion-1call: translation + both entity lists
-            i = max(k for k, ln in enumerate(user.splitlines()) if ln.startswith("Answer:"))
-            text = _after_prefix(user.splitlines()[i - 1])
-            mentions = gold.get(text)
-            if mentions is None:
-                raise KeyError(f"oracle does not know sentence {text[:60]!r}")
-            items = [{"text": degrade(m.text), "type": m.label} for m in mentions]
-            payload = _json.dumps({"translation": english.get(text, text), "english_entities": items,
-                                   "entities": items},
-                                  ensure_ascii=False)
-            return f"Sure:\n```json\n{payload}\n```" if variant == "fenced" else payload
-        lines = user.splitlines()
-        if "Translate the following" in user:
-            i = max(k for k, ln in enumerate(lines) if ln.startswith("English:"))
-            source = _after_prefix(lines[i - 1])
-            return english.get(source, source)
-        if "English translation:" in user:
-            i = max(k for k, ln in enumerate(lines) if ln.startswith("English translation:"))
-            return entities_reply(_after_prefix(lines[i - 1]))
-        sentence_lines = [ln for ln in lines if ln.startswith("Sentence: ")]
-        return entities_reply(_after_prefix(sentence_lines[-1]))
+        found = recognise(user, known)
+        if found.shape.numbered:
+            return numbered_reply(found.shape.reply, found.items)
+        return single_reply(found.shape.reply, found.values["text"])
 
     return respond

@@ -21,7 +21,7 @@ else:  # Python 3.10: the same parser, as a package
 
 from tf_prompt.data.conll import DataError, physical_lines
 from tf_prompt.experiments.sweep.plan import Cell, cell_folder, sanitise
-from tf_prompt.methods.pipeline import METHODS, STYLES
+from tf_prompt.methods import METHODS, STYLES
 from tf_prompt.settings import RunSettings
 
 #: RunSettings fields that the sweep sets itself (from the top level, [[models]], datasets or

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tf_prompt.methods.pipeline import METHODS
+from tf_prompt.methods import METHODS
 from tf_prompt.runs.outputs import json_object_or_none, metrics_or_none
 from tf_prompt.settings import RunSettings
 from tf_prompt.util.formatting import md_table, money
