@@ -33,8 +33,10 @@ demo: install-local
 test: check
 	$(PY) -m pytest -q
 
-# Static checks, run before the tests: one line per tool here.
+# Static checks, run before the tests: one line per tool here (configured in pyproject.toml).
 check: install-test
+	$(PY) -m ruff check .
+	$(PY) -m mypy
 
 install-local: | $(PY)
 	$(PIP) -e '.[local]'

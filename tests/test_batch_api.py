@@ -184,6 +184,25 @@ def test_error_line_is_reported_and_retried_in_the_next_wave(tmp_path: Path, cap
     assert "1 of 12 requests got no answer (HTTP 500: overloaded)" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("body", [{"error": "overloaded"}, {"error": {"message": "overloaded"}, "choices": "x"}])
+def test_an_error_line_of_any_shape_is_that_requests_failure(tmp_path: Path, body: dict[str, Any]) -> None:
+    """An output line whose error is a bare string (not {"message": ...}) crashed the run with an
+    AttributeError after the batch was paid; it is one request's failure, retried next wave."""
+    target = SENTENCES[2].text
+    failed_once: list[int] = []
+
+    def fault(request: dict[str, Any], index: int) -> Fault | None:
+        if target in user_text(request) and not failed_once:
+            failed_once.append(index)
+            return Fault(500, body)
+        return None
+
+    with LoopbackServer(oracle_responder(SENTENCES, LABELS), batch_fault=fault) as srv:
+        summary = via_batch(settings(srv, tmp_path))
+    assert failed_once and summary.metrics["usage"]["batch"]["errors"] == ["HTTP 500: overloaded"]
+    assert summary.metrics["f1"] == pytest.approx(1.0) and summary.metrics["complete"] is True
+
+
 def test_line_that_keeps_failing_is_left_to_a_normal_rerun(tmp_path: Path) -> None:
     target = SENTENCES[5].text
 

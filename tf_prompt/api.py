@@ -305,7 +305,8 @@ async def run_async(settings: RunSettings, sentences: Sequence[Sentence] | None 
             writer.close()
             writer = None
         try:
-            finish(False, "interrupted (Ctrl-C or cancelled)" if isinstance(e, (asyncio.CancelledError, KeyboardInterrupt)) else str(e) or type(e).__name__)
+            stopped = isinstance(e, (asyncio.CancelledError, KeyboardInterrupt))
+            finish(False, "interrupted (Ctrl-C or cancelled)" if stopped else str(e) or type(e).__name__)
         except OutputError as oe:   # say both: why the run stopped, and what could not be kept
             raise OutputError(f"{e}; and {oe}") from None
         raise

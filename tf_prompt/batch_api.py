@@ -28,7 +28,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import openai
 
@@ -57,7 +57,7 @@ __all__ = [
 ]
 
 NEEDS_BATCH_API = "--via batch needs an OpenAI(-compatible) API with the Batch endpoints"
-ENDPOINT = "/v1/chat/completions"
+ENDPOINT: Final = "/v1/chat/completions"
 #: The Batch API's limits per batch (requests, and bytes of the input file, kept below 200 MB).
 MAX_REQUESTS_PER_BATCH = 50_000
 MAX_BYTES_PER_BATCH = 190 * 1024 * 1024
@@ -305,13 +305,14 @@ class BatchRunner:
                     errors.append(f"batch file {file_id}: a line that is not a JSON object: {raw[:60]!r}")
                     continue
                 key = item.get("custom_id")
-                meta = requests.get(key)
+                meta = requests.get(key) if isinstance(key, str) else None
                 if meta is None or key in answered:
                     continue
                 record = self._record(item, meta)
                 if isinstance(record, str):
                     errors.append(record)
                     continue
+                assert isinstance(key, str)   # it named one of our requests
                 self.cache.set(key, record)
                 answered.add(key)
                 p_sum += record["prompt_tokens"]
@@ -339,33 +340,49 @@ class BatchRunner:
     def _record(self, item: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any] | str:
         """The cache record of an output line (the same fields ModelClient._fetch stores), or a
         one-line description of why the line is a failure."""
-        response = item.get("response") or {}
+        # Every field is checked for its type: a malformed line (an "error" that is a string, a
+        # "response" that is not an object) is that request's failure, not a crash of the batch.
+        response = _object(item.get("response"))
         error = item.get("error")
-        body = response.get("body") if isinstance(response.get("body"), dict) else {}
+        body = _object(response.get("body"))
         status = response.get("status_code")
         if error or status != 200:
-            message = ((error or {}).get("message") or (body.get("error") or {}).get("message")
-                       or "no response")
+            message = _message(error) or _message(body.get("error")) or "no response"
             return f"HTTP {status}: {message}" if status else str(message)
-        choices = body.get("choices") or []
-        if not choices:
+        choices = body.get("choices")
+        if not isinstance(choices, list) or not choices:
             return "HTTP 200: reply had no choices"
-        text = (choices[0].get("message") or {}).get("content") or ""
-        usage = body.get("usage") or {}
+        choice = _object(choices[0])
+        content = _object(choice.get("message")).get("content")
+        text = content if isinstance(content, str) else ""
+        usage = _object(body.get("usage"))
         p_tok = usage.get("prompt_tokens")
         c_tok = usage.get("completion_tokens")
         return {"text": text,
-                "prompt_tokens": p_tok if p_tok is not None else meta["prompt_tokens"],
-                "completion_tokens": c_tok if c_tok is not None else self.client.tokenizer.count(text),
-                "finish_reason": choices[0].get("finish_reason"), "model": body.get("model"),
+                "prompt_tokens": p_tok if isinstance(p_tok, int) else meta["prompt_tokens"],
+                "completion_tokens": c_tok if isinstance(c_tok, int) else self.client.tokenizer.count(text),
+                "finish_reason": choice.get("finish_reason"), "model": body.get("model"),
                 "template": meta["template"], "step": meta["step"]}
+
+
+def _object(value: Any) -> dict[str, Any]:
+    """`value` if it is a JSON object, else an empty one (a batch output line is not trusted)."""
+    return value if isinstance(value, dict) else {}
+
+
+def _message(error: Any) -> str | None:
+    """The message of an error field: {"message": ...} as the API writes it, or a bare string."""
+    if isinstance(error, dict):
+        message = error.get("message")
+        return str(message) if message else None
+    return error if isinstance(error, str) and error else None
 
 
 def _chunks(requests: Sequence[BatchRequest], lines: Sequence[int]) -> Iterator[list[BatchRequest]]:
     """Split a wave into batches within the API's request and file-size limits."""
     chunk: list[BatchRequest] = []
     size = 0
-    for request, n in zip(requests, lines):
+    for request, n in zip(requests, lines, strict=True):
         if chunk and (len(chunk) >= MAX_REQUESTS_PER_BATCH or size + n > MAX_BYTES_PER_BATCH):
             yield chunk
             chunk, size = [], 0

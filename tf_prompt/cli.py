@@ -67,7 +67,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     t.add_argument("--batch-sentences", type=int, default=1, metavar="K",
                    help="K sentences per prompt for every step (json style); lost items fall back to single calls")
     t.add_argument("--translator", default="llm",
-                   help="llm (default) | file:PATH (one translation per sentence, or .jsonl) | mt:DIR (local NLLB/M2M100)")
+                   help="llm (default) | file:PATH (one translation per sentence, or .jsonl) "
+                        "| mt:DIR (local NLLB/M2M100)")
     t.add_argument("--annotator", default="llm", help="English NER: llm (default) | spacy[:MODEL]")
     t.add_argument("--schema", help="built-in schema name (masakhaner) or a YAML/JSON schema file")
     t.add_argument("--labels", help="comma-separated subset of labels, e.g. PER,ORG,LOC")
@@ -75,7 +76,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     t.add_argument("--shots-from", help="labelled CoNLL file (or dataset) to take examples from")
     t.add_argument("--prompts", help="directory of .jinja templates overriding the packaged ones")
     r = p.add_argument_group("run")
-    r.add_argument("--concurrency", type=int, default=8, help="sentences in flight (default: %(default)s; transfusion asks direct beside its pivot)")
+    r.add_argument("--concurrency", type=int, default=8,
+                   help="sentences in flight (default: %(default)s; transfusion asks direct beside its pivot)")
     r.add_argument("--rpm", type=float, help="at most this many requests per minute")
     r.add_argument("--tpm", type=float, help="at most this many tokens per minute")
     r.add_argument("--max-retries", type=int, default=5,
@@ -95,14 +97,15 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
 
 
 def _settings(args: argparse.Namespace) -> RunSettings:
-    labels = [x for x in args.labels.split(",")] if args.labels else None
+    labels = args.labels.split(",") if args.labels else None
     out = args.out
     if out is None:
         stem = (args.data or "sample").replace(":", "-").replace("/", "_").strip("._") or "data"
         out = f"runs/{stem}-{args.method}"
     return RunSettings(
         model=args.model, base_url=args.base_url, api_key_env=args.api_key_env, method=args.method,
-        style=args.style, combine=args.combine, checks=args.checks, n_threads=args.n_threads, n_ctx=args.n_ctx, translator=args.translator,
+        style=args.style, combine=args.combine, checks=args.checks, n_threads=args.n_threads, n_ctx=args.n_ctx,
+        translator=args.translator,
         annotator=args.annotator, batch_sentences=args.batch_sentences,
         data=args.data, language=args.language, schema=args.schema, labels=labels, shots=args.shots,
         shots_from=args.shots_from, prompts=args.prompts, limit=args.limit, concurrency=args.concurrency,

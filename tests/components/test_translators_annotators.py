@@ -36,7 +36,7 @@ def _translate(translator: Any, sentences: list[Sentence]) -> tuple[list[str | N
     traces = [_trace(s) for s in sentences]
 
     async def go() -> list[str | None]:
-        return list(await asyncio.gather(*(translator.translate(s, t) for s, t in zip(sentences, traces))))
+        return list(await asyncio.gather(*(translator.translate(s, t) for s, t in zip(sentences, traces, strict=True))))
     return asyncio.run(go()), traces
 
 
@@ -226,7 +226,7 @@ def test_hf_translator_micro_batches(nllb_dir: Path, monkeypatch: pytest.MonkeyP
 
 
 def test_hf_translator_clear_errors(nllb_dir: Path, m2m_dir: Path, tmp_path: Path) -> None:
-    with pytest.raises(ComponentError, match="no config.json"):
+    with pytest.raises(ComponentError, match=r"no config\.json"):
         HFTranslator(tmp_path, "hau")
     (tmp_path / "config.json").write_text("{}", encoding="utf-8")
     with pytest.raises(ComponentError, match="cannot load as a seq2seq MT model"):

@@ -13,7 +13,8 @@ from tf_prompt.prompting.batching import item_reply, split_numbered
 from tf_prompt.testing import oracle_responder
 
 LABELS = ["PER", "ORG", "LOC", "DATE"]
-CALLS = {"direct": 1, "translate-test": 2, "transfusion": 4, "transfusion-1call": 1}  # transfusion: + direct (--combine)
+# transfusion: + direct (--combine)
+CALLS = {"direct": 1, "translate-test": 2, "transfusion": 4, "transfusion-1call": 1}
 
 
 @pytest.mark.parametrize("method", list(CALLS))

@@ -347,6 +347,6 @@ class HFTranslator:
                 if not isinstance(e, Exception):
                     raise
                 return
-            for (_, fut), english in zip(batch, results):
+            for (_, fut), english in zip(batch, results, strict=False):
                 if not fut.done():
                     fut.set_result(english)

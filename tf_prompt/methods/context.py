@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -68,7 +68,7 @@ def answer_json(mentions: Sequence[Mention]) -> str:
     return json.dumps({"entities": mentions_json(mentions)}, ensure_ascii=False)
 
 
-def code_answer(lists: dict[str, Sequence[Mention]]) -> str:
+def code_answer(lists: Mapping[str, Sequence[Mention]]) -> str:
     """A GoLLIE-style answer (`result = [Person(span="...")]`), used as the dry-run stand-in."""
     return "\n".join(
         f"{var} = [" + ", ".join(f"{class_name(m.label)}(span={json.dumps(m.text, ensure_ascii=False)})"
@@ -112,7 +112,7 @@ class Context:
         per label, a BIO decode and JSON dump per example) on each call was a visible share of
         a cached rerun. Keyed by identity, so assigning another schema or examples is seen."""
         hit = self._memo.get(name)
-        if hit is not None and len(hit[0]) == len(inputs) and all(a is b for a, b in zip(hit[0], inputs)):
+        if hit is not None and len(hit[0]) == len(inputs) and all(a is b for a, b in zip(hit[0], inputs, strict=True)):
             return hit[1]
         value = build()
         self._memo[name] = (inputs, value)

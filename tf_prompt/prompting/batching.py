@@ -3,8 +3,9 @@
 The sentences are cut into chunks of K consecutive sentences. Within a chunk the sentences run
 their method as usual, but every model call goes to the chunk's batcher, which waits until each
 sentence of the chunk is waiting for a call and then sends the waiting calls of one step as one
-numbered prompt (the step's batch template, e.g. `prompts/batch_direct.v1.jinja`). The grouping therefore depends only on the data
-and the replies, never on timing, so a rerun builds the same prompts and hits the cache.
+numbered prompt (the step's batch template, e.g. `prompts/batch_direct.v1.jinja`). The grouping
+therefore depends only on the data and the replies, never on timing, so a rerun builds the same
+prompts and hits the cache.
 
 The numbered answer is split back per sentence. An item the reply lost, merged or garbled is asked
 again on its own with the normal single-sentence template, and only that item.
@@ -66,8 +67,9 @@ def split_numbered(reply: str, n: int) -> dict[int, Any]:
                 out[int(m.group(1))] = part
     elif isinstance(value, list):
         ids = [p.get("id", p.get("n", p.get("index"))) if isinstance(p, dict) else None for p in value]
-        if all(isinstance(i, int) for i in ids):
-            for i, part in zip(ids, value):
+        numbers = [i for i in ids if isinstance(i, int)]
+        if len(numbers) == len(ids):
+            for i, part in zip(numbers, value, strict=True):
                 if 1 <= i <= n and i not in out:
                     out[i] = {k: v for k, v in part.items() if k not in ("id", "n", "index")}
         elif len(value) == n:

@@ -14,10 +14,10 @@ pending as long as it likes.
 
 from __future__ import annotations
 
+import contextlib
 import email.parser
 import email.policy
 import json
-import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -95,6 +95,7 @@ class LoopbackServer:
     def base_url(self) -> str:
         assert self._httpd is not None, "server not started"
         host, port = self._httpd.server_address[:2]
+        host = host.decode() if isinstance(host, bytes) else host
         return f"http://{host}:{port}/v1"
 
     def start(self) -> LoopbackServer:
@@ -136,20 +137,16 @@ class LoopbackServer:
                 for k, v in (headers or {}).items():
                     self.send_header(k, v)
                 self.end_headers()
-                try:
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
 
             def _send_bytes(self, data: bytes, content_type: str) -> None:
                 self.send_response(200)
                 self.send_header("content-type", content_type)
                 self.send_header("content-length", str(len(data)))
                 self.end_headers()
-                try:
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
 
         class Server(ThreadingHTTPServer):
             request_queue_size = 256  # many concurrent clients connect at once; 5 would refuse some
@@ -293,7 +290,8 @@ class LoopbackServer:
             for part in message.iter_parts():
                 name = part.get_param("name", header="content-disposition")
                 if name:
-                    fields[str(name)] = (part.get_filename(), part.get_payload(decode=True) or b"")
+                    payload = part.get_payload(decode=True)
+                    fields[str(name)] = (part.get_filename(), payload if isinstance(payload, bytes) else b"")
         if "file" not in fields or "purpose" not in fields:
             handler._send(400, {"error": {"message": "multipart form needs 'file' and 'purpose'",
                                           "code": "invalid_request"}})
@@ -475,10 +473,9 @@ def oracle_responder(sentences: Sequence[Any], labels: Sequence[str], *,
         english[s.text] = translation(s) if translation is not None else s.text
         for text in {s.text, english[s.text]}:
             gold.setdefault(text, mentions)
-            try:  # annotate sees the translation as the pipeline parsed it (outer quotes stripped)
+            # annotate sees the translation as the pipeline parsed it (outer quotes stripped)
+            with contextlib.suppress(ParseFailure):
                 gold.setdefault(parse_translation(text), mentions)
-            except ParseFailure:
-                pass
 
     def degrade(text: str) -> str:
         if variant == "lower":
