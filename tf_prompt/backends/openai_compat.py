@@ -193,7 +193,8 @@ def _translate(e: Exception, where: str) -> BackendError:
     if isinstance(e, openai.APIStatusError):
         status = e.status_code
         body = e.body if isinstance(e.body, dict) else {}
-        code = body.get("code") or (body.get("error") or {}).get("code")
+        inner = body.get("error")   # {"error": {...}} as OpenAI nests it; proxies send a bare string
+        code = body.get("code") or (inner.get("code") if isinstance(inner, dict) else None)
         msg = body.get("message") or str(e)
         msg = " ".join(str(msg).split())[:300]
         if status == 429 and code == "insufficient_quota":
