@@ -60,3 +60,17 @@ def test_openai_backend_imports_with_only_the_sdks_http_library() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr.strip().splitlines()[-1:]
     assert done.stdout.strip() == "None"
+
+
+def test_a_missing_gguf_file_is_one_error_line_not_a_traceback(tmp_path: Path, capsys, monkeypatch) -> None:
+    """`tf-prompt run --model gguf:PATH` with no file there: the ModelError the backend raises on
+    its first call (for the cache key) ended as a traceback, in 8e59a60 as after the move."""
+    from tf_prompt.cli import main
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    missing = tmp_path / "nothing-here.gguf"
+    code = main(["run", "--model", f"gguf:{missing}", "--method", "direct", "--limit", "1",
+                 "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1
+    assert err[-1] == f"tf-prompt: error: model file not found: {missing}"
