@@ -41,6 +41,7 @@ from tf_prompt.llm.client import BudgetExceeded, ClientOptions, ModelClient
 from tf_prompt.llm.cost import PriceTable
 from tf_prompt.methods.scheduler import run_pipeline
 from tf_prompt.prompting.templates import Prompt
+from tf_prompt.runs.outputs import write_metrics
 from tf_prompt.runs.rundir import RunFolder, check_out_path, identity_of
 from tf_prompt.runs.summary import RunSummary
 from tf_prompt.settings import RunSettings
@@ -504,7 +505,7 @@ async def _final_pass(settings: RunSettings, sentences: Sequence[Sentence] | Non
     metrics["usage"]["attempts"] -= offline.refused   # refused requests were never sent
     metrics["usage"]["batch"] = {**usage.to_dict(), "unanswered": gave_up}
     if summary.out_dir is not None:
-        atomic.write_text(summary.out_dir / "metrics.json", jsontext.dumps(metrics, indent=2) + "\n")
+        write_metrics(summary.out_dir, metrics)
     return summary
 
 

@@ -22,6 +22,7 @@ from tf_prompt.data.schema import SchemaError
 from tf_prompt.llm.cache import CacheError
 from tf_prompt.llm.client import BudgetExceeded
 from tf_prompt.llm.cost import PriceError
+from tf_prompt.llm.presets import ModelError
 from tf_prompt.methods import METHODS, STYLES
 from tf_prompt.runs.summary import format_summary
 from tf_prompt.settings import RunSettings
@@ -252,7 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         err = e.errors()[0]
         _error(f"{'.'.join(map(str, err['loc']))}: {err['msg']}")
         return EXIT_USAGE
-    except (BackendError, BudgetExceeded) as e:
+    except (BackendError, BudgetExceeded, ModelError) as e:   # ModelError: a local model file is missing or unreadable
         _error(e)
         return EXIT_FAILED
     except KeyboardInterrupt:

@@ -13,18 +13,33 @@ auth (httpx does this), and every message or identity shows the URL redacted (re
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import socket
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 import openai
 
 from tf_prompt.backends.base import Backend, BackendError, Completion
 from tf_prompt.util.redact import redact_text, redact_url
+
+
+def _sdk_http_library() -> ModuleType:
+    """The HTTP library the openai SDK sends with: httpx, or httpx2 from openai 3 on, which no
+    longer installs httpx (so `import httpx` failed on a fresh install). URLs are checked and
+    connection errors read with that same library."""
+    for cls in openai.DefaultHttpxClient.__mro__:
+        top = cls.__module__.split(".")[0]
+        if top not in ("openai", "builtins"):
+            return importlib.import_module(top)
+    return importlib.import_module("httpx")
+
+
+httpx = _sdk_http_library()
 
 #: Used when a local server needs no key but the SDK insists on one.
 PLACEHOLDER_KEY = "sk-no-key-required"

@@ -96,7 +96,7 @@ def write_outputs(out_dir: Path, results: Sequence[Result], metrics: dict[str, A
         atomic.write_text(path, "".join(jsontext.dumps(r.trace.to_dict()) + "\n" for r in ordered))
 
     def metrics_json(path: Path) -> None:
-        atomic.write_text(path, jsontext.dumps(metrics, indent=2) + "\n")
+        _write_metrics_file(path, metrics)
 
     failures: list[str] = []
     try:
@@ -111,6 +111,21 @@ def write_outputs(out_dir: Path, results: Sequence[Result], metrics: dict[str, A
     if failures:
         more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
         raise OutputError(f"{failures[0]}{more}; the other outputs were written and the replies are cached")
+
+
+def _write_metrics_file(path: Path, metrics: dict[str, Any]) -> None:
+    atomic.write_text(path, jsontext.dumps(metrics, indent=2) + "\n")
+
+
+def write_metrics(out_dir: Path, metrics: dict[str, Any]) -> None:
+    """Replace the folder's metrics.json alone (atomically), for a caller that amends the metrics
+    of outputs already written (--via batch adds its batch usage); an unwritable file is one
+    OutputError line, as in write_outputs."""
+    try:
+        _write_metrics_file(out_dir / METRICS, metrics)
+    except (OSError, ValueError) as e:
+        raise OutputError(f"{out_dir / METRICS}: cannot write ({getattr(e, 'strerror', None) or e}); "
+                          f"the other outputs were written and the replies are cached") from None
 
 
 # -- reading: JSON files ---------------------------------------------------------------------------
