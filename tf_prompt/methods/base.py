@@ -20,6 +20,9 @@ from tf_prompt.spans.align import Alignment
 from tf_prompt.types import Mention
 
 if TYPE_CHECKING:
+    from importlib.abc import Traversable
+    from pathlib import Path
+
     from tf_prompt.methods.context import SentenceRun
     from tf_prompt.settings import RunSettings
 
@@ -101,6 +104,11 @@ class Method(ABC):
     styles: ClassVar[tuple[Style, ...]] = STYLES
     #: Whether --combine (a rule over several views of the sentence, spans/combine.py) applies.
     combines: ClassVar[bool] = False
+    #: The folder of the method's own templates, for a method from outside the package (a plugin):
+    #: typically `importlib.resources.files(__package__) / "prompts"`. Searched after --prompts DIR
+    #: and the packaged templates, for the names it declares that no packaged template has
+    #: (prompting/templates.py). The packaged methods' templates are the package's (None).
+    prompts: ClassVar[Traversable | Path | None] = None
 
     def default_combine(self, style: str) -> str:
         """The combination rule used when --combine is not given ("none": the method's own answer)."""

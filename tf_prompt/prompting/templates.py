@@ -8,6 +8,11 @@ sentence that contains Jinja syntax or "### system" cannot change the prompt's s
 
 `--prompts DIR` puts DIR in front of the packaged templates: a file there with the same step name
 overrides the packaged one, the rest still come from the package.
+
+A method from outside the package (a plugin, methods/registry.py) may ship its own templates in a
+folder (Method.prompts). That folder is searched last, after the packaged one, and only for the
+template names its method declares that no packaged template has: a plugin can never change the
+prompt (or the cache key) of a packaged method, and two plugins cannot take each other's templates.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jinja2 import StrictUndefined, UndefinedError, nodes
 from jinja2 import TemplateError as JinjaTemplateError
@@ -28,7 +33,19 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from tf_prompt.types import TemplateError
 from tf_prompt.util.jsontext import encodable
 
+if TYPE_CHECKING:
+    from importlib.abc import Traversable
+    from typing import TypeAlias
+
+    #: A folder of templates (or a template file): a path, or a package's resources
+    #: (importlib.resources.files), which may live in a zip file.
+    Folder: TypeAlias = Path | Traversable
+
 _NAME = re.compile(r"^(?P<step>[a-z0-9_\-]+)(?:\.v(?P<version>\d+))?\.jinja$")
+
+#: Template name -> the folder of the registered outside method that provides it (Method.prompts).
+#: Filled by the method registry through `add_method_templates`; every TemplateSet reads it live.
+_METHOD_FOLDERS: dict[str, Folder] = {}
 
 
 @dataclass(frozen=True)
@@ -51,11 +68,56 @@ def packaged_prompts_dir() -> Path:
     return Path(str(importlib.resources.files("tf_prompt.prompts")))
 
 
+def _template_names(folder: Folder) -> set[str]:
+    """The template names (`direct` for direct.v2.jinja) of the files directly in `folder`."""
+    return {m.group("step") for f in folder.iterdir() if (m := _NAME.match(f.name)) and f.is_file()}
+
+
+def _packaged_names() -> set[str]:
+    """Every template name the package ships, its variants included."""
+    return {m.group("step") for f in packaged_prompts_dir().rglob("*.jinja") if (m := _NAME.match(f.name))}
+
+
+def add_method_templates(owner: str, folder: Folder, declared: list[str]) -> None:
+    """Let TemplateSet find the templates `declared` by method `owner` in `folder` (its Method.prompts).
+
+    Refused with a TemplateError, and nothing added, when the folder holds a template with a
+    packaged name (it would be a second `direct` next to the real one) or provides a name another
+    outside method's folder already provides."""
+    if not folder.is_dir():
+        raise TemplateError(f"{folder}: prompts folder of method {owner!r} not found")
+    shipped = _template_names(folder)
+    clash = sorted(shipped & _packaged_names())
+    if clash:
+        raise TemplateError(f"{folder}: ships {', '.join(f'{n}.vN.jinja' for n in clash)}, which would shadow the "
+                            f"packaged template{'s' if len(clash) > 1 else ''} of that name (rename "
+                            f"{'them' if len(clash) > 1 else 'it'})")
+    mine = [name for name in dict.fromkeys(declared) if name in shipped]
+    taken = [name for name in mine if name in _METHOD_FOLDERS and str(_METHOD_FOLDERS[name]) != str(folder)]
+    if taken:
+        raise TemplateError(f"{folder}: template {taken[0]!r} is already provided by "
+                            f"{_METHOD_FOLDERS[taken[0]]} (another method's prompts folder)")
+    for name in mine:
+        _METHOD_FOLDERS[name] = folder
+
+
+def remove_method_templates(folder: Folder) -> None:
+    """Forget the templates `folder` provides (its method was unregistered)."""
+    for name in [n for n, f in _METHOD_FOLDERS.items() if str(f) == str(folder)]:
+        del _METHOD_FOLDERS[name]
+
+
+def method_template_folders() -> list[Folder]:
+    """The prompts folders of the registered outside methods (each once), for tools that read
+    every template, such as the test oracle."""
+    return list({str(f): f for f in _METHOD_FOLDERS.values()}.values())
+
+
 def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _check_self_contained(ast: nodes.Template, path: Path) -> None:
+def _check_self_contained(ast: nodes.Template, path: Folder) -> None:
     """A template is one file: it may not pull in others (there is no loader, and a prompt that
     depends on files outside its hash would make the cache key lie)."""
     for node in ast.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)):
@@ -65,7 +127,7 @@ def _check_self_contained(ast: nodes.Template, path: Path) -> None:
                             f"self-contained file (copy the text in instead)")
 
 
-def _template_line(template: Any, path: Path, tb: TracebackType | None) -> int | None:
+def _template_line(template: Any, path: Folder, tb: TracebackType | None) -> int | None:
     """The template line of the innermost frame of `tb` that runs the template's code."""
     line = None
     while tb is not None:
@@ -101,16 +163,18 @@ class TemplateSet:
         )
         self.env.filters["json"] = _json
         self.env.filters["pystr"] = _json   # a JSON string is a valid Python string literal
-        self._cache: dict[str, tuple[str, str, Any, Path]] = {}
+        self._cache: dict[str, tuple[str, str, Any, Folder]] = {}
 
-    def _find(self, step: str) -> Path:
+    def _find(self, step: str) -> Folder:
         wanted = self.pins.get(step, step)
         want_step, _, want_version = wanted.partition(".v")
-        for d in self.dirs:
-            best: tuple[int, Path] | None = None
-            for path in d.glob(f"{want_step}*.jinja"):
+        method_folder = _METHOD_FOLDERS.get(want_step)   # only for names no packaged template has
+        dirs: list[Folder] = [*self.dirs, *([method_folder] if method_folder is not None else [])]
+        for d in dirs:
+            best: tuple[int, Folder] | None = None
+            for path in d.iterdir():
                 m = _NAME.match(path.name)
-                if not m or m.group("step") != want_step:
+                if not m or m.group("step") != want_step or not path.is_file():
                     continue
                 version = int(m.group("version") or 0)
                 if want_version and version != int(want_version):
@@ -119,10 +183,10 @@ class TemplateSet:
                     best = (version, path)
             if best is not None:
                 return best[1]
-        searched = ", ".join(str(d) for d in self.dirs)
+        searched = ", ".join(str(d) for d in dirs)
         raise TemplateError(f"no template for step {wanted!r} (looked for {want_step}.vN.jinja in {searched})")
 
-    def _load(self, step: str) -> tuple[str, str, Any, Path]:
+    def _load(self, step: str) -> tuple[str, str, Any, Folder]:
         if step not in self._cache:
             path = self._find(step)
             try:
