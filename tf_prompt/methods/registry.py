@@ -124,9 +124,10 @@ class Registry(Mapping[str, Method]):
             first = (str(e).splitlines() or [""])[0]
             return f"cannot be loaded: {type(e).__name__}: {first}".rstrip(": ")
         if not isinstance(method, Method):
-            return f"{ep.value} is a {type(method).__name__}, not an instance of tf_prompt.methods.Method"
-        if method.name != ep.name:
-            return f"the entry point is named {ep.name!r} but its method {method.name!r}; name them alike"
+            return f"{ep.value} is of type {type(method).__name__}, not an instance of tf_prompt.methods.Method"
+        name = getattr(method, "name", None)    # a plugin's class may lack it
+        if name != ep.name:
+            return f"the entry point is named {ep.name!r} but its method {name!r}; name them alike"
         if self._methods.get(method.name) is method:
             return None            # it registered itself as it was imported
         if method.name in self._methods:
