@@ -26,7 +26,6 @@ import pytest
 from tf_prompt.data.conll import read_conll
 from tf_prompt.data.datasets import sample_path
 from tf_prompt.methods import METHODS, get_method, register, unregister
-from tf_prompt.methods.registry import PluginError
 from tf_prompt.prompting.templates import TemplateSet
 from tf_prompt.testing import oracle_responder
 
@@ -290,6 +289,8 @@ def test_a_plugin_template_never_replaces_a_packaged_one(tmp_path: Path) -> None
 def test_get_method_names_a_broken_plugin(tmp_path: Path) -> None:
     """The Python API says the same as the command line (in a fresh interpreter: this one's
     registry was read before the plugin existed)."""
+    from tf_prompt.methods.registry import PluginError
+
     site = tmp_path / "site"
     broken_plugins(site)
     probe = ("from tf_prompt.methods import get_method\nfrom tf_prompt.methods.registry import PluginError\n"
