@@ -130,6 +130,9 @@ def broken_plugins(site: Path) -> None:
         "prompts/shadow_fuse.v1.jinja": FUSE_CONTEXT,
         "prompts/direct.v9.jinja": "{% block user %}Say {{ text }}{% endblock %}\n"},
         {"shadow": "tfp_shadow.method:METHOD"})
+    write_distribution(site, "tfp-misnamed", "tfp_misnamed", {
+        "__init__.py": "", "method.py": "from tf_prompt.methods.transfusion import METHOD\n"},
+        {"fusion": "tfp_misnamed.method:METHOD"})
 
 
 def tf_prompt(site: Path, *argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -220,15 +223,16 @@ def test_a_broken_plugin_is_one_warning_line_and_direct_still_runs(server, tmp_p
     assert done.returncode == 0, done.stderr
     assert json.loads((out / "metrics.json").read_text(encoding="utf-8"))["f1"] == pytest.approx(1.0)
     warnings = [line for line in done.stderr.splitlines() if line.startswith("tf-prompt: warning:")]
-    assert "Traceback" not in done.stderr and len(warnings) == 4, done.stderr
+    assert "Traceback" not in done.stderr and len(warnings) == 5, done.stderr
     by_name = {w.split("plugin method '", 1)[1].split("'", 1)[0]: w for w in warnings}
-    assert set(by_name) == {"needs-dep", "forty-two", "direct", "shadow"}
+    assert set(by_name) == {"needs-dep", "forty-two", "direct", "shadow", "fusion"}
     assert ("entry point 'needs-dep = tfp_missing_dep.method:METHOD' of distribution tfp-missing-dep 0.1"
             in by_name["needs-dep"])
     assert "ModuleNotFoundError: No module named 'no_such_dependency_xyz'" in by_name["needs-dep"]
     assert "tfp_not_a_method.method:METHOD is of type int, not an instance of" in by_name["forty-two"]
     assert "of distribution tfp-impostor 0.1): takes the name of the packaged method 'direct'" in by_name["direct"]
     assert "direct.vN.jinja, which would shadow the packaged template" in by_name["shadow"]
+    assert "the entry point is named 'fusion' but its method 'transfusion'" in by_name["fusion"]
     assert all(w.endswith("; skipped") for w in warnings)
     # the packaged direct ran, with the packaged template: the impostor was never even imported
     assert not (site / "IMPORTED").exists()
@@ -284,6 +288,38 @@ def test_a_plugin_template_never_replaces_a_packaged_one(tmp_path: Path) -> None
     assert "loud" not in METHODS
     assert TemplateSet().render("direct", text="x", language="Hausa", labels=[], label_names=[],
                                 examples=[]).template == "direct.v2"
+
+
+def test_two_methods_cannot_provide_one_template(tmp_path: Path) -> None:
+    """The first method whose folder provides `fuse_context` keeps it; a second is refused, so
+    which prompt a run renders never depends on the order plugins load in."""
+    from tf_prompt.types import TemplateError
+
+    first, second = tmp_path / "a", tmp_path / "b"
+    for folder, word in ((first, "first"), (second, "second")):
+        folder.mkdir()
+        (folder / "fuse_context.v1.jinja").write_text(f"{{% block user %}}{word} {{{{ text }}}}{{% endblock %}}\n",
+                                                      encoding="utf-8")
+    module = tmp_path / "two_context.py"
+    module.write_text(METHOD_MODULE.replace('files(__package__) / "prompts"', "None"), encoding="utf-8")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        base = importlib.import_module("two_context").TranslateContext
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("two_context", None)
+    one = type("One", (base,), {"name": "context-one", "prompts": first})
+    two = type("Two", (base,), {"name": "context-two", "prompts": second})
+    register(one())
+    try:
+        with pytest.raises(TemplateError, match=r"template 'fuse_context' is already provided by .*/a"):
+            register(two())
+        assert "context-two" not in METHODS
+        assert TemplateSet().render("fuse_context", text="x").messages[-1]["content"] == "first x"
+    finally:
+        unregister("context-one")
+    with pytest.raises(TemplateError, match="no template for step 'fuse_context'"):
+        TemplateSet().render("fuse_context", text="x")      # unregistered: its folder is forgotten
 
 
 def test_get_method_names_a_broken_plugin(tmp_path: Path) -> None:

@@ -107,12 +107,6 @@ def remove_method_templates(folder: Folder) -> None:
         del _METHOD_FOLDERS[name]
 
 
-def method_template_folders() -> list[Folder]:
-    """The prompts folders of the registered outside methods (each once), for tools that read
-    every template, such as the test oracle."""
-    return list({str(f): f for f in _METHOD_FOLDERS.values()}.values())
-
-
 def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
