@@ -81,28 +81,42 @@ def default_model(settings: RunSettings) -> tuple[str, str | None]:
                            f"pip install -e '.[local]')")
 
 
+def backend_spec(model: str) -> tuple[str, str]:
+    """The backend kind and the model it is given, for a model string: `gguf:PATH_OR_PRESET`,
+    `hf:DIR_OR_REPO`, `openai:NAME` or a bare name (an OpenAI-compatible API)."""
+    kind, _, rest = model.partition(":")
+    if kind in ("gguf", "hf", "openai") and rest:
+        return kind, rest
+    return "openai", model
+
+
 def make_backend(settings: RunSettings) -> Backend:
-    """Choose the backend from the model string.
+    """Choose the backend from the model string (`backend_spec`).
 
     `gguf:PATH_OR_PRESET` runs a GGUF file with llama.cpp in process, `hf:DIR_OR_REPO` a Hugging
     Face checkpoint with transformers, `openai:NAME` or a bare name an OpenAI-compatible API.
     """
-    model, _ = default_model(settings)
-    kind, _, rest = model.partition(":")
-    if kind == "gguf" and rest:
+    kind, model = backend_spec(default_model(settings)[0])
+    if kind == "gguf":
         from tf_prompt.backends.gguf import GGUFBackend
 
-        return GGUFBackend(model=rest, n_threads=settings.n_threads or os.cpu_count() or 1,
+        return GGUFBackend(model=model, n_threads=settings.n_threads or os.cpu_count() or 1,
                            n_ctx=settings.n_ctx or 4096)
-    if kind == "hf" and rest:
+    if kind == "hf":
         from tf_prompt.backends.hf import HFBackend
 
-        return HFBackend(model=rest)
-    if kind == "openai" and rest:
-        model = rest
+        return HFBackend(model=model)
     # The backend reads the key from the named variable only (an unset one is an error there).
     return OpenAIBackend(model=model, base_url=settings.base_url, api_key_env=settings.api_key_env or None,
                          timeout=settings.timeout)
+
+
+def answering_model(settings: RunSettings, backend: Backend) -> str:
+    """The model that answers, as metrics.json records it: the settings' model string when the
+    backend is the one it names (so the record, and a run's identity, read as typed), else the
+    backend's own `KIND:MODEL` (a backend given to the Python API, e.g. `function:rules`)."""
+    named = default_model(settings)[0]
+    return named if backend_spec(named) == (backend.kind, backend.model) else f"{backend.kind}:{backend.model}"
 
 
 def choose_examples(pool: Sequence[Sentence], n: int, labels: Sequence[str], seed: int = 0) -> list[Sentence]:
@@ -222,7 +236,7 @@ def run_record(settings: RunSettings, pipeline: Pipeline, client: ModelClient, s
         # the effective endpoint ($OPENAI_BASE_URL too), redacted: never credentials written in the URL
         "base_url": getattr(client.backend, "endpoint", None) or redact_url(settings.base_url),
         "data_sha256": data_digest([(s.tokens, s.tags) for s in sentences]),
-        "model": default_model(settings)[0],
+        "model": answering_model(settings, client.backend),   # what answered, also a backend= given
         "translator": _identity(pipeline.translator, "llm"), "annotator": _identity(pipeline.annotator, "llm"),
         "labels": pipeline.ctx.schema.names, "tokenizer": None, "tokenizer_note": None,
         "prices_date": client.prices.date, "templates": template_identities(settings, pipeline.ctx.templates),
@@ -352,8 +366,10 @@ async def estimate_async(settings: RunSettings, backend: Backend | None = None) 
     """
     summary = await run_async(settings, backend=backend, dry_run=True)
     u = summary.metrics["usage"]
-    model = default_model(settings)[0]   # PriceTable.lookup strips an "openai:" prefix itself
-    batch_cost = PriceTable.load(settings.prices).cost(model, u["prompt_tokens"], u["completion_tokens"], batch=True)
+    model = summary.metrics["settings"]["model"]   # what answers (a backend= given, too)
+    # priced by the name the client prices calls by (PriceTable.lookup strips an "openai:" prefix itself)
+    priced = backend.model if backend is not None else default_model(settings)[0]
+    batch_cost = PriceTable.load(settings.prices).cost(priced, u["prompt_tokens"], u["completion_tokens"], batch=True)
     est = {"calls": u["calls"], "cached_calls": u["cache_hits"], "prompt_tokens": u["prompt_tokens"],
            "completion_tokens": u["completion_tokens"], "cost_usd": u["cost_usd"],
            "cost_usd_batch_api": batch_cost if u["cost_usd"] is not None else None,

@@ -30,6 +30,7 @@ from tf_prompt.spans.combine import DEFAULT as DEFAULT_COMBINE
 from tf_prompt.spans.combine import RULES as COMBINE_RULES
 from tf_prompt.types import TemplateError
 from tf_prompt.util.formatting import money
+from tf_prompt.util.validation import first_problem
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -249,9 +250,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (DataError, SchemaError, TemplateError, PriceError, ComponentError, CacheError) as e:
         _error(e)
         return EXIT_USAGE
-    except ValidationError as e:
-        err = e.errors()[0]
-        _error(f"{'.'.join(map(str, err['loc']))}: {err['msg']}")
+    except ValidationError as e:   # the settings' own words: `field: what is wrong`, or a check naming its options
+        _error(first_problem(e).line())
         return EXIT_USAGE
     except (BackendError, BudgetExceeded, ModelError) as e:   # ModelError: a local model file is missing or unreadable
         _error(e)

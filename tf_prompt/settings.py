@@ -1,7 +1,8 @@
 """The settings of one run, shared by the CLI and the Python API so both take one code path.
 
 Validated with pydantic, so a script that passes `method="tranfusion"` gets the same clear
-message as the command line.
+message as the command line. A keyword that is no setting is refused, naming the setting
+probably meant: ignored, `run_dataset(cache=False)` would have used the cache all the same.
 """
 
 from __future__ import annotations
@@ -9,10 +10,16 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tf_prompt.methods import METHODS, STYLES, get_method
 from tf_prompt.spans.combine import RULES as COMBINE_RULES
+from tf_prompt.util.validation import SettingError, did_you_mean
+
+
+def combining_methods() -> str:
+    """The registered methods that combine answers (take --combine), as `a or b` ("none": none does)."""
+    return " or ".join(m.name for m in METHODS.values() if m.combines) or "none"
 
 
 class RunSettings(BaseModel):
@@ -57,7 +64,25 @@ class RunSettings(BaseModel):
     prices: str | None = None
     progress: bool | None = None
 
-    model_config = {"populate_by_name": True}
+    # extra="forbid": an unknown keyword is an error (`_known_keys` words it), never ignored
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+
+    @classmethod
+    def setting_names(cls) -> list[str]:
+        """The names a setting is given by: its alias where it has one (`schema`), else its field name."""
+        return [f.alias or name for name, f in cls.model_fields.items()]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        """Refuse a keyword that is no setting, naming the setting probably meant."""
+        if isinstance(data, dict):
+            known = set(cls.model_fields) | set(cls.setting_names())
+            for key in data:
+                if key not in known:
+                    raise SettingError(f"unknown setting {key!r}{did_you_mean(str(key), cls.setting_names())}",
+                                       str(key))
+        return data
 
     @field_validator("method")
     @classmethod
@@ -84,11 +109,11 @@ class RunSettings(BaseModel):
         """What the method declares: its prompt styles, and whether a combination rule applies."""
         method = get_method(self.method)
         if self.style not in method.styles:
-            raise ValueError(f"--style {self.style} does not apply to --method {self.method} (it has prompts "
-                             f"for: {', '.join(method.styles)})")
+            raise SettingError(f"--style {self.style} does not apply to --method {self.method} (it has prompts "
+                               f"for: {', '.join(method.styles)})", "style")
         if self.combine not in (None, "none") and not method.combines:
-            takers = " or ".join(m.name for m in METHODS.values() if m.combines) or "none"
-            raise ValueError(f"--combine {self.combine} applies to --method {takers}, not {self.method}")
+            raise SettingError(f"--combine {self.combine} applies to --method {combining_methods()}, "
+                               f"not {self.method}", "combine")
         return self
 
     def combine_rule(self) -> str:

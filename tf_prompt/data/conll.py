@@ -37,7 +37,12 @@ __all__ = [
 ]
 
 
-_TAG_RE = re.compile(r"(?:O|[BIESLU]-\S+)\Z")
+#: An entity type in a tag: a name of letters, digits and `_`, in parts joined by single `-`, `.`
+#: or `/` (PER, WORK_OF_ART, creative-work, PER.NOM, person-artist/author). `B-PERSON-X-`,
+#: `B--PER` or `B-PER.` is a typo, not a type: read as one, it would be scored as a type of its own.
+_TYPE = r"\w+(?:[-./]\w+)*"
+_TAG_RE = re.compile(rf"(?:O|[BIESLU]-{_TYPE})\Z")
+_PREFIXED = re.compile(r"[BIESLU]-")
 
 
 @dataclass(frozen=True)
@@ -147,6 +152,13 @@ def _token_re() -> re.Pattern[str]:
 def tokenize(text: str) -> list[tuple[str, int, int]]:
     """Split text into (token, start, end): word runs and single punctuation chars."""
     return [(m.group(), m.start(), m.end()) for m in _token_re().finditer(text)]
+
+
+def _tag_problem(tag: str) -> str:
+    """What is wrong with a tag `_TAG_RE` refuses, for the error message."""
+    if _PREFIXED.match(tag) and tag[2:]:
+        return f"its type {tag[2:]!r} is not a name: letters, digits and _, in parts joined by single - . or /"
+    return "expected O or B-/I- followed by a type"
 
 
 def iob2(tags: Sequence[str]) -> list[str]:
@@ -309,10 +321,7 @@ def iter_conll(path: str | Path, *, labeled: bool | None = None) -> Generator[Se
                 tag = cols[-1]
                 if tag not in valid:
                     if not _TAG_RE.match(tag):
-                        raise DataError(
-                            f"{path}:{lineno}: invalid tag {tag!r} "
-                            "(expected O or B-/I- followed by a type)"
-                        )
+                        raise DataError(f"{path}:{lineno}: invalid tag {tag!r} ({_tag_problem(tag)})")
                     valid.add(tag)
                 tags.append(tag)
             tags = iob2(tags)

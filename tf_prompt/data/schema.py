@@ -17,6 +17,8 @@ from types import MappingProxyType
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from tf_prompt.util.validation import first_problem
+
 
 class SchemaError(ValueError):
     """A schema file or label selection is wrong; str() is one line naming the file."""
@@ -186,9 +188,7 @@ def load_schema(path: str | Path) -> Schema:
     try:
         schema = Schema.model_validate(data)
     except ValidationError as e:
-        err = e.errors()[0]
-        loc = ".".join(str(x) for x in err["loc"])
-        raise SchemaError(f"{p}: {loc}: {err['msg']}") from None
+        raise SchemaError(f"{p}: {first_problem(e).line()}") from None
     if not schema.labels:
         raise SchemaError(f"{p}: the schema has no labels")
     return schema

@@ -9,8 +9,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from tf_prompt.data.conll import DataError
-from tf_prompt.experiments.sweep.config import load_config, validation_message
+from tf_prompt.experiments.sweep.config import load_config
 from tf_prompt.experiments.sweep.run import run_sweep
+from tf_prompt.util.validation import first_problem
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -54,8 +55,7 @@ def main_sweep(argv: Sequence[str] | None = None) -> int:
         print(f"tf-prompt: error: {e}", file=sys.stderr)
         return 2
     except ValidationError as e:
-        loc, msg = validation_message(e)
-        print(f"tf-prompt: error: {loc}: {msg}", file=sys.stderr)
+        print(f"tf-prompt: error: {first_problem(e).line()}", file=sys.stderr)
         return 2
     except (BackendError, BudgetExceeded) as e:
         print(f"tf-prompt: error: {e}", file=sys.stderr)

@@ -21,8 +21,9 @@ else:  # Python 3.10: the same parser, as a package
 
 from tf_prompt.data.conll import DataError, physical_lines
 from tf_prompt.experiments.sweep.plan import Cell, cell_folder, sanitise
-from tf_prompt.methods import METHODS, STYLES
-from tf_prompt.settings import RunSettings
+from tf_prompt.methods import METHODS, STYLES, get_method
+from tf_prompt.settings import RunSettings, combining_methods
+from tf_prompt.util.validation import did_you_mean, first_problem
 
 #: RunSettings fields that the sweep sets itself (from the top level, [[models]], datasets or
 #: [[prompts]]); [run] may not set them, so each value has exactly one place in the config.
@@ -142,15 +143,6 @@ def _dataset_label(spec: str, language: str | None) -> str:
     return language or guess_language(spec) or Path(spec).stem
 
 
-def validation_message(e: Exception) -> tuple[str, str]:
-    """(field, message) of a pydantic ValidationError's first error."""
-    errors = getattr(e, "errors", None)
-    if callable(errors):
-        first = errors()[0]
-        return ".".join(map(str, first["loc"])) or "?", first["msg"]
-    return "?", str(e)
-
-
 def load_config(path: str | Path, out: str | Path | None = None) -> SweepConfig:
     """Read and check a sweep config; every cell's RunSettings is validated before anything runs.
 
@@ -204,6 +196,7 @@ def load_config(path: str | Path, out: str | Path | None = None) -> SweepConfig:
     datasets = _read_datasets(src, conf, base)
     models = _read_models(src, conf)
     prompts = _read_prompts(src, conf, base)
+    _check_combine(src, prompts, methods)
     run = _read_run(src, conf, base)
 
     cells: list[Cell] = []
@@ -217,9 +210,10 @@ def load_config(path: str | Path, out: str | Path | None = None) -> SweepConfig:
                     fields = {**run, **model_fields, "model": model["name"], "method": method, "data": data,
                               "language": language, "labels": labels, "limit": limit,
                               "concurrency": concurrency, "out": str(cell_out),
-                              # combine shapes transfusion's answer; other methods ignore it
+                              # combine shapes the answer of a method that combines; the variant's
+                              # other cells run without it (and record none: _check_combine)
                               **{k: v for k, v in prompt.items()
-                                 if k != "name" and not (k == "combine" and method != "transfusion")}}
+                                 if k != "name" and not (k == "combine" and not get_method(method).combines)}}
                     try:
                         settings = RunSettings(**fields)
                     except ValidationError as e:
@@ -227,6 +221,19 @@ def load_config(path: str | Path, out: str | Path | None = None) -> SweepConfig:
                     cells.append(Cell(model["label"], data, label, method, pname, settings))
     _check_folders(src, cells)
     return SweepConfig(path=path, out=out_dir, max_cost=max_cost, cells=cells)
+
+
+def _check_combine(src: _Source, prompts: Sequence[dict[str, Any]], methods: Sequence[str]) -> None:
+    """A prompt variant's `combine` applies to the sweep's methods that combine answers (transfusion);
+    its cells of other methods run without it, so that `direct` and `transfusion` are compared
+    under the same variant. With no such method in `methods` it would apply to no cell: refused."""
+    if any(get_method(m).combines for m in methods):
+        return
+    for i, prompt in enumerate(prompts):
+        if prompt.get("combine") not in (None, "none"):
+            raise src.error(f"prompts[{i}].combine", f"applies to methods that combine answers "
+                            f"({combining_methods()}), and methods has none ({', '.join(methods)}): "
+                            f"add one, or remove combine", "combine", "prompts", i)
 
 
 def _check_folders(src: _Source, cells: Sequence[Cell]) -> None:
@@ -244,16 +251,19 @@ def _check_folders(src: _Source, cells: Sequence[Cell]) -> None:
 
 def _locate(src: _Source, e: Exception, model: dict[str, Any], mi: int, prompt: dict[str, Any],
             pi: int) -> SweepError:
-    """Point a cell's validation error at the table that set the bad field."""
-    loc, msg = validation_message(e)
-    field = loc.split(".")[0]
+    """Point a cell's validation error at the table that set the bad field (for a check across
+    fields, the field its error names)."""
+    problem = first_problem(e)
+    field, msg = problem.field.split(".")[0], problem.message
     if field in prompt:
         key = "prompts_dir" if field == "prompts" else field
         return src.error(f"prompts[{pi}].{key}", msg, key, "prompts", pi)
     if field in model or field == "model":
         key = "name" if field == "model" else field
         return src.error(f"models[{mi}].{key}", msg, key, "models", mi)
-    return src.error(loc, msg, loc)
+    if field in _SET_BY_SWEEP:   # a top-level key (methods, datasets, labels...)
+        return src.error(_SET_BY_SWEEP[field].split()[0], msg, _SET_BY_SWEEP[field].split()[0])
+    return src.error(f"run.{field}" if field else "run", msg, field or None, "run")
 
 
 def _read_datasets(src: _Source, conf: dict[str, Any], base: Path) -> list[tuple[str, str | None, str]]:
@@ -360,12 +370,14 @@ def _read_run(src: _Source, conf: dict[str, Any], base: Path) -> dict[str, Any]:
     run = conf.get("run", {})
     if not isinstance(run, dict):
         raise src.error("run", "expected a [run] table", "run")
-    known = set(RunSettings.model_fields) | {"schema"}
+    names = RunSettings.setting_names()
+    known = set(RunSettings.model_fields) | set(names)
     for key in run:
         if key in _SET_BY_SWEEP:
             raise src.error(f"run.{key}", f"set by the sweep: use {_SET_BY_SWEEP[key]}", key, "run")
         if key not in known:
-            raise src.error(f"run.{key}", "not a run setting (see tf-prompt run --help)", key, "run")
+            hint = did_you_mean(key, (n for n in names if n not in _SET_BY_SWEEP))
+            raise src.error(f"run.{key}", f"not a run setting{hint} (see tf-prompt run --help)", key, "run")
     fields = dict(run)
     for key in _PATH_FIELDS & set(fields):
         if isinstance(fields[key], str) and (key != "schema" or Path(fields[key]).suffix):
@@ -373,6 +385,8 @@ def _read_run(src: _Source, conf: dict[str, Any], base: Path) -> dict[str, Any]:
     try:
         RunSettings(**fields)
     except ValidationError as e:
-        loc, msg = validation_message(e)
-        raise src.error(f"run.{loc}", msg, loc.split(".")[0], "run") from None
+        problem = first_problem(e)
+        key = problem.field.split(".")[0]
+        raise src.error(f"run.{problem.field}" if problem.field else "run", problem.message, key or None,
+                        "run") from None
     return fields
