@@ -7,7 +7,7 @@ message as the command line.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
@@ -25,6 +25,8 @@ class RunSettings(BaseModel):
     style: str = "json"
     combine: str | None = None        # transfusion only: none | union | vote | ... (None: the default rule)
     checks: bool = True               # the cheap self-checks on answers (checks.py)
+    # answers that can only be well formed (prompting/constraints.py); "none" until measured on dev
+    constrain: Literal["none", "json", "spans"] = "none"
     translator: str = "llm"           # llm | file:PATH | mt:DIR
     annotator: str = "llm"            # llm | spacy[:MODEL]
     batch_sentences: int = 1          # K sentences per prompt (every step)
@@ -89,6 +91,11 @@ class RunSettings(BaseModel):
         if self.combine not in (None, "none") and not method.combines:
             takers = " or ".join(m.name for m in METHODS.values() if m.combines) or "none"
             raise ValueError(f"--combine {self.combine} applies to --method {takers}, not {self.method}")
+        if self.constrain != "none":
+            coded = [s.name for s in method.llm_steps(self) if s.prompting(self.style).reply in ("code", "code_fused")]
+            if coded:
+                raise ValueError(f"--constrain {self.constrain} applies to JSON answers; with --style {self.style} "
+                                 f"step {coded[0]} answers with code (no code grammar is built): use --constrain none")
         return self
 
     def combine_rule(self) -> str:
