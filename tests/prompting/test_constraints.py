@@ -169,3 +169,20 @@ def test_estimate_counts_the_schema_as_prompt_tokens(server) -> None:
                         .params["response_format"]["json_schema"], separators=(",", ":"))
     per_call = (as_json["prompt_tokens"] - none["prompt_tokens"]) / 4
     assert per_call == pytest.approx(len(schema) / 4, rel=0.6)   # o200k/cl100k over compact JSON
+
+
+def test_sweep_sets_constrain_in_run_and_per_prompt_variant(tmp_path) -> None:
+    from tf_prompt.experiments.sweep import SweepError, load_config
+
+    config = tmp_path / "sweep.toml"
+    config.write_text('methods = ["direct"]\ndatasets = ["sample"]\n[[models]]\nname = "m"\nbase_url = '
+                      '"http://127.0.0.1:9/v1"\n[[prompts]]\nname = "free"\n[[prompts]]\nname = "spans"\n'
+                      'constrain = "spans"\n[run]\nconstrain = "json"\n', encoding="utf-8")
+    cells = {c.prompt: c.settings.constrain for c in load_config(config).cells}
+    assert cells == {"free": "json", "spans": "spans"}
+    config.write_text('methods = ["direct"]\ndatasets = ["sample"]\n[[models]]\nname = "m"\nbase_url = '
+                      '"http://127.0.0.1:9/v1"\n[[prompts]]\nname = "code"\nstyle = "gollie"\n'
+                      'constrain = "json"\n', encoding="utf-8")
+    with pytest.raises(SweepError, match=r"sweep.toml.*--constrain none") as info:
+        load_config(config)
+    assert "\n" not in str(info.value)
