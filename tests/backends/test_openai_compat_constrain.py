@@ -173,3 +173,23 @@ def test_a_server_that_rejects_response_format_stops_with_one_line(server, capsy
     server.requests.clear()
     assert run_cli(capsys, "run", "--base-url", server.base_url, "--model", "m", "--method", "direct",
                    "--limit", "3", "--out", str(tmp_path / "ok"))[0] == 0
+
+
+def test_via_batch_lines_carry_each_calls_schema_and_a_normal_rerun_is_free(server, tmp_path: Path) -> None:
+    import asyncio
+
+    from tf_prompt.batch_api import run_via_batch
+    from tf_prompt.settings import RunSettings
+
+    sentences = read_conll(sample_path())[:3]
+    server.responder = oracle_responder(sentences, LABELS)
+    s = RunSettings(model="gpt-4o-mini", base_url=server.base_url, method="direct", limit=3, constrain="spans",
+                    out=str(tmp_path / "out"), cache_dir=str(tmp_path / "cache"))
+    summary = asyncio.run(run_via_batch(s, poll_interval=0.02))
+    assert summary.metrics["f1"] == pytest.approx(1.0) and server.requests == []
+    lines = server.batch_requests
+    assert len(lines) == 3
+    assert sorted(_text_enum(_schema(b["response_format"])) for b in lines) == sorted(ngrams(x.text) for x in sentences)
+    # the batch answers were cached under the keys a normal constrained run uses
+    again = run_dataset(**{**s.model_dump(by_alias=True), "out": str(tmp_path / "again")})
+    assert again.metrics["f1"] == pytest.approx(1.0) and server.requests == []
