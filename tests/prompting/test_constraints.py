@@ -186,3 +186,12 @@ def test_sweep_sets_constrain_in_run_and_per_prompt_variant(tmp_path) -> None:
     with pytest.raises(SweepError, match=r"sweep.toml.*--constrain none") as info:
         load_config(config)
     assert "\n" not in str(info.value)
+
+
+def test_sweep_fingerprints_of_unconstrained_cells_are_unchanged() -> None:
+    from tf_prompt.experiments.sweep import cell_fingerprint
+
+    plain = cell_fingerprint(RunSettings(method="direct", base_url="http://127.0.0.1:9/v1"))
+    assert "constrain" not in plain      # a cell finished before --constrain existed is not rerun
+    spans = cell_fingerprint(RunSettings(method="direct", base_url="http://127.0.0.1:9/v1", constrain="spans"))
+    assert spans == {**plain, "constrain": "spans"}
