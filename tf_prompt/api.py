@@ -210,7 +210,7 @@ def build_pipeline(settings: RunSettings, client: ModelClient, sentences: Sequen
         examples = choose_examples(read_conll(resolve_dataset(source)), settings.shots, schema.names)
     language = language_name(settings.language or (guess_language(settings.data) if settings.data else None))
     ctx = Context(client=client, templates=templates, schema=schema, language=language, examples=examples,
-                  style=settings.style)
+                  style=settings.style, constrain=settings.constrain)
     translator, annotator = make_components(settings, schema, sentences, total, dry_run=dry_run)
     return Pipeline(settings.method, ctx, translator=translator, annotator=annotator,
                     combine=settings.combine_rule(), checks=settings.checks)

@@ -38,7 +38,7 @@ from tf_prompt.backends.openai_compat import OpenAIBackend, read_api_key, transl
 from tf_prompt.data.conll import Sentence, physical_lines
 from tf_prompt.llm.cache import ReplyCache
 from tf_prompt.llm.client import BudgetExceeded, ClientOptions, ModelClient
-from tf_prompt.llm.cost import PriceTable
+from tf_prompt.llm.cost import PriceTable, request_tokens
 from tf_prompt.methods.scheduler import run_pipeline
 from tf_prompt.prompting.templates import Prompt
 from tf_prompt.runs.outputs import write_metrics
@@ -90,6 +90,7 @@ class BatchRequest:
     step: str
     template: str
     prompt_tokens: int
+    params: dict[str, Any] = field(default_factory=dict)   # what the call sends (a constrained answer's schema)
 
 
 class CollectingClient(ModelClient):
@@ -99,10 +100,11 @@ class CollectingClient(ModelClient):
         super().__init__(*args, **kwargs)
         self.collected: dict[str, BatchRequest] = {}
 
-    async def _fetch(self, prompt: Prompt, key: str) -> Completion:
+    async def _fetch(self, prompt: Prompt, key: str, params: dict[str, Any] | None = None) -> Completion:
+        params = self.params if params is None else params
         if key not in self.collected:
             self.collected[key] = BatchRequest(key, prompt.messages, prompt.step, prompt.identity,
-                                               self.tokenizer.count_messages(prompt.messages))
+                                               request_tokens(self.tokenizer, prompt.messages, params), params)
         raise _Deferred()
 
 
@@ -203,7 +205,7 @@ class BatchRunner:
             print(f"tf-prompt: {message}", file=sys.stderr, flush=True)
 
     def _line(self, request: BatchRequest) -> str:
-        body = {"model": self.backend.model, "messages": request.messages, **self.params}
+        body = {"model": self.backend.model, "messages": request.messages, **self.params, **request.params}
         # ASCII JSON: a token holding U+2028 or U+0085 stays inside its line for any JSONL reader.
         return json.dumps({"custom_id": request.key, "method": "POST", "url": ENDPOINT, "body": body})
 

@@ -24,6 +24,7 @@ from tf_prompt.llm.client import BudgetExceeded
 from tf_prompt.llm.cost import PriceError
 from tf_prompt.llm.presets import ModelError
 from tf_prompt.methods import METHODS, STYLES
+from tf_prompt.prompting.constraints import MODES as CONSTRAIN_MODES
 from tf_prompt.runs.summary import format_summary
 from tf_prompt.settings import RunSettings
 from tf_prompt.spans.combine import DEFAULT as DEFAULT_COMBINE
@@ -66,6 +67,10 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
                         f"(default: {DEFAULT_COMBINE}; none = the fusion answer alone, as in the paper)")
     t.add_argument("--no-checks", dest="checks", action="store_false",
                    help="keep answers as the model gave them: no number/name-shape/title/prefix/date checks")
+    t.add_argument("--constrain", default="none", choices=list(CONSTRAIN_MODES),
+                   help="answers that can only be well formed: json (the answer's JSON schema, types from the "
+                        "labels) or spans (json, and each entity one of the sentence's word n-grams); the "
+                        "translation stays free text; not with --style gollie (default: %(default)s)")
     t.add_argument("--batch-sentences", type=int, default=1, metavar="K",
                    help="K sentences per prompt for every step (json style); lost items fall back to single calls")
     t.add_argument("--translator", default="llm",
@@ -107,7 +112,7 @@ def _settings(args: argparse.Namespace) -> RunSettings:
     return RunSettings(
         model=args.model, base_url=args.base_url, api_key_env=args.api_key_env, method=args.method,
         style=args.style, combine=args.combine, checks=args.checks, n_threads=args.n_threads, n_ctx=args.n_ctx,
-        translator=args.translator,
+        translator=args.translator, constrain=args.constrain,
         annotator=args.annotator, batch_sentences=args.batch_sentences,
         data=args.data, language=args.language, schema=args.schema, labels=labels, shots=args.shots,
         shots_from=args.shots_from, prompts=args.prompts, limit=args.limit, concurrency=args.concurrency,

@@ -8,7 +8,7 @@ probably meant: ignored, `run_dataset(cache=False)` would have used the cache al
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -32,6 +32,8 @@ class RunSettings(BaseModel):
     style: str = "json"
     combine: str | None = None        # transfusion only: none | union | vote | ... (None: the default rule)
     checks: bool = True               # the cheap self-checks on answers (checks.py)
+    # answers that can only be well formed (prompting/constraints.py); "none" until measured on dev
+    constrain: Literal["none", "json", "spans"] = "none"
     translator: str = "llm"           # llm | file:PATH | mt:DIR
     annotator: str = "llm"            # llm | spacy[:MODEL]
     batch_sentences: int = 1          # K sentences per prompt (every step)
@@ -114,6 +116,12 @@ class RunSettings(BaseModel):
         if self.combine not in (None, "none") and not method.combines:
             raise SettingError(f"--combine {self.combine} applies to --method {combining_methods()}, "
                                f"not {self.method}", "combine")
+        if self.constrain != "none":
+            coded = [s.name for s in method.llm_steps(self) if s.prompting(self.style).reply in ("code", "code_fused")]
+            if coded:
+                raise SettingError(f"--constrain {self.constrain} applies to JSON answers; with --style "
+                                   f"{self.style} step {coded[0]} answers with code (no code grammar is built): "
+                                   "use --constrain none", "constrain")
         return self
 
     def combine_rule(self) -> str:

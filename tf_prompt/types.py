@@ -101,6 +101,7 @@ class Trace:
     batches: dict[str, dict[str, Any]] = field(default_factory=dict)  # step -> {size, item, fallback}
     views: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # --combine: each view's spans
     combine: str | None = None
+    constraints: dict[str, str] = field(default_factory=dict)  # --constrain: step -> json | spans | json (why)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

@@ -232,6 +232,35 @@ def _translate(e: Exception, where: str) -> BackendError:
     return BackendError(f"{where}: {type(e).__name__}: {e}")
 
 
+#: Words by which a rejection names the structured-output field (OpenAI, vLLM, llama.cpp, LiteLLM).
+_SCHEMA_WORDS = ("response_format", "json_schema", "structured output")
+
+
+def schema_rejected(e: Exception, base_url: str | None) -> BackendError | None:
+    """A request sent with a JSON schema (`--constrain json|spans`) that the model or server
+    refused because of it (HTTP 400/422 whose error names response_format or json_schema): one
+    line naming the option to change; None for any other error.
+
+    Decided: no automatic fallback to free answers. A run asked for constrained answers, its
+    identity and cache keys say so, and a silent switch would record unconstrained replies as
+    constrained ones; the run stops at once (the error is not retryable) and says what to change.
+    """
+    if not isinstance(e, openai.APIStatusError) or e.status_code not in (400, 422):
+        return None
+    text = json.dumps(e.body, ensure_ascii=False) if e.body is not None else str(e)
+    if not any(word in text.lower() for word in _SCHEMA_WORDS):
+        return None
+    where = redact_url(base_url) or "the OpenAI API"
+    body = e.body if isinstance(e.body, dict) else {}
+    inner = body.get("error")
+    msg = (inner.get("message") if isinstance(inner, dict) else None) or body.get("message") or str(e)
+    msg = " ".join(str(msg).split())[:300]
+    return BackendError(redact_text(
+        f"{where}: HTTP {e.status_code}: the model or server does not accept the answer's JSON schema "
+        f"(response_format json_schema, sent for --constrain): run with --constrain none. {msg}"),
+        status=e.status_code)
+
+
 def unsendable(e: BaseException, base_url: str | None) -> BackendError:
     """A request that failed before any answer for a reason that is not the endpoint's (a
     parameter that cannot be encoded, a header the HTTP client refuses): one line, not retried.
@@ -346,7 +375,8 @@ class OpenAIBackend(Backend):
             raw = await self._client.post("/chat/completions", body=body, cast_to=bytes,
                                           options={"security": {"bearer_auth": True}})
         except openai.OpenAIError as e:
-            raise translate_error(e, self.base_url) from None
+            rejected = schema_rejected(e, self.base_url) if "response_format" in params else None
+            raise (rejected or translate_error(e, self.base_url)) from None
         except Exception as e:   # raised while building or sending (e.g. a float JSON cannot hold)
             raise unsendable(e, self.base_url) from None
         return parse_chat_reply(raw, self.base_url)

@@ -23,7 +23,7 @@ from aiolimiter import AsyncLimiter
 
 from tf_prompt.backends.base import Backend, BackendError, Completion
 from tf_prompt.llm.cache import ReplyCache, cache_key
-from tf_prompt.llm.cost import PriceTable, Tokenizer, tokenizer_for
+from tf_prompt.llm.cost import PriceTable, Tokenizer, request_tokens, tokenizer_for
 from tf_prompt.llm.retry import DeadEndpoint, with_retries
 from tf_prompt.prompting.templates import Prompt
 
@@ -203,15 +203,25 @@ class ModelClient:
             return 0.0  # local backends cost nothing unless the price file says otherwise
         return self.prices.cost(self.backend.model, prompt_tokens, completion_tokens)
 
-    def key(self, prompt: Prompt) -> str:
-        return cache_key(self.backend.identity(), prompt.messages, self.params, prompt.identity)
+    def request_params(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The parameters one call sends: the run's decoding parameters plus the call's own
+        (`extra`: a constrained answer's `response_format`). Without `extra` they are the run's
+        very object, so an unconstrained call's cache key is what it always was."""
+        return {**self.params, **extra} if extra else self.params
 
-    async def ask(self, prompt: Prompt, standin: str | None = None) -> Completion:
+    def key(self, prompt: Prompt, extra: dict[str, Any] | None = None) -> str:
+        """The cache key of `prompt` sent with `extra` parameters: a constrained and an
+        unconstrained call of the same prompt are different calls."""
+        return cache_key(self.backend.identity(), prompt.messages, self.request_params(extra), prompt.identity)
+
+    async def ask(self, prompt: Prompt, standin: str | None = None, params: dict[str, Any] | None = None) -> Completion:
         """The model's reply to `prompt` (from the cache if possible).
 
-        `standin` is the reply assumed in dry-run mode, where nothing is sent.
+        `standin` is the reply assumed in dry-run mode, where nothing is sent. `params` are this
+        call's own request parameters, merged over the run's (and part of its cache key).
         """
-        key = self.key(prompt) if self.cache is not None else ""
+        sent = self.request_params(params)
+        key = self.key(prompt, params) if self.cache is not None else ""
         if self.cache is not None and self.options.use_cache:
             record = self.cache.get(key)
             if record is not None:
@@ -228,7 +238,7 @@ class ModelClient:
             return Completion(**{**completion.__dict__, "cached": True})
         self.cache_misses += 1
         if self.options.dry_run:
-            prompt_tokens = self.tokenizer.count_messages(prompt.messages)
+            prompt_tokens = request_tokens(self.tokenizer, prompt.messages, sent)
             text = standin if standin is not None else ""
             completion_tokens = self.tokenizer.count(text)
             self.usage.add(prompt.step, prompt_tokens, completion_tokens,
@@ -244,7 +254,7 @@ class ModelClient:
             future = asyncio.get_running_loop().create_future()
             self._inflight[key] = future
         try:
-            completion = await self._fetch(prompt, key)
+            completion = await self._fetch(prompt, key, sent)
         except BaseException as e:
             if future is not None:
                 self._inflight.pop(key, None)
@@ -259,12 +269,14 @@ class ModelClient:
             future.set_result(completion)
         return completion
 
-    async def _fetch(self, prompt: Prompt, key: str) -> Completion:
-        """Budget, rate limits, the call with retries, then the cache write."""
+    async def _fetch(self, prompt: Prompt, key: str, params: dict[str, Any] | None = None) -> Completion:
+        """Budget, rate limits, the call with retries, then the cache write. `params`: what
+        the call sends (the run's parameters when None)."""
+        params = self.params if params is None else params
         # Counting is only needed to bound or pace a call, or when the API reports no usage;
         # skipping it otherwise keeps the framework's CPU cost per call low.
         needs_count = self.budget is not None or self._tpm is not None
-        prompt_tokens = self.tokenizer.count_messages(prompt.messages) if needs_count else None
+        prompt_tokens = request_tokens(self.tokenizer, prompt.messages, params) if needs_count else None
         worst = 0.0
         if self.budget is not None:
             # an approximate count must not let a call slip past the cap
@@ -280,7 +292,7 @@ class ModelClient:
                 expected = prompt_tokens + int(self.params.get("max_tokens") or 256) // 4
                 await self._tpm.acquire(min(expected, self._tpm.max_rate))
             started = time.perf_counter()
-            completion = await with_retries(self._attempt(prompt), max_retries=self.options.max_retries,
+            completion = await with_retries(self._attempt(prompt, params), max_retries=self.options.max_retries,
                                             initial=self.options.retry_initial, on_retry=self._count_retry)
         except BaseException as e:
             if isinstance(e, BackendError) and not isinstance(e, RunStopped):
@@ -294,7 +306,7 @@ class ModelClient:
         self.usage.call_seconds += seconds
         p_tok = (completion.prompt_tokens if completion.prompt_tokens is not None
                  else prompt_tokens if prompt_tokens is not None
-                 else self.tokenizer.count_messages(prompt.messages))
+                 else request_tokens(self.tokenizer, prompt.messages, params))
         c_tok = (completion.completion_tokens if completion.completion_tokens is not None
                  else self.tokenizer.count(completion.text))
         if self.cache is not None:
@@ -309,7 +321,7 @@ class ModelClient:
         self.usage.add(prompt.step, p_tok, c_tok, cost)
         return completion
 
-    def _attempt(self, prompt: Prompt) -> Callable[[], Awaitable[Completion]]:
+    def _attempt(self, prompt: Prompt, params: dict[str, Any]) -> Callable[[], Awaitable[Completion]]:
         tries = 0
 
         async def call() -> Completion:
@@ -321,7 +333,7 @@ class ModelClient:
             self.usage.attempts += 1
             tries += 1
             try:
-                completion = await self.backend.complete(prompt.messages, self.params)
+                completion = await self.backend.complete(prompt.messages, params)
             except BackendError as e:
                 # An endpoint that never answered stops the run now, not after every retry of
                 # every sentence (retry.DeadEndpoint).

@@ -169,6 +169,28 @@ class Tokenizer:
         return total
 
 
+def schema_tokens(tokenizer: Tokenizer, params: Mapping[str, Any]) -> int:
+    """Prompt tokens billed for a structured-output schema in `params` (0 without one).
+
+    OpenAI bills the schema of `response_format` as prompt tokens (the model is shown it) and
+    does not say how it is rendered, so it is approximated by the tokenizer over the schema's
+    compact JSON. A local server may not report these tokens at all; an estimate counts them
+    anyway, as what a provider would bill."""
+    fmt = params.get("response_format")
+    if not isinstance(fmt, Mapping):
+        return 0
+    spec = fmt.get("json_schema")
+    if not isinstance(spec, Mapping):
+        return 0
+    return tokenizer.count(json.dumps(spec, ensure_ascii=False, separators=(",", ":")))
+
+
+def request_tokens(tokenizer: Tokenizer, messages: Sequence[Mapping[str, object]],
+                   params: Mapping[str, Any]) -> int:
+    """Prompt tokens of a chat request with its parameters: the messages and any schema."""
+    return tokenizer.count_messages(messages) + schema_tokens(tokenizer, params)
+
+
 @functools.cache
 def tokenizer_for(model: str) -> Tokenizer:
     """The best offline tokenizer for `model` (cached: loading a BPE file takes ~0.5 s).

@@ -20,6 +20,7 @@ from tf_prompt.data.conll import Sentence
 from tf_prompt.data.schema import Schema
 from tf_prompt.parsing import parse_entities
 from tf_prompt.prompting.batching import Call, ChunkBatcher
+from tf_prompt.prompting.constraints import NONE, constraint
 from tf_prompt.spans.align import bio_to_spans, locate
 from tf_prompt.types import Annotator, Mention, ParseFailure, SentenceFailed, Trace, Translator
 
@@ -101,6 +102,8 @@ class Context:
     language: str | None = None
     examples: list[Sentence] = field(default_factory=list)
     style: str = "json"
+    #: --constrain: "none", "json" or "spans" (prompting/constraints.py)
+    constrain: str = "none"
     _memo: dict[str, tuple[tuple[Any, ...], Any]] = field(default_factory=dict, init=False, repr=False,
                                                           compare=False)
     _shown: dict[tuple[str, str], list[str]] = field(default_factory=dict, init=False, repr=False)
@@ -132,16 +135,22 @@ class Context:
                      for ex in self.examples])
 
     async def ask_single(self, step: str, trace: Trace, standin: str, *, template_step: str | None = None,
-                         **variables: Any) -> str:
+                         reply: str | None = None, **variables: Any) -> str:
         """One call for one sentence with the step's one-sentence template.
 
-        `standin` is the reply assumed when estimating cost without calling (dry run). A call that
+        `standin` is the reply assumed when estimating cost without calling (dry run). `reply` is
+        the step's reply format: with --constrain, an entity answer is sent with its JSON schema
+        (the spans of `text`, the text the step annotates), recorded in the trace. A call that
         still fails after its retries raises SentenceFailed: the sentence stops there, so no
         later step is paid for on top of a missing answer."""
         prompt = self.templates.render(step, template_step=template_step, **variables)
         trace.templates[step] = prompt.identity
+        limit = (constraint(self.constrain, step, reply, self.schema.names, variables.get("text"))
+                 if reply is not None else NONE)
+        if limit.params:
+            trace.constraints[step] = limit.note
         try:
-            completion = await self.client.ask(prompt, standin=standin)
+            completion = await self.client.ask(prompt, standin=standin, params=limit.params or None)
         except BackendError as e:
             if not e.retryable:
                 raise
@@ -202,10 +211,11 @@ class SentenceRun:
         prompting = step.prompting(self.ctx.style)
         if self.batcher is None or prompting.batch_template is None:
             return await self.ctx.ask_single(step.name, self.trace, standin, template_step=prompting.template,
-                                             **variables)
+                                             reply=prompting.reply, **variables)
         call = Call(step=step.name, trace=self.trace, standin=standin, template=prompting.template,
                     variables=variables, batch_template=prompting.batch_template,
-                    item_vars=tuple(step.item_vars), text_reply=prompting.reply == "translation")
+                    item_vars=tuple(step.item_vars), text_reply=prompting.reply == "translation",
+                    reply=prompting.reply, constrain=self.ctx.constrain, labels=tuple(self.ctx.schema.names))
         try:
             return await self.batcher.ask(call)
         except BackendError as e:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tf_prompt.parsing import parse_json_value
+from tf_prompt.prompting.constraints import numbered_constraint
 
 if TYPE_CHECKING:
     from tf_prompt.llm.client import ModelClient
@@ -48,6 +49,9 @@ class Call:
     batch_template: str | None = None
     item_vars: Sequence[str] = ("text",)
     text_reply: bool = False
+    reply: str | None = None          # the step's reply format (methods/base.py ReplyFormat)
+    constrain: str = "none"           # --constrain (prompting/constraints.py)
+    labels: Sequence[str] = ()        # the label names an entity's type may be
     future: asyncio.Future[str] | None = None
 
 
@@ -157,8 +161,13 @@ class ChunkBatcher:
                         for i, it in enumerate(items, start=1)]
             prompt = self.templates.render(step, template_step=first.batch_template, items=numbered, **shared)
             standin = batched_standin(first.text_reply, [it.standin for it in items])
+            # each item's schema from its own text: the spans of one sentence are not another's
+            limit = numbered_constraint(first.constrain, step, first.reply or "", first.labels,
+                                        [it.variables.get("text") for it in items])
+            for it, note in zip(items, limit.notes, strict=False):
+                it.trace.constraints[step] = note
             try:
-                completion = await self.client.ask(prompt, standin=standin)
+                completion = await self.client.ask(prompt, standin=standin, params=limit.params or None)
             except BaseException as e:  # every sentence of the batch fails the same way
                 for it in items:
                     if it.future is not None and not it.future.done():
@@ -186,7 +195,8 @@ class ChunkBatcher:
     async def _single(self, it: Call) -> None:
         assert it.future is not None
         try:
-            text = await self.single(it.step, it.trace, it.standin, template_step=it.template, **it.variables)
+            text = await self.single(it.step, it.trace, it.standin, template_step=it.template, reply=it.reply,
+                                     **it.variables)
         except BaseException as e:
             it.future.set_exception(e)
         else:

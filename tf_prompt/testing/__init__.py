@@ -62,6 +62,13 @@ class LoopbackServer:
         self.latency = latency
         self.count_tokens = count_tokens
         self.requests: list[dict[str, Any]] = []   # every chat request received (incl. faulted)
+        #: the `response_format` of every chat request received (None: sent without one), and
+        #: the ways each answer sent for a json_schema broke it (schema_errors; [] if it matched)
+        self.response_formats: list[dict[str, Any] | None] = []
+        self.schema_violations: list[list[str]] = []
+        #: answer a request that carries a response_format with HTTP 400 naming it, as a server
+        #: without structured outputs does
+        self.reject_response_format = False
         self.served = 0                            # successful replies sent
         self.faulted = 0
         self.prompt_tokens = 0                     # tokens counted over successful replies
@@ -178,6 +185,8 @@ class LoopbackServer:
         with self._lock:
             attempt = len(self.requests)
             self.requests.append(body)
+            fmt = body.get("response_format")
+            self.response_formats.append(fmt if isinstance(fmt, dict) else None)
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
@@ -206,11 +215,24 @@ class LoopbackServer:
             return
         if self.latency:
             time.sleep(self.latency)
+        if self.reject_response_format and "response_format" in body:
+            handler._send(400, {"error": {"message": "response_format json_schema is not supported by this model",
+                                          "type": "invalid_request_error", "param": "response_format",
+                                          "code": None}})
+            return
         try:
             text = self.responder(body)
         except Exception as e:  # a broken test responder must show up as an HTTP 500, not hang
             handler._send(500, {"error": {"message": f"responder failed: {e!r}", "code": None}})
             return
+        schema = _json_schema(body)
+        if schema is not None:
+            try:
+                errors = schema_errors(schema, json.loads(text))
+            except json.JSONDecodeError:
+                errors = ["$: the answer is not JSON"]
+            with self._lock:
+                self.schema_violations.append(errors)
         payload = self._completion(body, text, f"chatcmpl-loopback-{attempt}")
         with self._lock:
             self.served += 1
@@ -406,6 +428,43 @@ class LoopbackServer:
                 batch[key] = self._store_file(("\n".join(records) + "\n").encode("utf-8"),
                                               f"{batch['id']}_{suffix}.jsonl", "batch_output")
         batch.update(status="completed", finalizing_at=now, completed_at=now)
+
+
+# -- structured outputs: what a request asked for, and whether an answer matches it -------------
+
+def _json_schema(body: dict[str, Any]) -> dict[str, Any] | None:
+    fmt = body.get("response_format")
+    spec = fmt.get("json_schema") if isinstance(fmt, dict) and fmt.get("type") == "json_schema" else None
+    schema = spec.get("schema") if isinstance(spec, dict) else None
+    return schema if isinstance(schema, dict) else None
+
+
+def schema_errors(schema: dict[str, Any], value: Any, path: str = "$") -> list[str]:
+    """How `value` breaks `schema`, for the subset of JSON Schema strict structured outputs use
+    here (object with properties / required / additionalProperties, array of items, string,
+    enum); [] when it matches. A small checker, so the tests need no jsonschema dependency."""
+    errors: list[str] = []
+    kind = schema.get("type")
+    if "enum" in schema and value not in schema["enum"]:
+        errors.append(f"{path}: {value!r} is not one of the {len(schema['enum'])} enum values")
+    if kind == "object":
+        if not isinstance(value, dict):
+            return [*errors, f"{path}: expected an object"]
+        properties = schema.get("properties", {})
+        errors += [f"{path}: missing {k!r}" for k in schema.get("required", []) if k not in value]
+        if schema.get("additionalProperties") is False:
+            errors += [f"{path}: unexpected {k!r}" for k in value if k not in properties]
+        for k, sub in properties.items():
+            if k in value:
+                errors += schema_errors(sub, value[k], f"{path}.{k}")
+    elif kind == "array":
+        if not isinstance(value, list):
+            return [*errors, f"{path}: expected an array"]
+        for i, item in enumerate(value):
+            errors += schema_errors(schema.get("items", {}), item, f"{path}[{i}]")
+    elif kind == "string" and not isinstance(value, str):
+        errors.append(f"{path}: expected a string")
+    return errors
 
 
 # -- an oracle model, for checking the pipeline end to end ---------------------------------------

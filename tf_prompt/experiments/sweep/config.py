@@ -35,7 +35,8 @@ _SET_BY_SWEEP = {
     "prompts": "[[prompts]] prompts_dir", "combine": "[[prompts]] combine",
 }
 _MODEL_KEYS = {"name", "label", "base_url", "api_key_env", "n_threads", "n_ctx"}
-_PROMPT_KEYS = {"name", "style", "shots", "shots_from", "prompts_dir", "schema", "combine"}
+#: `constrain` may also be set in [run] (every cell); a prompt variant's value wins for its cells.
+_PROMPT_KEYS = {"name", "style", "shots", "shots_from", "prompts_dir", "schema", "combine", "constrain"}
 _DATASET_KEYS = {"data", "language", "name"}
 _TOP_KEYS = {"out", "max_cost", "limit", "concurrency", "labels", "methods", "datasets", "languages",
              "models", "prompts", "run"}
@@ -350,7 +351,7 @@ def _read_prompts(src: _Source, conf: dict[str, Any], base: Path) -> list[dict[s
             raise src.error(f"prompts[{i}].style", f"unknown style {p['style']!r}; choose from {', '.join(STYLES)}",
                             "style", "prompts", i)
         variant: dict[str, Any] = {"name": name}
-        for key in ("style", "shots", "schema", "combine"):
+        for key in ("style", "shots", "schema", "combine", "constrain"):
             if key in p:
                 variant[key] = p[key]
         if "shots_from" in p:

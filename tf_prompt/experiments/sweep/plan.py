@@ -86,6 +86,8 @@ def cell_fingerprint(settings: RunSettings) -> dict[str, Any]:
     from tf_prompt.prompting.templates import TemplateSet
 
     fields = settings.model_dump(exclude=_NOT_IN_HASH, by_alias=True)
+    if fields.get("constrain") == "none":   # added later: cells finished before it keep their fingerprint
+        del fields["constrain"]
     fields["base_url"] = effective_base_url(default_model(settings)[0], settings.base_url)   # redacted
     fields["templates"] = template_identities(settings, TemplateSet(settings.prompts))
     if settings.data is not None:
