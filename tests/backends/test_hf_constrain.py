@@ -93,19 +93,11 @@ def test_unconstrained_calls_never_load_llguidance(models: dict[str, Path], monk
     backend = HFBackend(model=str(models["chat"]))
     before = ask(backend, max_tokens=12)
     monkeypatch.setitem(sys.modules, "llguidance", None)     # `import llguidance` now fails
-    monkeypatch.setattr(backend, "_load", lambda: _fresh(backend))
     assert ask(backend, max_tokens=12) == before
     assert ask(backend, max_tokens=12, response_format={"type": "text"}) == before
     with pytest.raises(BackendError, match=r"need llguidance: pip install -e '\.\[hf\]'") as err:
         ask(backend, response_format=response_format(entities_schema(GRAMS)))
     assert "\n" not in str(err.value)
-
-
-def _fresh(backend: HFBackend):
-    """The loaded model without the llguidance tokenizer an earlier test may have built on it."""
-    from tf_prompt.backends import hf
-    loaded = hf._MODELS[backend._key()]
-    return hf._Loaded(loaded.model, loaded.tokenizer, loaded.lock)
 
 
 TEXT = ["properties", "entities", "items", "properties", "text"]

@@ -93,9 +93,9 @@ class _Loaded:
 #
 # A constrained call (`response_format` json_schema, see backends/structured.py) is decoded under a
 # logits processor that masks, at every step, each token that would take the answer out of the
-# schema. The masks come from llguidance (Rust, a 3 MB wheel with no dependencies, CPU only, reads
-# any fast HF tokenizer, computes a mask in well under a millisecond even for enums of hundreds of
-# strings). It refuses keywords it does not implement rather than enforcing less than was asked.
+# schema. The masks come from llguidance (a Rust engine in a 3 MB wheel with no dependencies, CPU
+# only, reading any fast HF tokenizer). It refuses keywords it does not implement rather than
+# enforcing less than was asked.
 
 #: Whitespace between JSON tokens: what llama.cpp's grammars allow (a space, or one or two newlines
 #: and an indent), so both engines may pretty-print as models like to, but never loop on blanks.
@@ -103,10 +103,11 @@ _JSON_WHITESPACE = r"(?: |\n{1,2}[ \t]{0,20})"
 
 
 class _SchemaMask:
-    """Logits processor: only tokens the schema allows next keep their score (then only EOS).
+    """Logits processor: only tokens the schema allows next keep their score (once the answer is
+    complete, only EOS).
 
-    A plain callable: `generate` calls each processor with the ids so far and the next-token
-    scores; the tokens sampled since the last call are fed to the matcher first.
+    `generate` calls it with the ids so far and the next-token scores; the tokens sampled since
+    the last call are fed to the matcher first.
     """
 
     def __init__(self, matcher: Any, n_prompt: int, where: str):
