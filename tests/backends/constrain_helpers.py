@@ -45,3 +45,25 @@ def schema_violation(reply: str, texts: list[str] | None, labels: list[str] = LA
         if entity["type"] not in labels:
             return f"type {entity['type']!r} is not one of {labels}"
     return None
+
+
+def batch_schema(texts_per_item: list[list[str]]) -> dict[str, Any]:
+    """A sentence batch: one property per numbered item ("1", "2", ...), each its own answer schema."""
+    items = {str(i): entities_schema(texts) for i, texts in enumerate(texts_per_item, 1)}
+    return {"type": "object", "properties": items, "required": list(items), "additionalProperties": False}
+
+
+def batch_violation(reply: str, texts_per_item: list[list[str]]) -> str | None:
+    """Why `reply` does not match `batch_schema(texts_per_item)`; None when it does."""
+    try:
+        answer = json.loads(reply)
+    except ValueError as e:
+        return f"not JSON ({e}): {reply!r}"
+    numbers = [str(i) for i in range(1, len(texts_per_item) + 1)]
+    if not isinstance(answer, dict) or sorted(answer) != sorted(numbers):
+        return f"not an object with exactly the items {numbers}: {reply!r}"
+    for number, texts in zip(numbers, texts_per_item, strict=True):
+        found = schema_violation(json.dumps(answer[number]), texts)
+        if found:
+            return f"item {number}: {found}"
+    return None

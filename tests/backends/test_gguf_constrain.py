@@ -15,7 +15,14 @@ from typing import Any
 import pytest
 
 from conftest import local_model_missing, require
-from constrain_helpers import entities_schema, response_format, schema_violation, word_ngrams
+from constrain_helpers import (
+    batch_schema,
+    batch_violation,
+    entities_schema,
+    response_format,
+    schema_violation,
+    word_ngrams,
+)
 from tf_prompt.backends.base import BackendError
 from tf_prompt.data.conll import read_conll
 from tf_prompt.data.datasets import sample_path
@@ -71,6 +78,17 @@ def test_an_enum_of_hundreds_of_ngrams(backend) -> None:
     reply = _ask(backend, _messages(" ".join(words)), response_format=response_format(entities_schema(grams)))
     assert reply.finish_reason == "stop", reply
     assert schema_violation(reply.text, grams) is None, schema_violation(reply.text, grams)
+
+
+def test_a_batch_gets_one_enum_per_item(backend) -> None:
+    """A sentence batch: one numbered item per sentence, each may only name its own n-grams."""
+    sentences = read_conll(sample_path())[6:8]
+    per_item = [word_ngrams(s.tokens) for s in sentences]
+    listing = "\n".join(f"{i}. {s.text}" for i, s in enumerate(sentences, 1))
+    reply = _ask(backend, _messages(listing), response_format=response_format(batch_schema(per_item)),
+                 max_tokens=256)
+    assert reply.finish_reason == "stop", reply
+    assert batch_violation(reply.text, per_item) is None, batch_violation(reply.text, per_item)
 
 
 def test_unconstrained_requests_are_what_they_were(backend) -> None:

@@ -26,7 +26,14 @@ transformers = require_module("transformers")
 require_module("tokenizers")
 require_module("llguidance")
 
-from constrain_helpers import entities_schema, response_format, schema_violation, word_ngrams  # noqa: E402
+from constrain_helpers import (  # noqa: E402
+    batch_schema,
+    batch_violation,
+    entities_schema,
+    response_format,
+    schema_violation,
+    word_ngrams,
+)
 from test_hf import CHAT_TEMPLATE, MESSAGES, build_tokenizer, save_model  # noqa: E402
 from tf_prompt.backends.base import BackendError  # noqa: E402
 from tf_prompt.backends.hf import HFBackend  # noqa: E402
@@ -85,6 +92,17 @@ def test_an_enum_of_hundreds_of_ngrams(models: dict[str, Path]) -> None:
     reply = ask(HFBackend(model=str(models["chat"])), response_format=response_format(entities_schema(grams)))
     assert reply.finish_reason == "stop", reply
     assert schema_violation(reply.text, grams) is None, schema_violation(reply.text, grams)
+
+
+def test_a_batch_gets_one_enum_per_item(models: dict[str, Path]) -> None:
+    """Each numbered item may only name n-grams of its own sentence."""
+    per_item = [word_ngrams(s.tokens) for s in read_conll(sample_path())[6:8]]
+    backend = HFBackend(model=str(models["chat"]))
+    replies = [ask(backend, response_format=response_format(batch_schema(per_item)), temperature=1.0, seed=seed,
+                   max_tokens=400) for seed in range(3)]
+    for reply in replies:
+        assert reply.finish_reason == "stop", reply
+        assert batch_violation(reply.text, per_item) is None, batch_violation(reply.text, per_item)
 
 
 def test_unconstrained_calls_never_load_llguidance(models: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
