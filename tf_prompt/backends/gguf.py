@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from tf_prompt.backends.base import Backend, BackendError, Completion
+from tf_prompt.backends.structured import requested_schema
 from tf_prompt.llm.cost import Tokenizer
 from tf_prompt.llm.presets import DEFAULT_PRESET, PRESETS, ModelError, identify_gguf, resolve_gguf
 
@@ -273,7 +274,63 @@ def chat_tokenizer(path: str, name: str) -> Tokenizer | None:
 
 # --- the backend --------------------------------------------------------------------------------
 
-_PARAMS = {"temperature", "max_tokens", "seed", "stop", "top_p"}
+_PARAMS = {"temperature", "max_tokens", "seed", "stop", "top_p", "response_format"}
+
+# --- constrained answers: what llama.cpp's JSON-schema converter enforces --------------------------
+#
+# A constrained call passes `response_format` (json_schema) through unchanged: llama.cpp turns the
+# schema into a grammar and samples only tokens that keep the answer inside it (enums of hundreds of
+# strings included). Its converter fails on a broken schema (an empty enum, an unknown type, a $ref
+# that resolves to nothing), but it silently skips keywords it does not implement (`not`,
+# `uniqueItems`, `patternProperties`, ...) and patterns it cannot translate, answering with a weaker
+# constraint than was asked. So a schema is checked here first, against the keywords the converter
+# fully enforces, and anything else is refused with one line instead of an answer nobody asked for.
+
+_SCHEMA_NOTES = {"title", "description", "default", "examples", "$schema", "$id", "$comment", "deprecated",
+                 "readOnly", "writeOnly"}
+_SCHEMA_ENFORCED = {"type", "properties", "required", "additionalProperties", "items", "prefixItems", "minItems",
+                    "maxItems", "enum", "const", "anyOf", "oneOf", "allOf", "$ref", "$defs", "definitions",
+                    "minLength", "maxLength", "format", "minimum", "maximum", "exclusiveMinimum",
+                    "exclusiveMaximum"}
+_SCHEMA_FORMATS = {"date", "time", "date-time", "uuid"}
+_INTEGER_BOUNDS = {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"}
+
+
+def unenforced_keyword(schema: Any, where: str = "#") -> str | None:
+    """The first part of `schema` llama.cpp would not enforce, as `'KEYWORD' at #/PATH`; None if all is.
+
+    Number bounds are enforced on integers only, `format` for the four formats the converter knows;
+    `pattern` is refused outright (only a subset of regex syntax is translated, the rest is dropped
+    with a warning on stderr).
+    """
+    if isinstance(schema, bool):
+        return None
+    if not isinstance(schema, Mapping):
+        return f"{where} (a {type(schema).__name__}, not a schema object)"
+    for key, value in schema.items():
+        if key in _SCHEMA_NOTES:
+            continue
+        if key not in _SCHEMA_ENFORCED:
+            return f"{key!r} at {where}"
+        if key == "format" and value not in _SCHEMA_FORMATS:
+            return f"format {value!r} at {where}"
+        if key in _INTEGER_BOUNDS and schema.get("type") != "integer":
+            return f"{key!r} on a non-integer at {where}"
+        if key in {"properties", "$defs", "definitions"} and isinstance(value, Mapping):
+            children = [(f"{where}/{key}/{name}", sub) for name, sub in value.items()]
+        elif key in {"prefixItems", "anyOf", "oneOf", "allOf"} and isinstance(value, list):
+            children = [(f"{where}/{key}/{i}", sub) for i, sub in enumerate(value)]
+        elif key in {"items", "additionalProperties"}:
+            items = value if isinstance(value, list) else [value]
+            children = [(f"{where}/{key}" + (f"/{i}" if isinstance(value, list) else ""), sub)
+                        for i, sub in enumerate(items)]
+        else:
+            continue
+        for path, sub in children:
+            found = unenforced_keyword(sub, path)
+            if found:
+                return found
+    return None
 
 
 @dataclass
@@ -329,6 +386,14 @@ class GGUFBackend(Backend):
             return None
 
     def _request(self, messages: list[dict[str, str]], params: dict[str, Any]) -> dict[str, Any]:
+        """The chat request for llama.cpp; a constrained call's `response_format` goes as given
+        (llama.cpp reads OpenAI's shape), once its schema is one llama.cpp fully enforces."""
+        schema = requested_schema(params, f"local model {self.model}")
+        if schema is not None:
+            found = unenforced_keyword(schema)
+            if found:
+                raise BackendError(f"local model {self.model}: cannot constrain the answer to this JSON schema: "
+                                   f"llama.cpp does not enforce {found}")
         body: dict[str, Any] = {"messages": messages, **{k: v for k, v in params.items() if k in _PARAMS}}
         if body.get("seed") is None and self.seed is not None:
             body["seed"] = self.seed
@@ -345,11 +410,21 @@ class GGUFBackend(Backend):
             return self._loaded
 
     def _call(self, messages: list[dict[str, str]], params: dict[str, Any]) -> dict[str, Any]:
+        request = self._request(messages, params)     # a schema it cannot take fails before the load
         loaded = self._hold()
         with loaded.lock:
             if loaded.server is None:
                 raise BackendError(f"local model {self.model}: closed while a call was waiting")
-            return loaded.server.handle_chat_completions(self._request(messages, params))
+            try:
+                return loaded.server.handle_chat_completions(request)
+            except ValueError as e:
+                # llama.cpp's converter refuses a broken schema while building the chat parser
+                # ("... JSON schema error at #: enum must be a non-empty array")
+                if "response_format" not in request or "schema" not in str(e).lower():
+                    raise
+                detail = " ".join(str(e).split()).removeprefix("Unable to generate parser for this template. ")
+                raise BackendError(f"local model {self.model}: cannot constrain the answer to this JSON schema: "
+                                   f"{detail}") from None
 
     async def aclose(self) -> None:
         """Let go of the model; the last backend using it closes llama.cpp's server (its port and
@@ -365,6 +440,8 @@ class GGUFBackend(Backend):
             reply = await asyncio.to_thread(self._call, messages, params)
         except ModelError as e:
             raise BackendError(str(e)) from None
+        except BackendError:
+            raise
         except Exception as e:
             raise BackendError(f"{where}: {type(e).__name__}: {e}") from None
         if not isinstance(reply, dict):

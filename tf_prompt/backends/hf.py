@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from tf_prompt.backends.base import Backend, BackendError, Completion
+from tf_prompt.backends.structured import requested_schema
 from tf_prompt.llm.cost import Tokenizer
 
 __all__ = ["RAW_STOP", "HFBackend", "raw_prompt"]
@@ -79,11 +80,81 @@ def _one_line(e: BaseException, limit: int = 200) -> str:
 
 @dataclass
 class _Loaded:
-    """A model in memory with its tokenizer and the lock that serialises its `generate` calls."""
+    """A model in memory with its tokenizer and the lock that serialises its `generate` calls;
+    `guide` is the tokenizer as llguidance sees it, built on the first constrained call (~1 s)."""
 
     model: Any
     tokenizer: Any
     lock: threading.Lock = field(default_factory=threading.Lock)
+    guide: Any = None
+
+
+# --- constrained answers -------------------------------------------------------------------------
+#
+# A constrained call (`response_format` json_schema, see backends/structured.py) is decoded under a
+# logits processor that masks, at every step, each token that would take the answer out of the
+# schema. The masks come from llguidance (a Rust engine in a 3 MB wheel with no dependencies, CPU
+# only, reading any fast HF tokenizer). It refuses keywords it does not implement rather than
+# enforcing less than was asked.
+
+#: Whitespace between JSON tokens: what llama.cpp's grammars allow (a space, or one or two newlines
+#: and an indent), so both engines may pretty-print as models like to, but never loop on blanks.
+_JSON_WHITESPACE = r"(?: |\n{1,2}[ \t]{0,20})"
+
+
+class _SchemaMask:
+    """Logits processor: only tokens the schema allows next keep their score (once the answer is
+    complete, only EOS).
+
+    `generate` calls it with the ids so far and the next-token scores; the tokens sampled since
+    the last call are fed to the matcher first.
+    """
+
+    def __init__(self, matcher: Any, n_prompt: int, where: str):
+        self._matcher = matcher
+        self._seen = n_prompt
+        self._where = where
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+        for token in input_ids[0, self._seen:].tolist():
+            if not self._matcher.consume_token(token):
+                raise BackendError(f"{self._where}: the constrained decoder lost track: "
+                                   f"{' '.join(self._matcher.get_error().split())}")
+        self._seen = int(input_ids.shape[-1])
+        allowed = torch.frombuffer(bytearray(self._matcher.compute_logit_bias()), dtype=torch.uint8).bool()
+        n = min(int(allowed.shape[0]), int(scores.shape[-1]))
+        masked = torch.full_like(scores, float("-inf"))
+        keep = allowed[:n].to(scores.device)
+        masked[:, :n] = torch.where(keep, scores[:, :n], masked[:, :n])
+        return masked
+
+
+def _schema_mask(loaded: _Loaded, schema: dict[str, Any], n_prompt: int, eos_ids: list[int],
+                 where: str) -> _SchemaMask:
+    """The logits processor for one constrained call; a schema llguidance cannot enforce fully
+    is one BackendError line. Imports llguidance here: unconstrained runs never load it."""
+    try:
+        import llguidance
+        import llguidance.hf
+    except ImportError:
+        raise BackendError(f"{where}: constrained answers need llguidance: pip install -e '.[hf]'") from None
+    if loaded.guide is None:
+        try:
+            loaded.guide = llguidance.hf.from_tokenizer(loaded.tokenizer, eos_token=eos_ids or None)
+        except ValueError as e:    # a slow (Python) tokenizer: llguidance reads fast ones only
+            raise BackendError(f"{where}: cannot constrain answers with this tokenizer: {_one_line(e)}") from None
+    grammar = llguidance.LLMatcher.grammar_from_json_schema(
+        schema, defaults={"whitespace_flexible": True, "whitespace_pattern": _JSON_WHITESPACE})
+    is_error, messages = llguidance.LLMatcher.validate_grammar_with_warnings(grammar, loaded.guide)
+    if is_error:
+        why = " ".join((messages[0] if messages else "invalid schema").split())
+        raise BackendError(f"{where}: cannot constrain the answer to this JSON schema: {why}")
+    matcher = llguidance.LLMatcher(loaded.guide, grammar)
+    if matcher.is_error():
+        raise BackendError(f"{where}: cannot constrain the answer to this JSON schema: "
+                           f"{' '.join(matcher.get_error().split())}")
+    return _SchemaMask(matcher, n_prompt, where)
 
 
 class _HFEncoding:
@@ -286,8 +357,11 @@ class HFBackend(Backend):
     def _generate(self, messages: list[dict[str, str]], params: dict[str, Any]) -> Completion:
         """One blocking generation (runs in a worker thread)."""
         import torch
+        schema = requested_schema(params, f"hf: {self.model}")
         loaded = self._load()
         tok, model = loaded.tokenizer, loaded.model
+        eos = model.generation_config.eos_token_id
+        eos_ids = sorted(set(eos if isinstance(eos, list) else [eos]) - {None})
         stops = params.get("stop") or []
         stops = [stops] if isinstance(stops, str) else list(stops)
         temperature = float(params.get("temperature") or 0.0)
@@ -312,15 +386,19 @@ class HFBackend(Backend):
                     gen["pad_token_id"] = tok.eos_token_id
                 if stops:   # stop as soon as one is written; the text is truncated below anyway
                     gen.update(stop_strings=stops, tokenizer=tok)
+                if schema is not None:
+                    from transformers import LogitsProcessorList
+                    gen["logits_processor"] = LogitsProcessorList(
+                        [_schema_mask(loaded, schema, n_in, eos_ids, f"hf: {self.model}")])
                 with torch.inference_mode():
                     out = model.generate(**inputs, **gen)
+            except BackendError:
+                raise
             except Exception as e:
                 raise BackendError(f"hf: generation failed for {self.model}: {type(e).__name__}: "
                                    f"{_one_line(e)}") from None
         new = out[0, n_in:]
         text, stopped = _truncate_at_stop(tok.decode(new, skip_special_tokens=True), stops)
-        eos = model.generation_config.eos_token_id
-        eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
         ended = stopped or (len(new) > 0 and int(new[-1]) in eos_ids) or len(new) < max_new
         return Completion(text=text.strip(), prompt_tokens=n_in, completion_tokens=len(new),
                           finish_reason="stop" if ended else "length", model=self.model)
