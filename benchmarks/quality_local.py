@@ -32,12 +32,14 @@ METHODS = "direct,translate-test,transfusion:none,transfusion,transfusion-1call"
 
 
 def run_one(args: argparse.Namespace, lang: str, spec: str) -> dict:
-    """One language and method; `spec` is METHOD or METHOD:COMBINE."""
-    method, _, combine = spec.partition(":")
-    settings = RunSettings(model=args.model, method=method, combine=combine or None,
+    """One language and method; `spec` is METHOD[:COMBINE][@CONSTRAIN] (e.g. direct@spans)."""
+    spec_run, _, constrain = spec.partition("@")
+    method, _, combine = spec_run.partition(":")
+    folder = spec.replace(":", "-").replace("@", "-")
+    settings = RunSettings(model=args.model, method=method, combine=combine or None, constrain=constrain or "none",
                            data=f"masakhaner2:{lang}:{args.split}", limit=args.limit,
                            labels=args.labels.split(","), prompts=args.prompts, concurrency=1, n_threads=args.n_threads,
-                           progress=False, out=f"{args.out}/{args.split}/{lang}/{spec.replace(':', '-')}")
+                           progress=False, out=f"{args.out}/{args.split}/{lang}/{folder}")
     started = time.perf_counter()
     m = asyncio.run(run_async(settings)).metrics
     u = m["usage"]
@@ -48,6 +50,7 @@ def run_one(args: argparse.Namespace, lang: str, spec: str) -> dict:
             # model time of every call the method needs: measured now, or when its reply was cached
             "seconds": u["call_seconds"] + u["cached_seconds"], "untimed": u["cached_untimed"],
             "wall": time.perf_counter() - started, "parse_failures": m["parse_failures"],
+            "hallucinated": m["hallucinated"], "unaligned": m["unaligned"],
             "n": m["n_sentences"]}
 
 
@@ -75,7 +78,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     ap.add_argument("--langs", default=LANGS)
-    ap.add_argument("--methods", default=METHODS, help="METHOD or METHOD:COMBINE, comma-separated")
+    ap.add_argument("--methods", default=METHODS,
+                    help="METHOD[:COMBINE][@CONSTRAIN], comma-separated (e.g. direct@spans, transfusion:none@json)")
     ap.add_argument("--limit", type=int, default=50)
     ap.add_argument("--split", default="test")
     ap.add_argument("--model", default="gguf:qwen2.5-coder-1.5b")
@@ -92,16 +96,17 @@ def main() -> int:
     os.environ["TF_PROMPT_DATA"] = args.data_dir
     langs, methods = args.langs.split(","), args.methods.split(",")
     print("command: python " + " ".join(sys.argv), flush=True)
-    print(f"{'lang':<6}{'method':<18}{'F1':>7}{'P':>7}{'R':>7}{'calls':>7}{'new':>6}{'tokens':>9}"
-          f"{'seconds':>9}{'parse fail':>11}", flush=True)
+    print(f"{'lang':<6}{'method':<24}{'F1':>7}{'P':>7}{'R':>7}{'calls':>7}{'new':>6}{'tokens':>9}"
+          f"{'seconds':>9}{'parse fail':>11}{'halluc':>8}{'unalign':>8}", flush=True)
     rows = []
     for lang in langs:
         for spec in methods:
             row = run_one(args, lang, spec)
             rows.append(row)
-            print(f"{lang:<6}{spec:<18}{row['f1'] * 100:>7.1f}{row['precision'] * 100:>7.1f}"
+            print(f"{lang:<6}{spec:<24}{row['f1'] * 100:>7.1f}{row['precision'] * 100:>7.1f}"
                   f"{row['recall'] * 100:>7.1f}{row['calls']:>7}{row['new_calls']:>6}{row['tokens']:>9}"
-                  f"{row['seconds']:>9.0f}{row['parse_failures']:>11}", flush=True)
+                  f"{row['seconds']:>9.0f}{row['parse_failures']:>11}{row['hallucinated']:>8}{row['unaligned']:>8}",
+                  flush=True)
             if args.json:
                 Path(args.json).write_text(json.dumps(rows, indent=2))
     print()
