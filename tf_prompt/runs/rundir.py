@@ -48,6 +48,7 @@ except ImportError:   # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 __all__ = [
+    "ADDED_LATER",
     "MANIFEST",
     "METRICS",
     "NOT_IDENTITY",
@@ -109,6 +110,14 @@ def data_digest(rows: Sequence[tuple[Sequence[str], Sequence[str] | None]]) -> s
     return h.hexdigest()
 
 
+#: Settings added by a later version that change results, with the value every run recorded before
+#: them had: a run folder without the key is compared as if it held that value, so it continues
+#: with it and is refused with any other (a key merely missing would hide the change).
+ADDED_LATER: dict[str, Any] = {
+    "constrain": "none",   # --constrain (issue 13): runs before it had free answers
+}
+
+
 def identity_of(settings_record: dict[str, Any]) -> dict[str, Any]:
     """The part of a run's recorded settings (metrics.json `settings`) that determines results."""
     return {k: v for k, v in settings_record.items() if k not in NOT_IDENTITY}
@@ -123,13 +132,16 @@ def _show(value: Any) -> str:
 
 def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """What differs between two identities, one short phrase per setting (keys in both only,
-    so a setting added by a later version does not make every earlier run look different).
+    so a setting added by a later version does not make every earlier run look different; a
+    setting in ADDED_LATER that one side lacks reads as the value runs had before it).
 
     The data is compared by content when both sides have its hash: the same sentences read
     from another path (a moved data folder, a reinstalled package) are the same run.
     A different `limit` reads different sentences, so the data hash then differs without the data
     having changed: the limit is named (and the data path, if that differs too), not the data.
     """
+    old = {**{k: v for k, v in ADDED_LATER.items() if k in new}, **old}
+    new = {**{k: v for k, v in ADDED_LATER.items() if k in old}, **new}
     hashed = "data_sha256" in old and "data_sha256" in new
     limited = "limit" in old and "limit" in new and old["limit"] != new["limit"]
     out = []
