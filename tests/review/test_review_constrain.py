@@ -4,6 +4,9 @@ on the code it was written against (8649256) and names the defect it pins."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from conftest import run_cli
@@ -42,3 +45,67 @@ def test_an_old_unconstrained_run_folder_is_not_continued_by_a_constrained_run(s
     assert code != 0 and "constrain none -> spans" in err, err
     assert err.count("error:") == 1 and "Traceback" not in err
     assert run_cli(capsys, *base)[0] == 0     # none: the old run continues
+
+
+# --- method plugins (methods/registry.py) ---------------------------------------------------------
+
+def _distribution(site: Path, package: str, entry: str, module: str) -> None:
+    """An installed distribution `package` whose entry point `entry` is `package.method:METHOD`."""
+    (site / package).mkdir(parents=True)
+    (site / package / "__init__.py").write_text("", encoding="utf-8")
+    (site / package / "method.py").write_text(module, encoding="utf-8")
+    info = site / f"{package}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {package}\nVersion: 0.1\n", encoding="utf-8")
+    (info / "entry_points.txt").write_text(f"[tf_prompt.methods]\n{entry} = {package}.method:METHOD\n",
+                                           encoding="utf-8")
+
+
+def _python(site: Path, code: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
+    env["PYTHONPATH"] = str(site)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+
+
+HALF = '''\
+from tf_prompt.methods import register
+from tf_prompt.methods.direct import Direct
+
+
+class Half(Direct):
+    name = "half"
+
+
+METHOD = register(Half())
+raise RuntimeError("a later import failed")
+'''
+
+
+def test_a_plugin_that_registered_itself_and_then_failed_to_import_is_really_skipped(tmp_path) -> None:
+    """The warning says the plugin is skipped; it was still listed (--method choices) and ran,
+    because its import had registered it before failing, half set up."""
+    site = tmp_path / "site"
+    _distribution(site, "tfp_half", "half", HALF)
+    done = _python(site, "from tf_prompt.methods import METHODS, get_method\nprint(','.join(METHODS))\n"
+                         "try:\n    get_method('half')\nexcept ValueError as e:\n    print('refused:', e)\n")
+    assert done.returncode == 0, done.stderr
+    assert "RuntimeError: a later import failed; skipped" in done.stderr
+    names, refusal = done.stdout.splitlines()
+    assert "half" not in names.split(",") and "direct" in names.split(",")
+    assert refusal.startswith("refused: plugin method 'half'") and "a later import failed" in refusal
+
+
+def test_a_plugin_calling_sys_exit_at_import_is_a_warning_not_the_end_of_every_command(server, tmp_path) -> None:
+    """`except Exception` let SystemExit through: a plugin whose import exits (a module that parses
+    its own command line, `sys.exit` on a missing GPU) ended `tf-prompt run --method direct` too."""
+    site = tmp_path / "site"
+    _distribution(site, "tfp_exit", "quits", "import sys\nsys.exit('no GPU here')\n")
+    server.responder = oracle_responder(read_conll(sample_path()), LABELS)
+    out = tmp_path / "run"
+    done = _python(site, "import sys\nfrom tf_prompt.cli import main\n"
+                   f"sys.exit(main(['run', '--model', 'm', '--base-url', {server.base_url!r}, '--method', 'direct', "
+                   f"'--limit', '2', '--out', {str(out)!r}, '--no-progress']))\n")
+    assert done.returncode == 0, done.stderr
+    warnings = [line for line in done.stderr.splitlines() if line.startswith("tf-prompt: warning:")]
+    assert len(warnings) == 1 and "SystemExit: no GPU here; skipped" in warnings[0], done.stderr
+    assert json.loads((out / "metrics.json").read_text(encoding="utf-8"))["f1"] == 1.0

@@ -120,7 +120,7 @@ class Registry(Mapping[str, Method]):
             return f"takes the name of the packaged method {ep.name!r}"
         try:
             method = ep.load()
-        except Exception as e:   # any error of third-party code at import
+        except (Exception, SystemExit) as e:   # any error of third-party code at import, sys.exit() too
             first = (str(e).splitlines() or [""])[0]
             return f"cannot be loaded: {type(e).__name__}: {first}".rstrip(": ")
         if not isinstance(method, Method):
@@ -140,6 +140,9 @@ class Registry(Mapping[str, Method]):
         return None
 
     def _skip(self, name: str, message: str) -> None:
+        # a plugin whose import registered it and then failed is skipped as a whole, not left half set up
+        if name in self._methods and name not in self._packaged:
+            self.unregister(name)
         self.broken[name] = message
         print(f"tf-prompt: warning: {message}; skipped", file=sys.stderr)
 
