@@ -109,3 +109,27 @@ def test_a_plugin_calling_sys_exit_at_import_is_a_warning_not_the_end_of_every_c
     warnings = [line for line in done.stderr.splitlines() if line.startswith("tf-prompt: warning:")]
     assert len(warnings) == 1 and "SystemExit: no GPU here; skipped" in warnings[0], done.stderr
     assert json.loads((out / "metrics.json").read_text(encoding="utf-8"))["f1"] == 1.0
+
+
+# --- labels: each once ------------------------------------------------------------------------------
+
+def test_a_label_given_twice_is_one_label_in_the_prompt_and_the_answer_schema(tmp_path) -> None:
+    """`--labels PER,per,LOC` kept PER twice: listed twice in every prompt and, with --constrain,
+    a duplicate value of the type enum (JSON Schema wants enum values unique; a strict provider
+    may refuse the schema). A schema file that defines a label twice is its one-line error."""
+    from tf_prompt.data.schema import SchemaError, get_schema
+    from tf_prompt.prompting.constraints import constraint
+
+    schema = get_schema(labels=["PER", "per", "LOC"])
+    assert schema.names == ["PER", "LOC"]
+    fmt = constraint("json", "direct", "entities", schema.names, "Amina").params["response_format"]
+    enum = fmt["json_schema"]["schema"]["properties"]["entities"]["items"]["properties"]["type"]["enum"]
+    assert enum == ["PER", "LOC"]
+    path = tmp_path / "twice.yaml"
+    path.write_text("labels:\n  - name: PER\n  - name: LOC\n  - name: PER\n", encoding="utf-8")
+    try:
+        get_schema(str(path))
+    except SchemaError as e:
+        assert str(e).startswith(f"{path}: ") and "'PER' is defined twice" in str(e) and "\n" not in str(e)
+    else:
+        raise AssertionError("a schema defining PER twice was accepted")

@@ -53,6 +53,15 @@ class Schema(BaseModel):
     #: "jihar Kano" LOC); added to predicted spans that stop just after them (checks.add_prefixes).
     prefixes: dict[str, list[str]] = Field(default_factory=dict)
 
+    @field_validator("labels")
+    @classmethod
+    def _distinct(cls, labels: list[Label]) -> list[Label]:
+        names = [label.name for label in labels]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"label {twice[0]!r} is defined twice: give each label once")
+        return labels
+
     @property
     def prefix_sets(self) -> Mapping[str, frozenset[str]]:
         """The generic words per type, casefolded. Read on every checked answer, so built once
@@ -72,7 +81,9 @@ class Schema(BaseModel):
         """The sub-schema with only `names` (e.g. MasakhaNER without DATE, as the paper scores it)."""
         if not names:
             return self
-        wanted = [n.strip().upper() for n in names if n.strip()]
+        # each label once: `--labels PER,per` is PER (a second PER would be listed twice in every
+        # prompt and be a duplicate value of a constrained answer's type enum)
+        wanted = list(dict.fromkeys(n.strip().upper() for n in names if n.strip()))
         by_name = {label.name.upper(): label for label in self.labels}
         unknown = [n for n in wanted if n not in by_name]
         if unknown:
