@@ -133,3 +133,20 @@ def test_a_label_given_twice_is_one_label_in_the_prompt_and_the_answer_schema(tm
         assert str(e).startswith(f"{path}: ") and "'PER' is defined twice" in str(e) and "\n" not in str(e)
     else:
         raise AssertionError("a schema defining PER twice was accepted")
+
+
+# --- the provider limits (prompting/constraints.py LIMITS) ---------------------------------------
+
+def test_a_numbered_spans_schema_keeps_within_the_total_characters_limit() -> None:
+    """LIMITS (and the README's table) name OpenAI's 120,000 characters for all property names and
+    enum values of a schema, but only the enum count and the one-enum size were checked: items of
+    fewer than 250 n-grams each (the size rule does not apply) summed past it, and the provider
+    would refuse the whole call. Long words (URLs, compounds, agglutinative names) get there."""
+    from tf_prompt.prompting.constraints import APPLIED, numbered_constraint, schema_chars
+
+    texts = [" ".join(f"{'x' * 34}{i}{j}" for j in range(30)) for i in range(4)]   # 212 n-grams each
+    limit = numbered_constraint("spans", "direct", "entities", LABELS, texts)
+    schema = limit.params["response_format"]["json_schema"]["schema"]
+    assert schema_chars(schema) <= APPLIED.total_chars
+    assert limit.notes[:3] == ("spans",) * 3          # the first items still get their n-grams
+    assert limit.notes[3].startswith("json (spans: ") and "characters left of 120000" in limit.notes[3]

@@ -145,8 +145,28 @@ def answer_schema(reply: str, labels: Sequence[str], spans: Sequence[str] | None
     raise ValueError(f"reply format {reply!r} has no JSON schema")
 
 
-def _why_not(spans: Sequence[str], budget: int, limits: Limits) -> str | None:
-    """Why `spans` cannot be an enum of a schema with `budget` enum values left (None: it can)."""
+def schema_chars(schema: Any) -> int:
+    """What a schema spends of the `total_chars` limit: its property names and string enum and
+    const values."""
+    if isinstance(schema, list):
+        return sum(schema_chars(v) for v in schema)
+    if not isinstance(schema, dict):
+        return 0
+    n = 0
+    for key, value in schema.items():
+        if key == "properties" and isinstance(value, dict):
+            n += sum(len(name) for name in value)
+        elif key == "enum" and isinstance(value, list):
+            n += sum(len(v) for v in value if isinstance(v, str))
+        elif key == "const" and isinstance(value, str):
+            n += len(value)
+        n += schema_chars(value)
+    return n
+
+
+def _why_not(spans: Sequence[str], budget: int, limits: Limits, chars_left: int | None = None) -> str | None:
+    """Why `spans` cannot be an enum of a schema with `budget` enum values and `chars_left`
+    characters (of `total_chars`) left (None: it can)."""
     if not spans:
         return "the text has no words"
     if len(spans) > budget:
@@ -154,20 +174,23 @@ def _why_not(spans: Sequence[str], budget: int, limits: Limits) -> str | None:
     chars = sum(len(s) for s in spans)
     if len(spans) > limits.enum_chars_above and chars > limits.enum_chars:
         return f"{chars} characters in {len(spans)} n-grams > {limits.enum_chars}"
+    if chars_left is not None and chars > chars_left:
+        return f"{chars} characters in {len(spans)} n-grams > {chars_left} characters left of {limits.total_chars}"
     return None
 
 
 def _item(mode: str, reply: str, labels: Sequence[str], text: str | None, budget: int,
-          limits: Limits) -> tuple[dict[str, Any], str, int]:
-    """One answer's schema, its note, and the enum values it uses."""
+          limits: Limits, chars_left: int | None = None) -> tuple[dict[str, Any], str, int, int]:
+    """One answer's schema, its note, the enum values it uses and the characters its n-grams
+    add to the json schema."""
     used = len(labels) * (2 if reply == "fused" else 1)
     if mode != "spans":
-        return answer_schema(reply, labels), "json", used
+        return answer_schema(reply, labels), "json", used, 0
     spans = ngrams(text or "")
-    why = _why_not(spans, budget - used, limits)
+    why = _why_not(spans, budget - used, limits, chars_left)
     if why is not None:
-        return answer_schema(reply, labels), f"json (spans: {why})", used
-    return answer_schema(reply, labels, spans), "spans", used + len(spans)
+        return answer_schema(reply, labels), f"json (spans: {why})", used, 0
+    return answer_schema(reply, labels, spans), "spans", used + len(spans), sum(len(s) for s in spans)
 
 
 def _params(name: str, schema: dict[str, Any]) -> dict[str, Any]:
@@ -181,7 +204,8 @@ def constraint(mode: str, step: str, reply: str, labels: Sequence[str], text: st
     reply format no schema describes). `text` is what the step annotates (its spans)."""
     if mode == "none" or reply not in CONSTRAINABLE:
         return NONE
-    schema, note, _ = _item(mode, reply, labels, text, limits.enum_values, limits)
+    chars_left = limits.total_chars - schema_chars(answer_schema(reply, labels))
+    schema, note, _, _ = _item(mode, reply, labels, text, limits.enum_values, limits, chars_left)
     return Constraint(_params(f"{step}_{reply}", schema), (note,))
 
 
@@ -198,12 +222,17 @@ def numbered_constraint(mode: str, step: str, reply: str, labels: Sequence[str],
     # the labels' enums of every item are reserved first: no item's spans may starve a later
     # item of its json schema
     reserve = len(labels) * (2 if reply == "fused" else 1)
+    # and so are the characters of every item's json schema (property names, labels), of the
+    # total_chars limit: the items' n-grams share what is left
+    chars_left = limits.total_chars - schema_chars(
+        _object({str(n): answer_schema(reply, labels) for n in range(1, len(texts) + 1)}))
     for n, text in enumerate(texts, start=1):
         budget = left - reserve * (len(texts) - n)
-        schema, note, used = _item(mode, reply, labels, text, budget, limits)
+        schema, note, used, chars = _item(mode, reply, labels, text, budget, limits, chars_left)
         properties[str(n)] = schema
         notes.append(note)
         left -= used
+        chars_left -= chars
     return Constraint(_params(f"{step}_{reply}_batch", _object(properties)), tuple(notes))
 
 
