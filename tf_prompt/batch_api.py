@@ -34,7 +34,7 @@ import openai
 
 from tf_prompt.api import build_pipeline, default_model, load_sentences, make_backend, run_async, run_record
 from tf_prompt.backends.base import Backend, BackendError, Completion
-from tf_prompt.backends.openai_compat import OpenAIBackend, read_api_key, translate_error
+from tf_prompt.backends.openai_compat import OpenAIBackend, read_api_key, schema_rejection, translate_error
 from tf_prompt.data.conll import Sentence, physical_lines
 from tf_prompt.llm.cache import ReplyCache
 from tf_prompt.llm.client import BudgetExceeded, ClientOptions, ModelClient
@@ -199,6 +199,9 @@ class BatchRunner:
         self.deadline = deadline
         self.verbose = verbose
         self.usage = BatchUsage()
+        #: a line refused because of its JSON schema (--constrain): the run stops with this one line
+        #: once the batch's answers are stored, instead of sending the same refused lines again
+        self.rejected: BackendError | None = None
 
     def say(self, message: str) -> None:
         if self.verbose:
@@ -350,6 +353,8 @@ class BatchRunner:
         body = _object(response.get("body"))
         status = response.get("status_code")
         if error or status != 200:
+            if self.rejected is None and isinstance(status, int):
+                self.rejected = schema_rejection(status, body or None, self.backend.base_url)
             message = _message(error) or _message(body.get("error")) or "no response"
             return f"HTTP {status}: {message}" if status else str(message)
         choices = body.get("choices")
@@ -470,6 +475,8 @@ async def run_via_batch(settings: RunSettings, sentences: Sequence[Sentence] | N
             if pending:   # a batch submitted before (by a killed run): collect it, then look again
                 for state in pending:
                     failures.update(await runner.finish(state))
+                if runner.rejected is not None:
+                    raise runner.rejected
                 continue
             wave = list(missing.values())
             if settings.max_cost is not None:
@@ -484,6 +491,8 @@ async def run_via_batch(settings: RunSettings, sentences: Sequence[Sentence] | N
             states = [await runner.submit(chunk, runner.usage.waves) for chunk in _chunks(wave, sizes)]
             for state in states:
                 failures.update(await runner.finish(state))
+            if runner.rejected is not None:   # sending the same schema again cannot help
+                raise runner.rejected
     finally:
         if folder is not None:
             folder.close()

@@ -150,3 +150,32 @@ def test_a_numbered_spans_schema_keeps_within_the_total_characters_limit() -> No
     assert schema_chars(schema) <= APPLIED.total_chars
     assert limit.notes[:3] == ("spans",) * 3          # the first items still get their n-grams
     assert limit.notes[3].startswith("json (spans: ") and "characters left of 120000" in limit.notes[3]
+
+
+# --- --via batch and a model that refuses the schema --------------------------------------------
+
+def test_via_batch_a_schema_refused_line_stops_with_the_constrain_line_not_another_wave(server, tmp_path) -> None:
+    """The README promises one line naming --constrain none when a model refuses response_format.
+    Over --via batch the refused lines were submitted again in a second batch (each can take up to
+    24 h on the real API) and the run ended with 'no reply from the Batch API ... rerun once the
+    endpoint answers', which no rerun can fix."""
+    import asyncio
+
+    import pytest
+
+    from tf_prompt.batch_api import run_via_batch
+    from tf_prompt.settings import RunSettings
+    from tf_prompt.testing import Fault
+    from tf_prompt.types import BackendError
+
+    refusal = {"error": {"message": "response_format json_schema is not supported by this model",
+                         "type": "invalid_request_error", "param": "response_format"}}
+    server.responder = oracle_responder(read_conll(sample_path()), LABELS)
+    server.batch_fault = lambda body, index: Fault(400, refusal) if "response_format" in body else None
+    settings = RunSettings(model="gpt-4o-mini", base_url=server.base_url, method="direct", limit=3,
+                           constrain="spans", out=str(tmp_path / "out"), cache_dir=str(tmp_path / "cache"))
+    with pytest.raises(BackendError) as info:
+        asyncio.run(run_via_batch(settings, poll_interval=0.02))
+    line = str(info.value)
+    assert "run with --constrain none" in line and "HTTP 400" in line and "\n" not in line
+    assert len(server.batches) == 1 and len(server.batch_requests) == 3     # no second wave

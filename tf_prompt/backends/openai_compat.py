@@ -245,20 +245,28 @@ def schema_rejected(e: Exception, base_url: str | None) -> BackendError | None:
     identity and cache keys say so, and a silent switch would record unconstrained replies as
     constrained ones; the run stops at once (the error is not retryable) and says what to change.
     """
-    if not isinstance(e, openai.APIStatusError) or e.status_code not in (400, 422):
+    if not isinstance(e, openai.APIStatusError):
         return None
-    text = json.dumps(e.body, ensure_ascii=False) if e.body is not None else str(e)
+    return schema_rejection(e.status_code, e.body, base_url, str(e))
+
+
+def schema_rejection(status: int | None, body: Any, base_url: str | None, fallback: str = "") -> BackendError | None:
+    """`schema_rejected` for an error given as its HTTP status and JSON body (also a Batch API
+    output line's, `--via batch`): the one line, or None when it is not a schema rejection."""
+    if status not in (400, 422):
+        return None
+    text = json.dumps(body, ensure_ascii=False) if body is not None else fallback
     if not any(word in text.lower() for word in _SCHEMA_WORDS):
         return None
     where = redact_url(base_url) or "the OpenAI API"
-    body = e.body if isinstance(e.body, dict) else {}
+    body = body if isinstance(body, dict) else {}
     inner = body.get("error")
-    msg = (inner.get("message") if isinstance(inner, dict) else None) or body.get("message") or str(e)
+    msg = (inner.get("message") if isinstance(inner, dict) else None) or body.get("message") or fallback
     msg = " ".join(str(msg).split())[:300]
     return BackendError(redact_text(
-        f"{where}: HTTP {e.status_code}: the model or server does not accept the answer's JSON schema "
+        f"{where}: HTTP {status}: the model or server does not accept the answer's JSON schema "
         f"(response_format json_schema, sent for --constrain): run with --constrain none. {msg}"),
-        status=e.status_code)
+        status=status)
 
 
 def unsendable(e: BaseException, base_url: str | None) -> BackendError:
