@@ -212,7 +212,10 @@ class ModelClient:
     def key(self, prompt: Prompt, extra: dict[str, Any] | None = None) -> str:
         """The cache key of `prompt` sent with `extra` parameters: a constrained and an
         unconstrained call of the same prompt are different calls."""
-        return cache_key(self.backend.identity(), prompt.messages, self.request_params(extra), prompt.identity)
+        return self._key(prompt, self.request_params(extra))
+
+    def _key(self, prompt: Prompt, sent: dict[str, Any]) -> str:
+        return cache_key(self.backend.identity(), prompt.messages, sent, prompt.identity)
 
     async def ask(self, prompt: Prompt, standin: str | None = None, params: dict[str, Any] | None = None) -> Completion:
         """The model's reply to `prompt` (from the cache if possible).
@@ -221,7 +224,7 @@ class ModelClient:
         call's own request parameters, merged over the run's (and part of its cache key).
         """
         sent = self.request_params(params)
-        key = self.key(prompt, params) if self.cache is not None else ""
+        key = self._key(prompt, sent) if self.cache is not None else ""
         if self.cache is not None and self.options.use_cache:
             record = self.cache.get(key)
             if record is not None:
