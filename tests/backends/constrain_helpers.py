@@ -25,6 +25,21 @@ def entities_schema(texts: list[str] | None, labels: list[str] = LABELS) -> dict
             "required": ["entities"], "additionalProperties": False}
 
 
+#: Where an entity's `text` sits in `entities_schema`: the path `with_changes` takes.
+TEXT = ["properties", "entities", "items", "properties", "text"]
+
+
+def with_changes(schema: dict[str, Any], path: list[str], **changes: Any) -> dict[str, Any]:
+    """A copy of `schema` with `changes` merged into the sub-schema at `path` (a keyword an
+    engine may not enforce, to test that it says so)."""
+    copy = json.loads(json.dumps(schema))
+    node = copy
+    for key in path:
+        node = node[key]
+    node.update(changes)
+    return copy
+
+
 def response_format(schema: dict[str, Any]) -> dict[str, Any]:
     return {"type": "json_schema", "json_schema": {"name": "entities", "strict": True, "schema": schema}}
 

@@ -16,11 +16,13 @@ import pytest
 
 from conftest import local_model_missing, require
 from constrain_helpers import (
+    TEXT,
     batch_schema,
     batch_violation,
     entities_schema,
     response_format,
     schema_violation,
+    with_changes,
     word_ngrams,
 )
 from tf_prompt.backends.base import BackendError
@@ -106,28 +108,18 @@ def test_unconstrained_requests_are_what_they_were(backend) -> None:
     assert {k: v for k, v in constrained.items() if k != "response_format"} == free
 
 
-def _with(schema: dict[str, Any], path: list[str], **changes: Any) -> dict[str, Any]:
-    """A copy of `schema` with `changes` merged into the sub-schema at `path`."""
-    copy = json.loads(json.dumps(schema))
-    node = copy
-    for key in path:
-        node = node[key]
-    node.update(changes)
-    return copy
 
-
-TEXT = ["properties", "entities", "items", "properties", "text"]
 
 
 @pytest.mark.parametrize("fmt, says", [
     # keywords llama.cpp's converter skips silently: refused before the model is asked
-    (response_format(_with(entities_schema(None), ["properties", "entities"], uniqueItems=True)),
+    (response_format(with_changes(entities_schema(None), ["properties", "entities"], uniqueItems=True)),
      "'uniqueItems' at #/properties/entities"),
-    (response_format(_with(entities_schema(None), TEXT, pattern="^[A-Z].*$")),
+    (response_format(with_changes(entities_schema(None), TEXT, pattern="^[A-Z].*$")),
      "'pattern' at #/properties/entities/items/properties/text"),
-    (response_format(_with(entities_schema(None), TEXT, format="email")), "format 'email'"),
+    (response_format(with_changes(entities_schema(None), TEXT, format="email")), "format 'email'"),
     # a schema llama.cpp itself rejects
-    (response_format(_with(entities_schema(None), TEXT, enum=[])), "enum must be a non-empty array"),
+    (response_format(with_changes(entities_schema(None), TEXT, enum=[])), "enum must be a non-empty array"),
     ({"type": "json_schema", "json_schema": {"name": "entities"}}, "no 'schema' object"),
     ({"type": "xml"}, "'xml' is not one of json_schema"),
 ])

@@ -27,11 +27,13 @@ require_module("tokenizers")
 require_module("llguidance")
 
 from constrain_helpers import (  # noqa: E402
+    TEXT,
     batch_schema,
     batch_violation,
     entities_schema,
     response_format,
     schema_violation,
+    with_changes,
     word_ngrams,
 )
 from test_hf import CHAT_TEMPLATE, MESSAGES, build_tokenizer, save_model  # noqa: E402
@@ -118,25 +120,16 @@ def test_unconstrained_calls_never_load_llguidance(models: dict[str, Path], monk
     assert "\n" not in str(err.value)
 
 
-TEXT = ["properties", "entities", "items", "properties", "text"]
 
-
-def _with(schema: dict[str, Any], path: list[str], **changes: Any) -> dict[str, Any]:
-    copy = json.loads(json.dumps(schema))
-    node = copy
-    for key in path:
-        node = node[key]
-    node.update(changes)
-    return copy
 
 
 @pytest.mark.parametrize("fmt, says", [
-    (response_format(_with(entities_schema(None), ["properties", "entities"], uniqueItems=True)),
+    (response_format(with_changes(entities_schema(None), ["properties", "entities"], uniqueItems=True)),
      'Unimplemented keys: ["uniqueItems"]'),
-    (response_format(_with(entities_schema(None), TEXT, pattern="(?<=a)b")), "look-around"),
+    (response_format(with_changes(entities_schema(None), TEXT, pattern="(?<=a)b")), "look-around"),
     # a required property no value can take (in an item it would only force an empty list)
-    (response_format(_with(entities_schema(None), ["properties", "entities"], enum=[])), "Unsatisfiable schema"),
-    (response_format(_with(entities_schema(None), TEXT, type="strin")), "Invalid type: strin"),
+    (response_format(with_changes(entities_schema(None), ["properties", "entities"], enum=[])), "Unsatisfiable schema"),
+    (response_format(with_changes(entities_schema(None), TEXT, type="strin")), "Invalid type: strin"),
     ({"type": "json_schema", "json_schema": {"name": "entities"}}, "no 'schema' object"),
 ])
 def test_a_schema_llguidance_cannot_enforce_is_one_error_line(models: dict[str, Path], fmt: dict[str, Any],
