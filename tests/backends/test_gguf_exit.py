@@ -95,7 +95,7 @@ def test_xllamacpp_is_pinned_to_the_tested_release_line() -> None:
     from packaging.requirements import Requirement
 
     pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
-    extra = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["optional-dependencies"]["local"]
+    extra = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["optional-dependencies"]["local-small"]
     (req,) = [Requirement(r) for r in extra if Requirement(r).name == "xllamacpp"]
     assert any(spec.operator in ("<", "==", "~=") for spec in req.specifier), str(req)
     assert not req.specifier.contains("2027.1.0") and not req.specifier.contains("0.2.14")
