@@ -15,7 +15,7 @@ from tf_prompt.api import run_dataset
 from tf_prompt.data.conll import read_conll
 from tf_prompt.data.datasets import sample_path
 from tf_prompt.methods.context import gold_mentions
-from tf_prompt.prompting.constraints import ngrams
+from tf_prompt.prompting.constraints import max_items, ngrams
 from tf_prompt.testing import oracle_responder, reordered_translation
 
 LABELS = ["PER", "ORG", "LOC", "DATE"]
@@ -73,6 +73,7 @@ def test_spans_mode_enums_are_each_sentences_ngrams(server) -> None:
         text = next(t for t in by_text if _first_line(body).rstrip().endswith(t) or f": {t}\n" in _first_line(body))
         enum = _text_enum(_schema(fmt))
         assert enum == ngrams(text)
+        assert _schema(fmt)["properties"]["entities"]["maxItems"] == max_items(text)
         assert {m.text for m in gold_mentions(by_text[text], LABELS)} <= set(enum)
     assert server.schema_violations == [[]] * len(sentences)
     assert {r.trace.constraints["direct"] for r in summary.results} == {"spans"}

@@ -16,6 +16,7 @@ from tf_prompt.llm.client import ModelClient
 from tf_prompt.prompting.constraints import (
     APPLIED,
     LIMITS,
+    MAX_ITEMS,
     MAX_NGRAM,
     NONE,
     answer_schema,
@@ -73,6 +74,26 @@ def test_answer_schemas_are_strict_and_typed_by_the_labels() -> None:
     assert "enum" not in fused["properties"]["english_entities"]["items"]["properties"]["text"]
     with pytest.raises(ValueError, match="no JSON schema"):
         answer_schema("translation", LABELS)
+
+
+def test_entity_lists_are_capped_by_the_words_of_the_text() -> None:
+    """maxItems ends a small model's loop (one n-gram repeated until max_tokens) with a
+    well-formed answer: at most one entity per word, and never more than MAX_ITEMS."""
+    short = "Amina alifika Mombasa ."          # 3 words (the point is not one)
+    c = constraint("spans", "direct", "entities", LABELS, short)
+    listed = schema_of(c.params)["properties"]["entities"]
+    assert listed["maxItems"] == 3
+    assert schema_errors(schema_of(c.params), {"entities": [{"text": "Amina", "type": "PER"}] * 4})
+    assert not schema_errors(schema_of(c.params), {"entities": [{"text": "Amina", "type": "PER"}] * 3})
+    long_text = " ".join(f"w{i}" for i in range(60))
+    assert schema_of(constraint("json", "direct", "entities", LABELS, long_text).params)[
+        "properties"]["entities"]["maxItems"] == MAX_ITEMS
+    fused = answer_schema("fused", LABELS, ngrams(short), short)
+    assert fused["properties"]["entities"]["maxItems"] == 3
+    assert fused["properties"]["english_entities"]["maxItems"] == MAX_ITEMS   # its text is not known yet
+    # a json fallback keeps the cap
+    assert schema_of(constraint("spans", "direct", "entities", LABELS, long_text + " " + "x" * 20000).params)[
+        "properties"]["entities"]["maxItems"] == MAX_ITEMS
 
 
 def test_one_call_constraint_by_mode_and_reply_format() -> None:

@@ -441,8 +441,8 @@ def _json_schema(body: dict[str, Any]) -> dict[str, Any] | None:
 
 def schema_errors(schema: dict[str, Any], value: Any, path: str = "$") -> list[str]:
     """How `value` breaks `schema`, for the subset of JSON Schema strict structured outputs use
-    here (object with properties / required / additionalProperties, array of items, string,
-    enum); [] when it matches. A small checker, so the tests need no jsonschema dependency."""
+    here (object with properties / required / additionalProperties, array of items with
+    maxItems, string, enum); [] when it matches. A small checker, so the tests need no jsonschema dependency."""
     errors: list[str] = []
     kind = schema.get("type")
     if "enum" in schema and value not in schema["enum"]:
@@ -460,6 +460,8 @@ def schema_errors(schema: dict[str, Any], value: Any, path: str = "$") -> list[s
     elif kind == "array":
         if not isinstance(value, list):
             return [*errors, f"{path}: expected an array"]
+        if "maxItems" in schema and len(value) > schema["maxItems"]:
+            errors.append(f"{path}: {len(value)} items > maxItems {schema['maxItems']}")
         for i, item in enumerate(value):
             errors += schema_errors(schema.get("items", {}), item, f"{path}[{i}]")
     elif kind == "string" and not isinstance(value, str):
