@@ -32,11 +32,16 @@ METHODS = "direct,translate-test,transfusion:none,transfusion,transfusion-1call"
 
 
 def run_one(args: argparse.Namespace, lang: str, spec: str) -> dict:
-    """One language and method; `spec` is METHOD[:COMBINE][@CONSTRAIN] (e.g. direct@spans)."""
-    spec_run, _, constrain = spec.partition("@")
+    """One language and method; `spec` is METHOD[:COMBINE][@CONSTRAIN][/nocheck] (e.g. direct@spans,
+    transfusion:none@json/nocheck: without the pivot check)."""
+    spec_checked, _, nocheck = spec.partition("/")
+    if nocheck not in ("", "nocheck"):
+        raise SystemExit(f"{spec}: only /nocheck may follow the method")
+    spec_run, _, constrain = spec_checked.partition("@")
     method, _, combine = spec_run.partition(":")
-    folder = spec.replace(":", "-").replace("@", "-")
+    folder = spec.replace(":", "-").replace("@", "-").replace("/", "-")
     settings = RunSettings(model=args.model, method=method, combine=combine or None, constrain=constrain or "none",
+                           pivot_check=not nocheck,
                            data=f"masakhaner2:{lang}:{args.split}", limit=args.limit,
                            labels=args.labels.split(","), prompts=args.prompts, concurrency=1, n_threads=args.n_threads,
                            progress=False, out=f"{args.out}/{args.split}/{lang}/{folder}")
@@ -51,7 +56,7 @@ def run_one(args: argparse.Namespace, lang: str, spec: str) -> dict:
             "seconds": u["call_seconds"] + u["cached_seconds"], "untimed": u["cached_untimed"],
             "wall": time.perf_counter() - started, "parse_failures": m["parse_failures"],
             "hallucinated": m["hallucinated"], "unaligned": m["unaligned"],
-            "n": m["n_sentences"]}
+            "pivot_skipped": m.get("pivot_skipped", 0), "n": m["n_sentences"]}
 
 
 def markdown(rows: list[dict], langs: list[str], methods: list[str]) -> str:
@@ -79,7 +84,8 @@ def main() -> int:
     ap.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     ap.add_argument("--langs", default=LANGS)
     ap.add_argument("--methods", default=METHODS,
-                    help="METHOD[:COMBINE][@CONSTRAIN], comma-separated (e.g. direct@spans, transfusion:none@json)")
+                    help="METHOD[:COMBINE][@CONSTRAIN][/nocheck], comma-separated (e.g. direct@spans, "
+                         "transfusion:none@json, transfusion/nocheck: without the pivot check)")
     ap.add_argument("--limit", type=int, default=50)
     ap.add_argument("--split", default="test")
     ap.add_argument("--model", default="gguf:qwen2.5-coder-1.5b")
@@ -97,7 +103,7 @@ def main() -> int:
     langs, methods = args.langs.split(","), args.methods.split(",")
     print("command: python " + " ".join(sys.argv), flush=True)
     print(f"{'lang':<6}{'method':<24}{'F1':>7}{'P':>7}{'R':>7}{'calls':>7}{'new':>6}{'tokens':>9}"
-          f"{'seconds':>9}{'parse fail':>11}{'halluc':>8}{'unalign':>8}", flush=True)
+          f"{'seconds':>9}{'s/call':>7}{'parse fail':>11}{'halluc':>8}{'unalign':>8}{'skipped':>8}", flush=True)
     rows = []
     for lang in langs:
         for spec in methods:
@@ -105,7 +111,8 @@ def main() -> int:
             rows.append(row)
             print(f"{lang:<6}{spec:<24}{row['f1'] * 100:>7.1f}{row['precision'] * 100:>7.1f}"
                   f"{row['recall'] * 100:>7.1f}{row['calls']:>7}{row['new_calls']:>6}{row['tokens']:>9}"
-                  f"{row['seconds']:>9.0f}{row['parse_failures']:>11}{row['hallucinated']:>8}{row['unaligned']:>8}",
+                  f"{row['seconds']:>9.0f}{row['seconds'] / max(1, row['calls']):>7.1f}"
+                  f"{row['parse_failures']:>11}{row['hallucinated']:>8}{row['unaligned']:>8}{row['pivot_skipped']:>8}",
                   flush=True)
             if args.json:
                 Path(args.json).write_text(json.dumps(rows, indent=2))

@@ -213,7 +213,8 @@ def build_pipeline(settings: RunSettings, client: ModelClient, sentences: Sequen
                   style=settings.style, constrain=settings.constrain)
     translator, annotator = make_components(settings, schema, sentences, total, dry_run=dry_run)
     return Pipeline(settings.method, ctx, translator=translator, annotator=annotator,
-                    combine=settings.combine_rule(), checks=settings.checks)
+                    combine=settings.combine_rule(), checks=settings.checks,
+                    pivot_check=settings.pivot_check_on())
 
 
 def make_client(settings: RunSettings, backend: Backend | None = None, *, dry_run: bool = False) -> ModelClient:
@@ -240,6 +241,8 @@ def run_record(settings: RunSettings, pipeline: Pipeline, client: ModelClient, s
         "translator": _identity(pipeline.translator, "llm"), "annotator": _identity(pipeline.annotator, "llm"),
         "labels": pipeline.ctx.schema.names, "tokenizer": None, "tokenizer_note": None,
         "prices_date": client.prices.date, "templates": template_identities(settings, pipeline.ctx.templates),
+        # what the run did, not what was asked: a method that does not pivot never checks
+        "pivot_check": settings.pivot_check_on(),
     }
 
 

@@ -67,6 +67,10 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
                         f"(default: {DEFAULT_COMBINE}; none = the fusion answer alone, as in the paper)")
     t.add_argument("--no-checks", dest="checks", action="store_false",
                    help="keep answers as the model gave them: no number/name-shape/title/prefix/date checks")
+    t.add_argument("--no-pivot-check", dest="pivot_check", action="store_false",
+                   help="transfusion: pivot through every translation, even one that echoes the source or "
+                        "is not English (by default such a sentence is answered with the direct view and "
+                        "annotate and fuse are not asked)")
     t.add_argument("--constrain", default="none", choices=list(CONSTRAIN_MODES),
                    help="answers that can only be well formed: json (the answer's JSON schema, types from the "
                         "labels) or spans (json, and each entity one of the sentence's word n-grams); the "
@@ -112,7 +116,7 @@ def _settings(args: argparse.Namespace) -> RunSettings:
     return RunSettings(
         model=args.model, base_url=args.base_url, api_key_env=args.api_key_env, method=args.method,
         style=args.style, combine=args.combine, checks=args.checks, n_threads=args.n_threads, n_ctx=args.n_ctx,
-        translator=args.translator, constrain=args.constrain,
+        translator=args.translator, constrain=args.constrain, pivot_check=args.pivot_check,
         annotator=args.annotator, batch_sentences=args.batch_sentences,
         data=args.data, language=args.language, schema=args.schema, labels=labels, shots=args.shots,
         shots_from=args.shots_from, prompts=args.prompts, limit=args.limit, concurrency=args.concurrency,

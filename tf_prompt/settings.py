@@ -34,6 +34,8 @@ class RunSettings(BaseModel):
     checks: bool = True               # the cheap self-checks on answers (checks.py)
     # answers that can only be well formed (prompting/constraints.py); "none" until measured on dev
     constrain: Literal["none", "json", "spans"] = "none"
+    # transfusion: skip annotate and fuse when the translation echoes the source or is not English
+    pivot_check: bool = True
     translator: str = "llm"           # llm | file:PATH | mt:DIR
     annotator: str = "llm"            # llm | spacy[:MODEL]
     batch_sentences: int = 1          # K sentences per prompt (every step)
@@ -131,6 +133,10 @@ class RunSettings(BaseModel):
         if not method.combines:
             return "none"
         return self.combine or method.default_combine(self.style)
+
+    def pivot_check_on(self) -> bool:
+        """Whether the run checks its translations (--pivot-check applies to the method)."""
+        return self.pivot_check and get_method(self.method).checks_pivot
 
     @field_validator("translator")
     @classmethod

@@ -102,6 +102,7 @@ class Trace:
     views: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # --combine: each view's spans
     combine: str | None = None
     constraints: dict[str, str] = field(default_factory=dict)  # --constrain: step -> json | spans | json (why)
+    pivot_skipped: str | None = None   # --pivot-check: why the translation was not pivoted through
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

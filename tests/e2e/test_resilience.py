@@ -30,7 +30,7 @@ from tf_prompt.cli import main
 from tf_prompt.data.conll import Sentence, read_conll
 from tf_prompt.data.datasets import sample_path
 from tf_prompt.llm.cache import ReplyCache
-from tf_prompt.testing import Fault, LoopbackServer, oracle_responder
+from tf_prompt.testing import Fault, LoopbackServer, english_translation, oracle_responder
 
 LABELS = ["PER", "ORG", "LOC", "DATE"]
 CALLS_PER_SENTENCE = 4  # transfusion: translate, annotate, fuse, direct (the default --combine)
@@ -49,6 +49,12 @@ def sentences_n(n: int) -> list[Sentence]:
         s = base[k % len(base)]
         out.append(Sentence.from_tokens(list(s.tokens) + [f"nambari{k}"], list(s.tags or []) + ["O"], index=k))
     return out
+
+
+def numbered_english(sentence: Sentence) -> str:
+    """The oracle's English translation plus the sentence's distinct `nambariK` token: every
+    request of a sentence names it (_sentence_of), and no two sentences share an annotate call."""
+    return f"{english_translation(sentence)} ( {sentence.tokens[-1]} )"
 
 
 def write_conll_gold(path: Path, sentences: list[Sentence]) -> Path:
@@ -144,7 +150,7 @@ class FlakyPlan:
 
 def test_flaky_server_same_f1_retries_and_no_reply_paid_twice(tmp_path: Path) -> None:
     sentences = sentences_n(36)
-    responder = oracle_responder(sentences, LABELS)
+    responder = oracle_responder(sentences, LABELS, translation=numbered_english)
     clean_total = CALLS_PER_SENTENCE * len(sentences)
 
     with LoopbackServer(responder) as clean:
@@ -203,7 +209,7 @@ def test_retry_after_is_honoured(server, tmp_path: Path, monkeypatch, headers: d
     from tf_prompt.llm import retry
 
     sentence = sentences_n(1)
-    server.responder = oracle_responder(sentence, LABELS)
+    server.responder = oracle_responder(sentence, LABELS, translation=numbered_english)
     arrivals: list[float] = []
     waits: list[float] = []
     decide = retry.Backoff.__call__
@@ -235,7 +241,7 @@ def test_backoff_without_header_is_short_and_bounded(server, tmp_path: Path, mon
     from tf_prompt.llm import retry
 
     sentence = sentences_n(1)
-    server.responder = oracle_responder(sentence, LABELS)
+    server.responder = oracle_responder(sentence, LABELS, translation=numbered_english)
     arrivals: list[float] = []
     waits: list[float] = []
     decide = retry.Backoff.__call__
@@ -275,7 +281,7 @@ def test_fatal_errors_stop_after_one_attempt(server, tmp_path: Path, capsys, nam
     status, body, expect = FATAL[name]
     sentences = sentences_n(24)
     data = write_conll_gold(tmp_path / "d.txt", sentences)
-    server.responder = oracle_responder(sentences, LABELS)
+    server.responder = oracle_responder(sentences, LABELS, translation=numbered_english)
     seen: collections.Counter[str] = collections.Counter()
     lock = threading.Lock()
 
@@ -319,7 +325,7 @@ def test_second_identical_run_makes_no_call_and_cache_is_per_endpoint(tmp_path: 
     another key and still gets every reply from the cache."""
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-SECRET123")
     sentences = read_conll(sample_path())
-    responder = oracle_responder(sentences, LABELS)
+    responder = oracle_responder(sentences, LABELS, translation=numbered_english)
     cache_dir = tmp_path / "cache"
     outs = [tmp_path / f"run{i}" for i in range(3)]
 
@@ -397,7 +403,7 @@ def proc_setup(tmp_path: Path):
     # the oracle knows the sentences exactly as the CLI reads them
     # 0.15 s per reply: the run lasts several seconds, so on a busy machine the interrupt still
     # lands mid-run even if this process is scheduled late after the progress condition holds.
-    with LoopbackServer(oracle_responder(read_conll(data), LABELS), latency=0.15) as srv:
+    with LoopbackServer(oracle_responder(read_conll(data), LABELS, translation=numbered_english), latency=0.15) as srv:
         yield srv, data, tmp_path / "out", tmp_path / "cache"
 
 
@@ -549,7 +555,7 @@ def test_ctrl_c_exits_130_keeps_outputs_and_rerun_resumes(proc_setup) -> None:
 def test_persistent_retryable_error_fails_one_sentence_then_rerun_completes(server, tmp_path: Path, capsys) -> None:
     sentences = sentences_n(12)
     data = write_conll_gold(tmp_path / "d.txt", sentences)
-    server.responder = oracle_responder(sentences, LABELS)
+    server.responder = oracle_responder(sentences, LABELS, translation=numbered_english)
     bad = sentences[5]
     marker = "nambari5"   # the distinct token of sentence 5: only its requests fail
 

@@ -23,7 +23,7 @@ from tf_prompt.experiments.sweep import SweepError, estimate_sweep, load_config,
 from tf_prompt.methods.templates import templates_of
 from tf_prompt.prompting.templates import TemplateSet, packaged_prompts_dir
 from tf_prompt.settings import RunSettings
-from tf_prompt.testing import LoopbackServer, oracle_responder
+from tf_prompt.testing import LoopbackServer, english_translation, oracle_responder
 
 LABELS = ["PER", "ORG", "LOC", "DATE"]
 
@@ -51,7 +51,10 @@ def test_the_declared_templates_are_the_ones_a_run_renders(server, monkeypatch: 
 
     monkeypatch.setattr(TemplateSet, "render", spy)
     sentences = read_conll(sample_path())
-    server.responder = oracle_responder(sentences, LABELS)
+    # the first sentence's translation echoes the source: transfusion's pivot check answers it
+    # with the direct view, so the fallback's template is rendered too (declared: it may be asked)
+    server.responder = oracle_responder(
+        sentences, LABELS, translation=lambda s: s.text if s.index == 0 else english_translation(s))
     summary = run_dataset(model="m", base_url=server.base_url, limit=6, **fields)
     assert summary.metrics["f1"] == pytest.approx(1.0)
 
@@ -66,7 +69,8 @@ def test_the_declared_templates_are_the_ones_a_run_renders(server, monkeypatch: 
 
 def test_steps_done_by_other_components_have_no_template() -> None:
     settings = RunSettings(method="transfusion", translator="file:x.txt", annotator="spacy", combine="none")
-    assert templates_of(settings) == ["fuse"]
+    assert templates_of(settings) == ["fuse", "direct"]   # direct: the pivot check's fallback
+    assert templates_of(settings.model_copy(update={"pivot_check": False})) == ["fuse"]
     assert templates_of(RunSettings(method="transfusion")) == ["translate", "annotate", "fuse", "direct"]
 
 

@@ -104,6 +104,9 @@ class Method(ABC):
     styles: ClassVar[tuple[Style, ...]] = STYLES
     #: Whether --combine (a rule over several views of the sentence, spans/combine.py) applies.
     combines: ClassVar[bool] = False
+    #: Whether the method checks its translation before pivoting through it (--pivot-check,
+    #: methods/pivot_check.py) and answers with the direct view when it fails.
+    checks_pivot: ClassVar[bool] = False
     #: The folder of the method's own templates, for a method from outside the package (a plugin):
     #: typically `importlib.resources.files(__package__) / "prompts"`. Searched after --prompts DIR
     #: and the packaged templates, for the names it declares that no packaged template has

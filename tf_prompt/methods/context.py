@@ -199,6 +199,8 @@ class SentenceRun:
     combine: str = "none"
     checks: bool = True
     batcher: ChunkBatcher | None = None
+    #: --pivot-check (methods/pivot_check.py), for the methods that pivot and check it
+    pivot_check: bool = False
 
     @property
     def text(self) -> str:

@@ -45,12 +45,16 @@ class Pipeline:
     """Runs one method on one sentence at a time; safe to call concurrently."""
 
     def __init__(self, method: str | Method, ctx: Context, *, translator: Translator | None = None,
-                 annotator: Annotator | None = None, combine: str = "none", checks: bool = True):
+                 annotator: Annotator | None = None, combine: str = "none", checks: bool = True,
+                 pivot_check: bool = False):
         if combine not in COMBINE_RULES:
             raise ValueError(f"unknown combination rule {combine!r}; choose from {', '.join(COMBINE_RULES)}")
         self.method: Method = get_method(method) if isinstance(method, str) else method
         self.combine = combine
         self.checks = checks
+        # a dry run (estimate) never checks: its stand-in translation is the source itself, and
+        # the estimate stays an upper bound (every sentence pays annotate and fuse)
+        self.pivot_check = pivot_check and not ctx.client.options.dry_run
         self.ctx = ctx
         #: components replacing the LLM's translate / annotate steps (None: the LLM)
         self.translator = translator
@@ -66,7 +70,8 @@ class Pipeline:
         trace = Trace(index=sentence.index, source=sentence.text,
                       gold=list(sentence.tags) if sentence.tags is not None else None)
         run = SentenceRun(self.ctx, sentence, trace, translator=self.translator, annotator=self.annotator,
-                          combine=self.combine, checks=self.checks, batcher=batcher)
+                          combine=self.combine, checks=self.checks, batcher=batcher,
+                          pivot_check=self.pivot_check)
         try:
             answer = await self.method.run(run)
         except SentenceFailed:

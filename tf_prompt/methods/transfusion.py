@@ -8,6 +8,11 @@
 With a combination rule (--combine, spans/combine.py) the fused answer is one of three views of
 the sentence, with the direct answer and the projection of the English entities; the rule makes
 the final answer from them.
+
+With --pivot-check (the default) a translation that echoes the source or is not English
+(methods/pivot_check.py, no model call) is not pivoted through: annotate and fuse are not asked,
+and the answer is the direct view of the sentence (asked anyway with a combination rule, asked
+instead of them without one). The trace says why (`pivot_skipped`); metrics.json counts them.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ from tf_prompt.methods.context import (
     evidence,
     mentions_json,
 )
-from tf_prompt.methods.steps import ANNOTATE, DIRECT, TRANSLATE, direct, pivot, translate
+from tf_prompt.methods.pivot_check import pivot_problem
+from tf_prompt.methods.steps import ANNOTATE, DIRECT, TRANSLATE, annotate, direct, translate
 from tf_prompt.parsing import parse_code_assignments
 from tf_prompt.spans.align import Alignment, locate
 from tf_prompt.spans.checks import check_english, check_spans
@@ -52,6 +58,7 @@ class Transfusion(Method):
     # are ready (and a chunk sends them) before the fusion's
     steps = (TRANSLATE, ANNOTATE, DIRECT, FUSE)
     combines = True
+    checks_pivot = True
 
     def default_combine(self, style: str) -> str:
         # The default rule was measured with the json prompts; GoLLIE-TF stays the paper's one
@@ -60,36 +67,56 @@ class Transfusion(Method):
 
     def llm_steps(self, settings: RunSettings) -> list[Step]:
         """translate, annotate, fuse (GoLLIE-TF has no annotate call), then `direct` when the
-        combination rule needs its answer."""
+        combination rule needs its answer or the pivot check may answer with it."""
         out = [s for s in super().llm_steps(settings) if s is not DIRECT]
         if settings.style == "gollie":
             out = [s for s in out if s is not ANNOTATE]
-        if settings.combine_rule() != "none":
+        if settings.combine_rule() != "none" or settings.pivot_check_on():
             out.append(DIRECT)
         return out
 
     async def run(self, run: SentenceRun) -> Answer:
         if run.combine == "none":
-            _, mentions = await self._fusion(run)
-            mentions = mentions or []
-            return Answer(mentions, locate(run.text, mentions))
+            alone = await self._fusion(run)
+            if alone is None:   # the pivot check rejected the translation
+                return self._direct_view(run, await direct(run))
+            fusion = alone[1] or []
+            return Answer(fusion, locate(run.text, fusion))
         # The direct question is asked alongside the pivot, not after the fusion: a run waits no
         # longer, and --via batch sends it in the first wave.
         fused, asked = await asyncio.gather(self._fusion(run), direct(run), return_exceptions=True)
-        for outcome in (fused, asked):
-            if isinstance(outcome, BaseException):
-                raise outcome
-        assert not isinstance(fused, BaseException) and not isinstance(asked, BaseException)
-        english, mentions = fused
-        mentions = mentions or []
+        if isinstance(fused, BaseException):
+            raise fused
+        if isinstance(asked, BaseException):
+            raise asked
+        if fused is None:
+            return self._direct_view(run, asked)
+        english, fused_mentions = fused
+        mentions = fused_mentions or []
         return Answer(mentions, self._combined(run, locate(run.text, mentions), english or [], asked or []))
 
-    async def _fusion(self, run: SentenceRun) -> tuple[list[Mention] | None, list[Mention] | None]:
-        """(English entities, fused source entities): translate, annotate, fuse (or GoLLIE-TF)."""
+    @staticmethod
+    def _direct_view(run: SentenceRun, asked: list[Mention] | None) -> Answer:
+        return Answer(asked or [], locate(run.text, asked or []))
+
+    @staticmethod
+    def _rejected(run: SentenceRun, english: str | None) -> bool:
+        """Whether the pivot check turns the translation down (recorded in the trace)."""
+        if not run.pivot_check or not english:
+            return False
+        run.trace.pivot_skipped = pivot_problem(run.text, english)
+        return run.trace.pivot_skipped is not None
+
+    async def _fusion(self, run: SentenceRun) -> tuple[list[Mention] | None, list[Mention] | None] | None:
+        """(English entities, fused source entities): translate, annotate, fuse (or GoLLIE-TF);
+        None when the pivot check turned the translation down (nothing more was asked)."""
         if run.ctx.style == "gollie":
             return await self._gollie_tf(run)
         ctx = run.ctx
-        english, english_mentions = await pivot(run)
+        english = await translate(run)
+        if self._rejected(run, english):
+            return None
+        english_mentions = await annotate(run, english) if english else None
         mentions = await run.entities(
             FUSE, text=run.text, language=ctx.language, translation=english or "(not available)",
             english_entities=mentions_json(english_mentions or []),
@@ -97,11 +124,13 @@ class Transfusion(Method):
             labels=ctx.label_vars, label_names=ctx.schema.names, examples=ctx.example_vars)
         return english_mentions, mentions
 
-    async def _gollie_tf(self, run: SentenceRun) -> tuple[list[Mention] | None, list[Mention] | None]:
+    async def _gollie_tf(self, run: SentenceRun) -> tuple[list[Mention] | None, list[Mention] | None] | None:
         """GoLLIE-TF: translate, then one generation writes `result` (English entities) and
         `final_result` (source entities). The English annotation is not a separate call."""
         ctx, trace = run.ctx, run.trace
         english = await translate(run)
+        if self._rejected(run, english):
+            return None
         gold = ctx.expected(run.sentence)
         reply = await run.ask(FUSE, code_answer({"result": gold, "final_result": gold}), text=run.text,
                               language=ctx.language, translation=english or "", labels=ctx.label_vars)

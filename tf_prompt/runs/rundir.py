@@ -115,6 +115,7 @@ def data_digest(rows: Sequence[tuple[Sequence[str], Sequence[str] | None]]) -> s
 #: with it and is refused with any other (a key merely missing would hide the change).
 ADDED_LATER: dict[str, Any] = {
     "constrain": "none",   # --constrain (issue 13): runs before it had free answers
+    "pivot_check": False,  # --pivot-check (issue 13): transfusion pivoted through every translation
 }
 
 

@@ -27,6 +27,9 @@ def compute_metrics(results: Sequence[Result], labels: Sequence[str]) -> dict[st
         "unaligned": sum(len(t.unaligned) for t in traces),
         "unknown_labels": sum(len(t.unknown_labels) for t in traces),
         "predicted_entities": sum(len(r.spans) for r in results),
+        # transfusion --pivot-check: sentences answered with the direct view, their translation
+        # turned down (an echo of the source, or not English)
+        "pivot_skipped": sum(1 for t in traces if t.pivot_skipped),
     }
     for t in traces:
         for step in t.parse_failures:

@@ -478,27 +478,33 @@ def _strip_diacritics(s: str) -> str:
 
 
 def reordered_translation(sentence: Any) -> str:
-    """A deterministic stand-in translation that is not the source: the sentence's chunks (each
-    gold entity kept whole, every other token alone) in reverse order, plus a closing remark. Names
-    are kept as written, as the translate template asks, but sit at other positions, so the
-    projection back to the source has real work to do and the length differs from the source's."""
+    """A deterministic stand-in translation unlike the source: an English sentence naming the
+    sentence's gold entities as written but in reverse order, at other positions and in a text
+    of another length than the source's, so the projection back to the source has real work to
+    do. English and no echo, so transfusion's pivot check lets it through."""
     from tf_prompt.spans.align import bio_to_spans
 
     spans = bio_to_spans(sentence.text, sentence.offsets, sentence.tags) if sentence.tags else []
-    chunks: list[str] = []
-    k = 0
-    offsets = list(sentence.offsets)
-    while k < len(offsets):
-        start = offsets[k][0]
-        span = next((sp for sp in spans if sp.start == start), None)
-        if span is None:
-            chunks.append(sentence.text[offsets[k][0]:offsets[k][1]])
-            k += 1
-        else:
-            chunks.append(span.text)
-            while k < len(offsets) and offsets[k][0] < span.end:
-                k += 1
-    return " ".join(reversed(chunks)) + " , as reported in the news today ."
+    said = " , then ".join(s.text for s in reversed(spans)) or "nobody in particular"
+    return f"They told us about {said} , as reported in the news today , and that is all there was to the story ."
+
+
+def english_translation(sentence: Any) -> str:
+    """The oracle's default translation: an English sentence that names the sentence's gold
+    entities as written (in order), so annotate finds them and the projection back to the source
+    is exact. It is English and no echo of the source, so transfusion's pivot check
+    (methods/pivot_check.py) lets it through, as it would a real model's translation. A short
+    hash of the source ends it: two sentences with the same entities get distinct translations
+    (and distinct annotate calls), as they would from a real model."""
+    import hashlib
+
+    from tf_prompt.spans.align import bio_to_spans
+
+    spans = bio_to_spans(sentence.text, sentence.offsets, sentence.tags) if sentence.tags else []
+    said = " and ".join(s.text for s in spans) or "nothing of note"
+    ref = hashlib.sha256(sentence.text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return (f"According to the report of that day , the story was about {said} , which is what they "
+            f"told us ( ref {ref} ) .")
 
 
 def oracle_responder(sentences: Sequence[Any], labels: Sequence[str], *,
@@ -509,8 +515,8 @@ def oracle_responder(sentences: Sequence[Any], labels: Sequence[str], *,
 
     Which step a prompt is for, and which sentence it holds, is read off the templates themselves
     (testing/recognise.py: the packaged ones, and those of `prompts`, a --prompts folder); what it
-    answers follows the step's declared reply format. translate returns the source sentence
-    unchanged (names kept as written, as the template asks), or `translation(sentence)` when given
+    answers follows the step's declared reply format. translate returns `english_translation`
+    (an English sentence naming the gold entities as written), or `translation(sentence)` when given
     (e.g. `reordered_translation`: the oracle then knows the gold entities of that translation
     too); entity steps return the gold entities as JSON (or GoLLIE code). `variant` degrades the
     answers the way real models do: "lower" (lowercased strings), "ascii" (diacritics stripped),
@@ -531,7 +537,7 @@ def oracle_responder(sentences: Sequence[Any], labels: Sequence[str], *,
     for s in sentences:
         mentions = gold_mentions(s, labels)
         gold[s.text] = mentions
-        english[s.text] = translation(s) if translation is not None else s.text
+        english[s.text] = (translation or english_translation)(s)
         for text in {s.text, english[s.text]}:
             gold.setdefault(text, mentions)
             # annotate sees the translation as the pipeline parsed it (outer quotes stripped)

@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from tf_prompt.experiments.report.rows import CLEAN, SENTENCE_KINDS, Row
+from tf_prompt.experiments.report.rows import CLEAN, NOTE_KINDS, SENTENCE_KINDS, Row
 from tf_prompt.scoring.errors import ENTITY_KINDS, TokenSpan
 from tf_prompt.util.formatting import pct
 from tf_prompt.util.redact import redact_text
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 #: Label colours defined in report.css (.p0-.p7, .g0-.g7, .sw0-.sw7); labels past eight cycle.
 PALETTE_SIZE = 8
 #: How each kind is named on badges and on the filter bar.
-KIND_TITLES = {k: k.replace("_", " ") for k in ENTITY_KINDS + SENTENCE_KINDS} | {CLEAN: "no error"}
+KIND_TITLES = {k: k.replace("_", " ") for k in ENTITY_KINDS + SENTENCE_KINDS + NOTE_KINDS} | {CLEAN: "no error"}
 
 
 class Entity(NamedTuple):
@@ -132,6 +132,7 @@ def _row(row: Row, colour: _Colours) -> dict[str, Any]:
         "troubles": [(title, _mentions(t[key])) for key, title in (
             ("hallucinated", "hallucinated"), ("unaligned", "unaligned"), ("unknown_labels", "unknown labels"))
             if t.get(key)],
+        "pivot_skipped": t.get("pivot_skipped"),
         "failures": [(title, step, redact_text(str(msg)))
                      for key, title in (("parse_failures", "parse failure"), ("errors", "call error"))
                      for step, msg in (t.get(key) or {}).items()],
@@ -148,7 +149,9 @@ def _header(metrics: dict[str, Any], rows: Sequence[Row], run_dir: Path) -> dict
     info = [("run", str(run_dir)), ("model", settings.get("model")), ("method", settings.get("method")),
             ("style", settings.get("style")), ("data", data), ("language", settings.get("language")),
             ("labels", ", ".join(settings.get("labels") or []) or None), ("shots", settings.get("shots")),
-            ("templates", ", ".join(f"{k}: {v}" for k, v in templates.items()) or None)]
+            ("templates", ", ".join(f"{k}: {v}" for k, v in templates.items()) or None),
+            ("constrain", settings.get("constrain")),
+            ("pivot check", None if "pivot_check" not in settings else "on" if settings["pivot_check"] else "off")]
     usage = metrics.get("usage") or {}
     cost = usage.get("cost_usd")
     cards = [("F1", _pct(metrics.get("f1"))), ("precision", _pct(metrics.get("precision"))),
@@ -158,6 +161,9 @@ def _header(metrics: dict[str, Any], rows: Sequence[Row], run_dir: Path) -> dict
              ("hallucinated", metrics.get("hallucinated", sum(len(r.trace.get("hallucinated") or []) for r in rows))),
              ("unaligned", metrics.get("unaligned", sum(len(r.trace.get("unaligned") or []) for r in rows))),
              ("failed sentences", metrics.get("failed_sentences", sum(1 for r in rows if r.trace.get("failed"))))]
+    if settings.get("pivot_check"):
+        cards.append(("pivot skipped", metrics.get("pivot_skipped",
+                                                   sum(1 for r in rows if r.trace.get("pivot_skipped")))))
     if usage:
         cards += [("calls", usage.get("calls")), ("cache hits", usage.get("cache_hits")),
                   ("tokens", f"{usage.get('prompt_tokens', 0)}+{usage.get('completion_tokens', 0)}"),
@@ -185,11 +191,12 @@ def _filters(rows: Sequence[Row]) -> list[tuple[str, str, str]]:
         items["hallucinated"] += len(t.get("hallucinated") or [])
         items["unaligned"] += len(t.get("unaligned") or [])
         items["failed"] += bool(t.get("failed"))
+        items["pivot_skipped"] += bool(t.get("pivot_skipped"))
         items[CLEAN] += CLEAN in r.kinds
     sentences = Counter(k for r in rows for k in r.kinds)
     out = []
-    for kind in ENTITY_KINDS + SENTENCE_KINDS + (CLEAN,):
-        if kind in ("failed", "unaligned") and not sentences[kind]:
+    for kind in ENTITY_KINDS + SENTENCE_KINDS + NOTE_KINDS + (CLEAN,):
+        if kind in ("failed", "unaligned", *NOTE_KINDS) and not sentences[kind]:
             continue
         count = f"{sentences[kind]}" if kind == CLEAN else f"{items[kind]} in {sentences[kind]}"
         tip = f"{KIND_TITLES[kind]}: N in M = N entities (or events) in M sentences; show only those sentences"

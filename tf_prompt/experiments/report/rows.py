@@ -19,6 +19,9 @@ from tf_prompt.scoring.evaluate import restrict
 
 #: Sentence-level kinds read from the trace (not derivable from tags).
 SENTENCE_KINDS = ("parse_failure", "hallucinated", "unaligned", "failed")
+#: Sentence-level notes the filter offers that are no error: transfusion answered with the direct
+#: view, its translation turned down by the pivot check.
+NOTE_KINDS = ("pivot_skipped",)
 #: Pseudo-kind for the filter: sentences with none of the error kinds.
 CLEAN = "clean"
 _ERRORS = frozenset(ENTITY_KINDS[1:] + SENTENCE_KINDS)
@@ -112,7 +115,8 @@ def load_rows(run_dir: Path, labels: set[str] | None, notes: list[str]) -> list[
         row.kinds = {it.kind for it in row.items}
         t = row.trace
         for kind, present in (("parse_failure", t.get("parse_failures")), ("hallucinated", t.get("hallucinated")),
-                              ("unaligned", t.get("unaligned")), ("failed", t.get("failed"))):
+                              ("unaligned", t.get("unaligned")), ("failed", t.get("failed")),
+                              ("pivot_skipped", t.get("pivot_skipped"))):
             if present:
                 row.kinds.add(kind)
         if not row.kinds & _ERRORS:

@@ -88,6 +88,12 @@ def cell_fingerprint(settings: RunSettings) -> dict[str, Any]:
     fields = settings.model_dump(exclude=_NOT_IN_HASH, by_alias=True)
     if fields.get("constrain") == "none":   # added later: cells finished before it keep their fingerprint
         del fields["constrain"]
+    # what the cell does: only a method that pivots checks its translations; added later, so a
+    # cell that never checks keeps the fingerprint it had before
+    if settings.pivot_check_on():
+        fields["pivot_check"] = True
+    else:
+        fields.pop("pivot_check", None)
     fields["base_url"] = effective_base_url(default_model(settings)[0], settings.base_url)   # redacted
     fields["templates"] = template_identities(settings, TemplateSet(settings.prompts))
     if settings.data is not None:
