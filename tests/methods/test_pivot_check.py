@@ -35,6 +35,18 @@ def test_an_echo_is_turned_down_and_a_translation_is_not() -> None:
     assert pivot_problem(pidgin, pidgin) is not None
 
 
+def test_an_echo_in_another_unicode_form_or_without_tone_marks_is_still_an_echo() -> None:
+    """MasakhaNER's Yoruba is mostly NFD; a model may answer in NFC or drop the tone marks."""
+    import unicodedata
+
+    yoruba = unicodedata.normalize("NFD", "Iṣẹ́ akọ̀wé ni , ṣùgbọ́n mo fẹ̀yìntì ní ọdún 1986 .")
+    nfc = unicodedata.normalize("NFC", yoruba)
+    toneless = "".join(c for c in yoruba if not unicodedata.combining(c))
+    for echo in (nfc, toneless, f'"{nfc}" This sentence appears to be a statement about the work and the year.'):
+        why = pivot_problem(yoruba, echo)
+        assert why is not None and why.startswith(("echo: 9 of its 9", "copy: it holds 9 of the source's 9")), why
+
+
 def test_a_source_quoted_inside_english_comments_is_turned_down() -> None:
     """What the local 1.5B does on hau dev: quote the source, then talk about it in English."""
     quoted = (f'"{HAUSA}" This sentence appears to be a statement about a person named Shugaba, and '
@@ -91,6 +103,23 @@ def test_echoed_sentences_get_the_direct_view_and_no_annotate_or_fuse(server, co
             assert "direct" in r.trace.replies
         else:
             assert r.trace.pivot_skipped is None and "fuse" in r.trace.replies
+
+
+def test_an_unreadable_translation_gets_the_direct_view(server) -> None:
+    sentences = read_conll(sample_path())[:3]
+    oracle = oracle_responder(sentences, LABELS)
+    known = shapes(None)
+
+    def responder(body: dict[str, Any]) -> str:
+        user = [m["content"] for m in body["messages"] if m["role"] == "user"][-1]
+        return "" if recognise(user, known).shape.template == "translate" else oracle(body)
+
+    server.responder = responder
+    summary = run_dataset(model="m", base_url=server.base_url, method="transfusion", combine="none", limit=3)
+    assert summary.metrics["f1"] == pytest.approx(1.0) and summary.metrics["pivot_skipped"] == 3
+    assert summary.metrics["parse_failures_by_step"] == {"translate": 3}
+    assert sorted(set(_steps(server))) == ["direct", "translate"]
+    assert {r.trace.pivot_skipped for r in summary.results} == {"no translation"}
 
 
 def test_no_pivot_check_pivots_through_every_translation(server) -> None:

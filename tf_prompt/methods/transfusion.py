@@ -102,9 +102,11 @@ class Transfusion(Method):
     @staticmethod
     def _rejected(run: SentenceRun, english: str | None) -> bool:
         """Whether the pivot check turns the translation down (recorded in the trace)."""
-        if not run.pivot_check or not english:
+        if not run.pivot_check:
             return False
-        run.trace.pivot_skipped = pivot_problem(run.text, english)
+        # no translation at all (an unreadable reply, recorded as its parse failure): a fusion
+        # "with the translation not available" is a dearer direct question
+        run.trace.pivot_skipped = pivot_problem(run.text, english) if english else "no translation"
         return run.trace.pivot_skipped is not None
 
     async def _fusion(self, run: SentenceRun) -> tuple[list[Mention] | None, list[Mention] | None] | None:
