@@ -32,16 +32,17 @@ METHODS = "direct,translate-test,transfusion:none,transfusion,transfusion-1call"
 
 
 def run_one(args: argparse.Namespace, lang: str, spec: str) -> dict:
-    """One language and method; `spec` is METHOD[:COMBINE][@CONSTRAIN][/nocheck] (e.g. direct@spans,
-    transfusion:none@json/nocheck: without the pivot check)."""
-    spec_checked, _, nocheck = spec.partition("/")
-    if nocheck not in ("", "nocheck"):
-        raise SystemExit(f"{spec}: only /nocheck may follow the method")
+    """One language and method; `spec` is METHOD[:COMBINE][@CONSTRAIN][/check|/nocheck] (e.g.
+    direct@spans, transfusion:none@json/check: with the pivot check; without a suffix, the
+    method's default)."""
+    spec_checked, _, check = spec.partition("/")
+    if check not in ("", "check", "nocheck"):
+        raise SystemExit(f"{spec}: only /check or /nocheck may follow the method")
     spec_run, _, constrain = spec_checked.partition("@")
     method, _, combine = spec_run.partition(":")
     folder = spec.replace(":", "-").replace("@", "-").replace("/", "-")
     settings = RunSettings(model=args.model, method=method, combine=combine or None, constrain=constrain or "none",
-                           pivot_check=not nocheck,
+                           pivot_check={"": None, "check": True, "nocheck": False}[check],
                            data=f"masakhaner2:{lang}:{args.split}", limit=args.limit,
                            labels=args.labels.split(","), prompts=args.prompts, concurrency=1, n_threads=args.n_threads,
                            progress=False, out=f"{args.out}/{args.split}/{lang}/{folder}")
@@ -84,8 +85,8 @@ def main() -> int:
     ap.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     ap.add_argument("--langs", default=LANGS)
     ap.add_argument("--methods", default=METHODS,
-                    help="METHOD[:COMBINE][@CONSTRAIN][/nocheck], comma-separated (e.g. direct@spans, "
-                         "transfusion:none@json, transfusion/nocheck: without the pivot check)")
+                    help="METHOD[:COMBINE][@CONSTRAIN][/check|/nocheck], comma-separated (e.g. direct@spans, "
+                         "transfusion:none@json/check, transfusion/nocheck: with or without the pivot check)")
     ap.add_argument("--limit", type=int, default=50)
     ap.add_argument("--split", default="test")
     ap.add_argument("--model", default="gguf:qwen2.5-coder-1.5b")

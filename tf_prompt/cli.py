@@ -67,10 +67,10 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
                         f"(default: {DEFAULT_COMBINE}; none = the fusion answer alone, as in the paper)")
     t.add_argument("--no-checks", dest="checks", action="store_false",
                    help="keep answers as the model gave them: no number/name-shape/title/prefix/date checks")
-    t.add_argument("--no-pivot-check", dest="pivot_check", action="store_false",
-                   help="transfusion: pivot through every translation, even one that echoes the source or "
-                        "is not English (by default such a sentence is answered with the direct view and "
-                        "annotate and fuse are not asked)")
+    t.add_argument("--pivot-check", dest="pivot_check", action=argparse.BooleanOptionalAction, default=None,
+                   help="transfusion: answer a sentence whose translation echoes the source or is not English "
+                        "with the direct view, without asking annotate and fuse (default: on with a "
+                        "combination rule, off with --combine none)")
     t.add_argument("--constrain", default="none", choices=list(CONSTRAIN_MODES),
                    help="answers that can only be well formed: json (the answer's JSON schema, types from the "
                         "labels) or spans (json, and each entity one of the sentence's word n-grams); the "

@@ -69,8 +69,8 @@ def test_the_declared_templates_are_the_ones_a_run_renders(server, monkeypatch: 
 
 def test_steps_done_by_other_components_have_no_template() -> None:
     settings = RunSettings(method="transfusion", translator="file:x.txt", annotator="spacy", combine="none")
-    assert templates_of(settings) == ["fuse", "direct"]   # direct: the pivot check's fallback
-    assert templates_of(settings.model_copy(update={"pivot_check": False})) == ["fuse"]
+    assert templates_of(settings) == ["fuse"]   # --combine none: no pivot check unless asked
+    assert templates_of(settings.model_copy(update={"pivot_check": True})) == ["fuse", "direct"]   # its fallback
     assert templates_of(RunSettings(method="transfusion")) == ["translate", "annotate", "fuse", "direct"]
 
 

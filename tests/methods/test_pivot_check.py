@@ -87,7 +87,8 @@ def test_echoed_sentences_get_the_direct_view_and_no_annotate_or_fuse(server, co
     sentences = read_conll(sample_path())
     echo = {0, 3, 7}
     server.responder = _echoing(sentences, echo)
-    summary = run_dataset(model="m", base_url=server.base_url, method="transfusion", combine=combine)
+    summary = run_dataset(model="m", base_url=server.base_url, method="transfusion", combine=combine,
+                          pivot_check=True)
     m = summary.metrics
     assert m["f1"] == pytest.approx(1.0) and m["pivot_skipped"] == len(echo)
     assert m["settings"]["pivot_check"] is True
@@ -115,7 +116,8 @@ def test_an_unreadable_translation_gets_the_direct_view(server) -> None:
         return "" if recognise(user, known).shape.template == "translate" else oracle(body)
 
     server.responder = responder
-    summary = run_dataset(model="m", base_url=server.base_url, method="transfusion", combine="none", limit=3)
+    summary = run_dataset(model="m", base_url=server.base_url, method="transfusion", combine="none", limit=3,
+                          pivot_check=True)
     assert summary.metrics["f1"] == pytest.approx(1.0) and summary.metrics["pivot_skipped"] == 3
     assert summary.metrics["parse_failures_by_step"] == {"translate": 3}
     assert sorted(set(_steps(server))) == ["direct", "translate"]
@@ -135,7 +137,8 @@ def test_no_pivot_check_pivots_through_every_translation(server) -> None:
 def test_gollie_tf_falls_back_to_the_gollie_direct_prompt(server) -> None:
     sentences = read_conll(sample_path())[:4]
     server.responder = _echoing(sentences, {1})
-    summary = run_dataset(model="m", base_url=server.base_url, method="transfusion", style="gollie", limit=4)
+    summary = run_dataset(model="m", base_url=server.base_url, method="transfusion", style="gollie", limit=4,
+                          pivot_check=True)
     assert summary.metrics["f1"] == pytest.approx(1.0) and summary.metrics["pivot_skipped"] == 1
     steps = _steps(server)
     assert steps.count("gollie_tf") == 3 and steps.count("gollie_direct") == 1
@@ -144,16 +147,28 @@ def test_gollie_tf_falls_back_to_the_gollie_direct_prompt(server) -> None:
 def test_estimate_counts_every_call_its_stand_in_translation_is_the_source(server) -> None:
     """A dry run's stand-in translation is the source itself: checking it would turn every
     sentence down. The estimate stays an upper bound: annotate and fuse counted for all."""
-    est = estimate(model="gpt-4o-mini", base_url=server.base_url, method="transfusion", combine="none")
+    est = estimate(model="gpt-4o-mini", base_url=server.base_url, method="transfusion", combine="none",
+                   pivot_check=True)
     assert server.requests == []
     assert est["calls"] == 3 * est["n_sentences"] and est["by_step"]["fuse"]["calls"] == est["n_sentences"]
 
 
-def test_only_methods_that_pivot_record_the_check_and_old_runs_read_as_unchecked() -> None:
+def test_the_default_checks_with_a_combination_rule_only() -> None:
+    """As measured on hau dev: with the direct question asked anyway the check keeps F1 and saves
+    calls; with --combine none (the paper's method) it cost F1, so it is off unless asked."""
     assert RunSettings(method="transfusion").pivot_check_on()
+    assert RunSettings(method="transfusion", combine="vote").pivot_check_on()
+    assert not RunSettings(method="transfusion", combine="none").pivot_check_on()
+    assert RunSettings(method="transfusion", combine="none", pivot_check=True).pivot_check_on()
     assert not RunSettings(method="transfusion", pivot_check=False).pivot_check_on()
+    assert RunSettings(method="transfusion", style="gollie", pivot_check=True).pivot_check_on()
+    assert not RunSettings(method="transfusion", style="gollie").pivot_check_on()   # GoLLIE-TF: combine none
     for method in ("direct", "translate-test", "transfusion-1call"):
         assert not RunSettings(method=method).pivot_check_on()
+        assert not RunSettings(method=method, pivot_check=True).pivot_check_on()
+
+
+def test_only_methods_that_pivot_record_the_check_and_old_runs_read_as_unchecked() -> None:
     # a transfusion folder written before the check pivoted through everything: another run
     old = {"method": "transfusion", "model": "m"}
     assert differences(identity_of(old), identity_of({**old, "pivot_check": True}))
@@ -181,3 +196,13 @@ def test_cli_flag_and_the_report_show_it(server, tmp_path: Path, capsys) -> None
     code, _, err = run_cli(capsys, "run", "--model", "m", "--base-url", server.base_url, "--method", "transfusion",
                            "--out", str(out), "--no-pivot-check")
     assert code != 0 and "pivot_check" in err
+    # --combine none checks only when asked
+    code, _, err = run_cli(capsys, "run", "--model", "m", "--base-url", server.base_url, "--method", "transfusion",
+                           "--combine", "none", "--pivot-check", "--out", str(tmp_path / "none"))
+    assert code == 0, err
+    assert json.loads((tmp_path / "none" / "metrics.json").read_text())["pivot_skipped"] == 1
+    code, _, err = run_cli(capsys, "run", "--model", "m", "--base-url", server.base_url, "--method", "transfusion",
+                           "--combine", "none", "--out", str(tmp_path / "none-default"))
+    assert code == 0, err
+    unchecked = json.loads((tmp_path / "none-default" / "metrics.json").read_text())
+    assert unchecked["pivot_skipped"] == 0 and unchecked["settings"]["pivot_check"] is False
