@@ -191,15 +191,20 @@ def _filters(rows: Sequence[Row]) -> list[tuple[str, str, str]]:
         items["hallucinated"] += len(t.get("hallucinated") or [])
         items["unaligned"] += len(t.get("unaligned") or [])
         items["failed"] += bool(t.get("failed"))
-        items["pivot_skipped"] += bool(t.get("pivot_skipped"))
         items[CLEAN] += CLEAN in r.kinds
     sentences = Counter(k for r in rows for k in r.kinds)
     out = []
     for kind in ENTITY_KINDS + SENTENCE_KINDS + NOTE_KINDS + (CLEAN,):
         if kind in ("failed", "unaligned", *NOTE_KINDS) and not sentences[kind]:
             continue
-        count = f"{sentences[kind]}" if kind == CLEAN else f"{items[kind]} in {sentences[kind]}"
-        tip = f"{KIND_TITLES[kind]}: N in M = N entities (or events) in M sentences; show only those sentences"
+        if kind == CLEAN or kind in NOTE_KINDS:   # one per sentence: a plain count
+            count = f"{sentences[kind]}"
+            tip = (f"{KIND_TITLES[kind]}: sentences answered with the direct view, their translation turned "
+                   "down by the pivot check; show only those sentences" if kind in NOTE_KINDS
+                   else f"{KIND_TITLES[kind]}: sentences with none of the errors; show only those sentences")
+        else:
+            count = f"{items[kind]} in {sentences[kind]}"
+            tip = f"{KIND_TITLES[kind]}: N in M = N entities (or events) in M sentences; show only those sentences"
         out.append((kind, count, tip))
     return out
 
