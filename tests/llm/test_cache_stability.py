@@ -34,10 +34,13 @@ def test_cache_key_of_a_fixed_request_is_pinned() -> None:
 
 def _run_keys(tmp_path: Path, **settings: object) -> list[str]:
     sentences = read_conll(sample_path())[:3]
-    respond = oracle_responder(sentences, LABELS)
+    # the replies the keys were pinned with: the oracle translating by echoing the source (its
+    # earlier default), and the pivot check off, which then pivots through the echo as before
+    respond = oracle_responder(sentences, LABELS, translation=lambda s: s.text)
     backend = FunctionBackend(model="pinned", fn=lambda messages: respond({"messages": messages}))
     cache_dir = tmp_path / "cache"
-    run = RunSettings(model="pinned", cache_dir=str(cache_dir), progress=False, concurrency=2, **settings)
+    run = RunSettings(model="pinned", cache_dir=str(cache_dir), progress=False, concurrency=2, pivot_check=False,
+                      **settings)
     asyncio.run(run_async(run, sentences, backend=backend))
     cache = ReplyCache(cache_dir)
     try:
