@@ -151,6 +151,7 @@ def _header(metrics: dict[str, Any], rows: Sequence[Row], run_dir: Path) -> dict
             ("labels", ", ".join(settings.get("labels") or []) or None), ("shots", settings.get("shots")),
             ("templates", ", ".join(f"{k}: {v}" for k, v in templates.items()) or None),
             ("constrain", settings.get("constrain")),
+            ("scorer", metrics.get("scorer")),   # which rules made the F1 below (absent: conll, before --scorer)
             ("pivot check", None if "pivot_check" not in settings else "on" if settings["pivot_check"] else "off")]
     usage = metrics.get("usage") or {}
     cost = usage.get("cost_usd")
