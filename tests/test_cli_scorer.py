@@ -124,3 +124,7 @@ def test_the_report_names_the_scorer_of_its_headline(capsys, server, data: Path,
     _run(capsys, server, data, out, "--scorer", "string")
     page = build_report(out).read_text(encoding="utf-8")
     assert "scorer" in page and ">string<" in page and "100.0" in page
+    assert "string-match F1" not in page
+    _run(capsys, server, data, out, "--scorer", "both")
+    page = build_report(out).read_text(encoding="utf-8")
+    assert ">both<" in page and "string-match F1" in page
