@@ -16,7 +16,10 @@ from tf_prompt.types import Result
 #: scorer the TransFusion paper used); both: conll headline, string match in `string_match`.
 SCORERS = ("conll", "string", "both")
 
-_NO_SCORES: dict[str, Any] = {"f1": None, "precision": None, "recall": None, "per_type": {}}
+
+def _no_scores() -> dict[str, Any]:
+    """The scores of unlabelled data (a fresh dict each time: callers may fill per_type)."""
+    return {"f1": None, "precision": None, "recall": None, "per_type": {}}
 
 
 def compute_metrics(results: Sequence[Result], labels: Sequence[str], scorer: str = "conll") -> dict[str, Any]:
@@ -63,8 +66,8 @@ def compute_metrics(results: Sequence[Result], labels: Sequence[str], scorer: st
         if scorer == "both":
             metrics["string_match"] = strings
     else:
-        metrics = {**_NO_SCORES, **metrics, "scored_sentences": 0}
+        metrics = {**_no_scores(), **metrics, "scored_sentences": 0}
         if scorer == "both":
-            metrics["string_match"] = {**_NO_SCORES}
+            metrics["string_match"] = _no_scores()
     metrics["scorer"] = scorer
     return metrics
