@@ -286,7 +286,7 @@ async def run_async(settings: RunSettings, sentences: Sequence[Sentence] | None 
 
     def finish(complete: bool, stopped: str | None = None) -> dict[str, Any]:
         usage.wall_seconds = time.perf_counter() - started
-        metrics = compute_metrics(done, schema.names)
+        metrics = compute_metrics(done, schema.names, settings.scorer)
         metrics["complete"] = complete   # every sentence got all its replies
         if stopped:
             metrics["stopped"] = stopped

@@ -26,6 +26,7 @@ from tf_prompt.llm.presets import ModelError
 from tf_prompt.methods import METHODS, STYLES
 from tf_prompt.prompting.constraints import MODES as CONSTRAIN_MODES
 from tf_prompt.runs.summary import format_summary
+from tf_prompt.scoring.metrics import SCORERS
 from tf_prompt.settings import RunSettings
 from tf_prompt.spans.combine import DEFAULT as DEFAULT_COMBINE
 from tf_prompt.spans.combine import RULES as COMBINE_RULES
@@ -75,6 +76,11 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
                    help="answers that can only be well formed: json (the answer's JSON schema, types from the "
                         "labels) or spans (json, and each entity one of the sentence's word n-grams); the "
                         "translation stays free text; not with --style gollie (default: %(default)s)")
+    t.add_argument("--scorer", default="conll", choices=list(SCORERS),
+                   help="the headline scores: conll (seqeval: type and exact token span, as MasakhaNER), string "
+                        "(type and case-insensitive string, each gold mention matched once, as GoLLIE scores "
+                        "the TransFusion paper's figures) or both (conll headline, string match beside it); "
+                        "changes no reply: rerun into the same --out to re-score (default: %(default)s)")
     t.add_argument("--batch-sentences", type=int, default=1, metavar="K",
                    help="K sentences per prompt for every step (json style); lost items fall back to single calls")
     t.add_argument("--translator", default="llm",
@@ -117,6 +123,7 @@ def _settings(args: argparse.Namespace) -> RunSettings:
         model=args.model, base_url=args.base_url, api_key_env=args.api_key_env, method=args.method,
         style=args.style, combine=args.combine, checks=args.checks, n_threads=args.n_threads, n_ctx=args.n_ctx,
         translator=args.translator, constrain=args.constrain, pivot_check=args.pivot_check,
+        scorer=args.scorer,
         annotator=args.annotator, batch_sentences=args.batch_sentences,
         data=args.data, language=args.language, schema=args.schema, labels=labels, shots=args.shots,
         shots_from=args.shots_from, prompts=args.prompts, limit=args.limit, concurrency=args.concurrency,

@@ -37,6 +37,8 @@ class RunSettings(BaseModel):
     # transfusion: skip annotate and fuse when the translation echoes the source or is not English;
     # None: on with a combination rule, off with --combine none (the paper's method), as measured on dev
     pivot_check: bool | None = None
+    # which rules make the headline F1 (scoring/metrics.py); never changes a prompt or a reply
+    scorer: Literal["conll", "string", "both"] = "conll"
     translator: str = "llm"           # llm | file:PATH | mt:DIR
     annotator: str = "llm"            # llm | spacy[:MODEL]
     batch_sentences: int = 1          # K sentences per prompt (every step)

@@ -149,3 +149,57 @@ def test_cells_sharing_a_folder_are_a_config_error(tmp_path: Path) -> None:
     models = 'name = "a"\nlabel = "M"\n[[models]]\nname = "b"\nlabel = "m"'    # differ only in case
     with pytest.raises(SweepError, match="would share the folder"):
         _cells(tmp_path, ["direct"], ["default"], models)
+
+
+# -- --scorer: re-scores a finished cell, never changes a default cell's fingerprint ------------------
+
+KANO = "Kano O\nya O\nje O\nKano B-LOC\n\nAudu B-PER\nya O\nje O\nKano B-LOC\n\n"
+
+
+def test_the_scorer_is_in_the_fingerprint_only_when_not_the_default() -> None:
+    from tf_prompt.experiments.sweep import cell_fingerprint
+
+    plain = cell_fingerprint(RunSettings(method="direct", base_url="http://127.0.0.1:9/v1"))
+    assert "scorer" not in plain   # a cell finished before --scorer existed is not rerun
+    for scorer in ("string", "both"):
+        got = cell_fingerprint(RunSettings(method="direct", base_url="http://127.0.0.1:9/v1", scorer=scorer))
+        assert got == {**plain, "scorer": scorer}
+
+
+def test_a_sweep_with_another_scorer_rescores_its_cells_from_the_cache(tmp_path: Path, capsys) -> None:
+    data = tmp_path / "kano.conll"
+    data.write_text(KANO, encoding="utf-8")
+
+    def config(run: str) -> Path:
+        path = tmp_path / "sweep.toml"
+        path.write_text(f'out = "sweep"\nlabels = {json.dumps(LABELS)}\nmethods = ["direct"]\n'
+                        f'datasets = [{{data = "{data}", language = "hau", name = "kano"}}]\n[[models]]\n'
+                        f'name = "m"\nbase_url = "{srv.base_url}"\n[run]\nmax_retries = 0\n{run}', encoding="utf-8")
+        return path
+
+    with LoopbackServer(oracle_responder(read_conll(data), LABELS)) as srv:
+        assert main_sweep([str(config(""))]) == 0
+        paid = len(srv.requests)
+        first = json.loads((tmp_path / "sweep" / "results.json").read_text())["cells"]
+        assert main_sweep([str(config('scorer = "string"\n'))]) == 0
+        assert len(srv.requests) == paid   # re-scored from the cache
+        again = json.loads((tmp_path / "sweep" / "results.json").read_text())["cells"]
+    capsys.readouterr()
+    assert first[0]["f1"] == pytest.approx(2 / 3) and again[0]["f1"] == 1.0   # the headline of each scorer
+    metrics = json.loads((Path(again[0]["out_dir"]) / "metrics.json").read_text())
+    assert metrics["scorer"] == "string" and again[0]["scorer"] == "string"
+    assert "by string match" in (tmp_path / "sweep" / "results.md").read_text()
+
+
+def test_the_results_table_says_when_its_f1_is_string_match() -> None:
+    from tf_prompt.experiments.sweep.results import format_results
+
+    def row(scorer: str | None) -> dict:
+        r = {"model": "m", "language": "hau", "method": "direct", "prompt": "default", "f1": 0.5, "precision": 0.5,
+             "recall": 0.5, "n": 1, "calls": 1, "cache_hits": 0, "prompt_tokens": 1, "completion_tokens": 1,
+             "cost_usd": None, "wall_seconds": 0.0, "parse_failures": 0}
+        return r if scorer is None else {**r, "scorer": scorer}
+
+    assert "string match" not in format_results([row(None), row("conll"), row("both")], "t")
+    assert "F1, P and R by string match" in format_results([row("string")], "t")
+    assert "compare F1 only between cells of one scorer" in format_results([row("conll"), row("string")], "t")

@@ -2,7 +2,7 @@
 
 A run records its identity: the settings that determine its results (data, limit, method, style,
 model, endpoint, templates, labels, combination, checks, decoding...), not how calls were made
-(concurrency, cache, retries, budget). On start:
+(concurrency, cache, retries, budget) or scored (--scorer). On start:
 
 - a folder with no earlier run (or one that recorded no sentence) is simply used;
 - the same identity continues the earlier run: cached replies make it free, and the earlier
@@ -65,12 +65,17 @@ __all__ = [
     "read_previous",
 ]
 
-#: Settings that change how calls are made or paid for, never a result: a rerun that changes
-#: only these continues the earlier run.
+#: Settings that change how calls are made or paid for, or how the answers are scored, never a
+#: prompt or a reply: a rerun that changes only these continues the earlier run. `scorer` is one:
+#: a rerun with another --scorer answers the same sentences from the reply cache (free), so it
+#: writes its metrics.json over the earlier one, scored the new way, while
+#: predictions.conll and trace.jsonl stay the same. metrics.json names its scorer (`scorer`,
+#: and `settings.scorer`), so a re-scored folder is never mistaken for the earlier scores.
 NOT_IDENTITY = frozenset({
     "out", "overwrite", "concurrency", "cache_dir", "no_cache", "max_retries", "retry_initial", "rpm",
     "tpm", "max_cost", "prices", "progress", "timeout", "api_key_env", "n_threads", "tokenizer",
     "tokenizer_note", "prices_date", "via",
+    "scorer",    # --scorer: which rules make the headline F1; re-scores the same replies
     "data",      # the spec as typed: data_path and data_sha256 say what was read
     "prompts",   # the folder: `templates` holds each step's template name and hash
 })

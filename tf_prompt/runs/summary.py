@@ -20,8 +20,18 @@ class RunSummary:
     kept: str | None = None
 
 
+#: How the summary names each --scorer (scoring/metrics.py SCORERS); a metrics.json written
+#: before --scorer has no `scorer` key and was scored by conll.
+SCORER_NOTES = {
+    "conll": "conll (seqeval: type and exact token span)",
+    "string": "string (type and case-insensitive string, each gold mention matched once, as GoLLIE)",
+    "both": "conll (seqeval: type and exact token span); row string: the string-match micro (as GoLLIE)",
+}
+
+
 def format_summary(metrics: dict[str, Any]) -> str:
-    """A short table for the terminal; scores that cover only part of the set say so first."""
+    """A short table for the terminal; scores that cover only part of the set say so first, and
+    the table says which scorer made it (with --scorer both, the string-match micro follows)."""
     lines = []
     n = metrics["n_sentences"]
     failed = metrics.get("failed_sentences", 0)
@@ -32,12 +42,18 @@ def format_summary(metrics: dict[str, Any]) -> str:
                          f"(rerun the same command to complete the set)")
         elif metrics.get("complete") is False:
             lines.append(f"PARTIAL: the run stopped; scores over the {scored} sentences finished")
+        scorer = metrics.get("scorer", "conll")
+        lines.append(f"scorer: {SCORER_NOTES.get(scorer, scorer)}")
         lines.append(f"{'type':<8}{'P':>8}{'R':>8}{'F1':>8}{'n':>7}")
         for name, v in sorted(metrics.get("per_type", {}).items()):
             lines.append(f"{name:<8}{v['precision']*100:>8.1f}{v['recall']*100:>8.1f}{v['f1']*100:>8.1f}"
                          f"{v['support']:>7}")
         lines.append(f"{'micro':<8}{metrics['precision']*100:>8.1f}{metrics['recall']*100:>8.1f}"
                      f"{metrics['f1']*100:>8.1f}{metrics.get('support', 0):>7}")
+        strings = metrics.get("string_match")
+        if isinstance(strings, dict) and strings.get("f1") is not None:
+            lines.append(f"{'string':<8}{strings['precision']*100:>8.1f}{strings['recall']*100:>8.1f}"
+                         f"{strings['f1']*100:>8.1f}{strings.get('support', 0):>7}")
     counts = (f"sentences {n}{f' ({failed} failed)' if failed else ''}  parse failures {metrics['parse_failures']}  "
               f"hallucinated {metrics['hallucinated']}  unaligned {metrics['unaligned']}")
     lines.append(counts)

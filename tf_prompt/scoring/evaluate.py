@@ -23,7 +23,7 @@ def restrict(tags: Sequence[str], labels: Iterable[str]) -> list[str]:
     return [t if t == "O" or t.split("-", 1)[-1] in keep else "O" for t in tags]
 
 
-def _prf(tp: int, predicted: int, true: int) -> tuple[float, float, float]:
+def prf(tp: int, predicted: int, true: int) -> tuple[float, float, float]:
     """Precision, recall and F1 as seqeval computes them with zero_division=0 (same float
     operations, so the figures are bit-identical to its classification_report)."""
     p = tp / predicted if predicted else 0.0
@@ -92,8 +92,8 @@ def score(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]) -> 
     for name in sorted(set(true_by_type) | set(pred_by_type)):
         t, p_ = true_by_type.get(name, set()), pred_by_type.get(name, set())
         tp = len(t & p_)
-        precision, recall, f1 = _prf(tp, len(p_), len(t))
+        precision, recall, f1 = prf(tp, len(p_), len(t))
         per_type[name] = {"precision": precision, "recall": recall, "f1": f1, "support": len(t)}
         tp_all, pred_all, true_all = tp_all + tp, pred_all + len(p_), true_all + len(t)
-    precision, recall, f1 = _prf(tp_all, pred_all, true_all)
+    precision, recall, f1 = prf(tp_all, pred_all, true_all)
     return {"precision": precision, "recall": recall, "f1": f1, "per_type": per_type, "support": true_all}

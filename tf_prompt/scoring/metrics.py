@@ -1,4 +1,5 @@
-"""A run's metrics: its scores (evaluate.py) and the pipeline's counts of what went wrong."""
+"""A run's metrics: its scores (evaluate.py, string_match.py) and the pipeline's counts of what
+went wrong."""
 
 from __future__ import annotations
 
@@ -6,16 +7,33 @@ from collections.abc import Sequence
 from typing import Any
 
 from tf_prompt.scoring.evaluate import restrict, score
+from tf_prompt.scoring.string_match import score_strings
 from tf_prompt.types import Result
 
+#: --scorer choices: which figures are the headline f1/precision/recall/per_type/support.
+#: conll: seqeval entity spans (type and exact token boundaries, as the MasakhaNER papers);
+#: string: type and case-insensitive string, each gold mention matched once (as GoLLIE, whose
+#: scorer the TransFusion paper used); both: conll headline, string match in `string_match`.
+SCORERS = ("conll", "string", "both")
 
-def compute_metrics(results: Sequence[Result], labels: Sequence[str]) -> dict[str, Any]:
+
+def _no_scores() -> dict[str, Any]:
+    """The scores of unlabelled data (a fresh dict each time: callers may fill per_type)."""
+    return {"f1": None, "precision": None, "recall": None, "per_type": {}}
+
+
+def compute_metrics(results: Sequence[Result], labels: Sequence[str], scorer: str = "conll") -> dict[str, Any]:
     """Scores (if the data is labelled) and the pipeline's counts of what went wrong.
+
+    `scorer` (SCORERS) picks the headline scores; metrics["scorer"] records it, so a metrics.json
+    always says which rules made its f1.
 
     A sentence whose call failed after all retries has no answer, not an empty one: it is left
     out of the scores instead of counting its entities as missed. `scored_sentences` says how
     many sentences the scores cover (fewer than `n_sentences` when some failed).
     """
+    if scorer not in SCORERS:
+        raise ValueError(f"unknown scorer {scorer!r}; choose from {', '.join(SCORERS)}")
     traces = [r.trace for r in results]
     metrics: dict[str, Any] = {
         "n_sentences": len(results),
@@ -38,9 +56,18 @@ def compute_metrics(results: Sequence[Result], labels: Sequence[str]) -> dict[st
     labelled = [r for r in answered if r.sentence.tags is not None]
     if labelled and len(labelled) == len(answered):
         gold = [restrict(r.sentence.tags or [], labels) for r in answered]
-        scores = score(gold, [r.tags for r in answered])
+        predicted = [r.tags for r in answered]
+        strings: dict[str, Any] | None = None
+        if scorer != "conll":   # predictions are tagged on the sentence's own tokens
+            tokens = [r.sentence.tokens for r in answered]
+            strings = score_strings(gold, tokens, predicted, tokens)
+        scores = strings if scorer == "string" and strings is not None else score(gold, predicted)
         metrics = {**scores, **metrics, "scored_sentences": len(answered)}
+        if scorer == "both":
+            metrics["string_match"] = strings
     else:
-        metrics = {"f1": None, "precision": None, "recall": None, "per_type": {}, **metrics,
-                   "scored_sentences": 0}
+        metrics = {**_no_scores(), **metrics, "scored_sentences": 0}
+        if scorer == "both":
+            metrics["string_match"] = _no_scores()
+    metrics["scorer"] = scorer
     return metrics

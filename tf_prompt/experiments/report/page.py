@@ -151,6 +151,7 @@ def _header(metrics: dict[str, Any], rows: Sequence[Row], run_dir: Path) -> dict
             ("labels", ", ".join(settings.get("labels") or []) or None), ("shots", settings.get("shots")),
             ("templates", ", ".join(f"{k}: {v}" for k, v in templates.items()) or None),
             ("constrain", settings.get("constrain")),
+            ("scorer", metrics.get("scorer")),   # which rules made the F1 below (absent: conll, before --scorer)
             ("pivot check", None if "pivot_check" not in settings else "on" if settings["pivot_check"] else "off")]
     usage = metrics.get("usage") or {}
     cost = usage.get("cost_usd")
@@ -161,6 +162,9 @@ def _header(metrics: dict[str, Any], rows: Sequence[Row], run_dir: Path) -> dict
              ("hallucinated", metrics.get("hallucinated", sum(len(r.trace.get("hallucinated") or []) for r in rows))),
              ("unaligned", metrics.get("unaligned", sum(len(r.trace.get("unaligned") or []) for r in rows))),
              ("failed sentences", metrics.get("failed_sentences", sum(1 for r in rows if r.trace.get("failed"))))]
+    strings = metrics.get("string_match")   # --scorer both: the paper's figure beside the headline
+    if isinstance(strings, dict) and strings.get("f1") is not None:
+        cards.insert(3, ("string-match F1", _pct(strings.get("f1"))))
     if settings.get("pivot_check"):
         cards.append(("pivot skipped", metrics.get("pivot_skipped",
                                                    sum(1 for r in rows if r.trace.get("pivot_skipped")))))

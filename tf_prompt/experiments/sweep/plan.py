@@ -88,6 +88,11 @@ def cell_fingerprint(settings: RunSettings) -> dict[str, Any]:
     fields = settings.model_dump(exclude=_NOT_IN_HASH, by_alias=True)
     if fields.get("constrain") == "none":   # added later: cells finished before it keep their fingerprint
         del fields["constrain"]
+    # the scorer changes no reply but the cell's scores: another scorer reruns the cell, which the
+    # cache makes free and its run folder takes as the same run (rundir.NOT_IDENTITY), re-scoring
+    # it; added later, so cells scored with the default keep their fingerprint
+    if fields.get("scorer") == "conll":
+        del fields["scorer"]
     # what the cell does: only a method that pivots checks its translations; added later, so a
     # cell that never checks keeps the fingerprint it had before
     if settings.pivot_check_on():

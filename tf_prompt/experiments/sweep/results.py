@@ -31,7 +31,9 @@ def cell_row(cell: Cell, metrics: dict[str, Any]) -> dict[str, Any]:
             "prompt_tokens": u.get("prompt_tokens", 0), "completion_tokens": u.get("completion_tokens", 0),
             "cost_usd": u.get("cost_usd"), "wall_seconds": u.get("wall_seconds", 0.0),
             "parse_failures": metrics.get("parse_failures", 0), "complete": bool(metrics.get("complete")),
-            "dataset": cell.dataset, "out_dir": str(cell.out_dir)}
+            "dataset": cell.dataset, "out_dir": str(cell.out_dir),
+            # which rules made f1/precision/recall (--scorer; a cell from before it: conll)
+            "scorer": metrics.get("scorer", "conll")}
 
 
 def _mean(values: Sequence[float | None]) -> float | None:
@@ -104,9 +106,24 @@ def format_results(rows: Sequence[dict[str, Any]], title: str, notes: Sequence[s
                             [[g["model"], g["prompt"], g["language"] if g["language"] != "avg" else "**avg**",
                               pct(g["direct_f1"]), pct(g["transfusion_f1"]),
                               f"{100 * g['gain']:+.1f}"] for g in gs], 3)]
+    notes = [*notes, *_scorer_notes(rows)]
     if notes:
         parts += [""] + [f"- {n}" for n in notes]
     return "\n".join(parts) + "\n"
+
+
+def _scorer_notes(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """A note naming the scorer when the F1 is not the default conll one (--scorer string), so a
+    table of string-match figures is not read as seqeval's; nothing for a sweep scored as before
+    (`both` keeps conll as the headline)."""
+    headline = {"string" if r.get("scorer") == "string" else "conll" for r in rows}
+    if headline == {"string"}:
+        return [("F1, P and R by string match (--scorer string): type and case-insensitive string, each gold "
+                 "mention matched once, as GoLLIE scores the TransFusion paper's figures")]
+    if len(headline) > 1:
+        return [("some cells' F1 is by string match (--scorer string), the others' by conll: compare F1 "
+                 "only between cells of one scorer (results.json: scorer)")]
+    return []
 
 
 def write_results(out: Path, rows: Sequence[dict[str, Any]], title: str, notes: Sequence[str] = (),
