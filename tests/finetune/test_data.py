@@ -67,6 +67,7 @@ def test_transfusion_llm_translator_prompts_are_the_run_prompts_and_answers_read
     examples = _all_examples(out)
     # every step the model answers at inference (default combination rule: direct too), each sentence
     assert summary["by_step"].keys() == {"translate", "annotate", "direct", "fuse"}
+    assert summary["templates"]["fuse"].startswith("fuse.v") and "@" in summary["templates"]["fuse"]
     assert len(examples) == 4 * len(SENTENCES) and not summary["skipped"]
     assert summary["teacher_usage"]["calls"] == 2 * len(SENTENCES)   # translate + annotate, not fuse/direct
     # the prompts a real run sends, as the server received them
@@ -190,3 +191,50 @@ def test_bad_input_is_one_line(server, tmp_path, capsys) -> None:
     assert main([*base, "--data", str(bad)]) == 2
     assert f"{bad}:4" in _one_error_line(capsys)
     assert not server.requests and not (tmp_path / "o").exists()
+
+
+def test_a_rejected_translation_gives_a_direct_example_and_no_translate_one(server, tmp_path) -> None:
+    """The oracle echoes the source as its 'translation': the pivot check turns it down, so at
+    inference the sentence is answered by direct (no fuse), and nothing teaches the echo."""
+    server.responder = oracle_responder(SENTENCES, LABELS, translation=lambda s: s.text)
+    out = tmp_path / "echo"
+    assert main(["finetune-data", "--model", "gpt-4o-mini", "--base-url", server.base_url, "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert summary["pivot_rejected"] == len(SENTENCES)
+    assert set(summary["by_step"]) == {"direct"}
+    for ex in _all_examples(out):
+        user = ex["messages"][-2]["content"]
+        assert _read_back(ex["messages"][-1]["content"], user, "json")[1] == _pairs(
+            gold_mentions(_source_of(user), LABELS))
+
+
+def test_an_unreadable_translation_skips_its_sentence_and_says_so(server, tmp_path) -> None:
+    oracle = oracle_responder(SENTENCES, LABELS)
+    first = SENTENCES[0].text
+
+    def responder(body: dict[str, Any]) -> str:
+        user = body["messages"][-1]["content"]
+        return "" if "Translate" in user and first in user else oracle(body)
+
+    server.responder = responder
+    out = tmp_path / "skip"
+    assert main(["finetune-data", "--model", "gpt-4o-mini", "--base-url", server.base_url, "--out", str(out),
+                 "--method", "transfusion-1call"]) == 0
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert [s["index"] for s in summary["skipped"]] == [SENTENCES[0].index]
+    assert summary["by_step"]["tf1"]["train"] + summary["by_step"]["tf1"]["validation"] == len(SENTENCES) - 1
+    assert all(first not in ex["messages"][-2]["content"] for ex in _all_examples(out))
+
+
+def test_teacher_calls_are_cached_and_budgeted(server, tmp_path, capsys) -> None:
+    out, summary = _make(server, tmp_path, name="first")
+    assert summary["teacher_usage"]["calls"] == 2 * len(SENTENCES)
+    server.requests.clear()
+    again, summary2 = _make(server, tmp_path, name="second")
+    assert not server.requests and summary2["teacher_usage"]["cache_hits"] == 2 * len(SENTENCES)
+    assert (again / "train.jsonl").read_bytes() == (out / "train.jsonl").read_bytes()
+    capsys.readouterr()
+    code = main(["finetune-data", "--model", "gpt-4o-mini", "--base-url", server.base_url, "--no-cache",
+                 "--max-cost", "0.0000001", "--out", str(tmp_path / "poor")])
+    assert code == 1 and "budget" in _one_error_line(capsys).lower()
+    assert not (tmp_path / "poor").exists()

@@ -82,7 +82,7 @@ class Example:
 
     index: int
     step: str
-    template: str
+    template: str          # the template's identity (file @ digest), as a run's metrics.json records it
     messages: list[dict[str, str]]
     answer: str
 
@@ -214,7 +214,7 @@ async def sentence_examples(pipeline: Pipeline, sentence: Sentence) -> SentenceO
         return SentenceOutcome(sentence, skipped="the gold answer does not read back as the gold entities")
     rejected = trace.pivot_skipped is not None
     order: dict[str, int] = {step.name: i for i, step in enumerate(pipeline.method.steps)}
-    examples = [Example(sentence.index, step, prompt.template, prompt.messages, answer_text)
+    examples = [Example(sentence.index, step, prompt.identity, prompt.messages, answer_text)
                 for step, prompt, answer_text in sorted(recorder.asked, key=lambda a: order.get(a[0], len(order)))
                 if not (rejected and step == "translate")]
     return SentenceOutcome(sentence, examples, pivot_rejected=rejected)
@@ -288,6 +288,7 @@ def write_examples(out: Path, outcomes: Sequence[SentenceOutcome], *, fmt: str, 
     lines: dict[str, list[str]] = {s: [] for s in SPLITS}
     counts = {s: {"sentences": 0, "examples": 0, "tokens": 0} for s in SPLITS}
     by_step: dict[str, dict[str, int]] = {}
+    templates: dict[str, str] = {}
     for outcome in sorted(outcomes, key=lambda o: o.sentence.index):
         if outcome.skipped:
             continue
@@ -298,11 +299,12 @@ def write_examples(out: Path, outcomes: Sequence[SentenceOutcome], *, fmt: str, 
             counts[split]["examples"] += 1
             counts[split]["tokens"] += tokenizer.count_messages(ex.conversation())
             by_step.setdefault(ex.step, dict.fromkeys(SPLITS, 0))[split] += 1
+            templates.setdefault(ex.step, ex.template)
     price = prices.lookup(train_model)
     per_epoch = prices.training_cost(train_model, counts["train"]["tokens"])
     summary: dict[str, Any] = {
         **extra, "format": fmt, "files": FILES, "validation_share": validation_share,
-        "n_sentences": len(outcomes), "split": counts, "by_step": by_step,
+        "n_sentences": len(outcomes), "split": counts, "by_step": by_step, "templates": templates,
         "skipped": [{"index": o.sentence.index, "reason": o.skipped} for o in outcomes if o.skipped],
         "pivot_rejected": sum(1 for o in outcomes if o.pivot_rejected),
         "train_model": train_model, "tokenizer": tokenizer.name, "tokenizer_note": tokenizer.note,
