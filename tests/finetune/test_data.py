@@ -238,3 +238,39 @@ def test_teacher_calls_are_cached_and_budgeted(server, tmp_path, capsys) -> None
                  "--max-cost", "0.0000001", "--out", str(tmp_path / "poor")])
     assert code == 1 and "budget" in _one_error_line(capsys).lower()
     assert not (tmp_path / "poor").exists()
+
+
+def test_a_component_annotator_gives_no_annotate_example_and_its_entities_reach_the_fuse_prompt(server) -> None:
+    """--annotator spacy's path, with a stand-in component (no spaCy model needed): the model is
+    not asked to annotate at inference, so no annotate example; the component's entities are
+    the fuse prompt's English entities."""
+    import asyncio
+
+    from tf_prompt.api import build_pipeline, make_client
+    from tf_prompt.finetune.data import sentence_examples
+    from tf_prompt.settings import RunSettings
+    from tf_prompt.types import Mention
+
+    class Annotator:
+        async def annotate(self, english: str, sentence: Any, trace: Any) -> list[Mention]:
+            return [Mention("Zanzibar", "LOC")]
+
+    server.responder = oracle_responder(SENTENCES, LABELS)
+    settings = RunSettings(model="gpt-4o-mini", base_url=server.base_url, method="transfusion", combine="none",
+                           no_cache=True)
+
+    async def go() -> Any:
+        client = make_client(settings)
+        try:
+            pipeline = build_pipeline(settings, client, SENTENCES[:1], 1)
+            pipeline.annotator = Annotator()
+            return await sentence_examples(pipeline, SENTENCES[0])
+        finally:
+            await client.aclose()
+
+    outcome = asyncio.run(go())
+    assert [ex.step for ex in outcome.examples] == ["translate", "fuse"]
+    fuse = outcome.examples[1]
+    assert '"Zanzibar"' in fuse.messages[-1]["content"]
+    assert _read_back(fuse.answer, "", "json")[1] == _pairs(gold_mentions(SENTENCES[0], LABELS))
+    assert len(server.requests) == 1   # the translation only
