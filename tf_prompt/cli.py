@@ -261,6 +261,12 @@ def build_parser() -> argparse.ArgumentParser:
     ft = sub.add_parser("finetune-data", help="supervised fine-tuning examples from labelled data, rendered with "
                                               "the prompts a run sends")
     _add_run_args(ft)
+    for action in ft._actions:   # the run options that mean something else, or nothing, here
+        if action.dest == "out":
+            action.help = ("output directory for train.jsonl, validation.jsonl and summary.json, replaced if "
+                           "present (default: finetune/<data>-<method>-<style>)")
+        elif action.dest in ("overwrite", "progress", "batch_sentences"):
+            action.help = argparse.SUPPRESS
     ft.add_argument("--format", default="openai", choices=["openai", "hf", "hf-prompt"],
                     help="openai: chat fine-tuning JSONL (default); hf: {messages} JSONL; "
                          "hf-prompt: {prompt, completion} JSONL")
