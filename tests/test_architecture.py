@@ -27,7 +27,7 @@ PACKAGE_DIR = Path(tf_prompt.__file__).resolve().parent
 ALLOWED: dict[tuple[str, str], str] = {}
 
 #: Everything above the NER core: orchestration, models, the command line.
-UPPER = ("llm", "backends", "methods", "prompting", "components", "runs", "experiments", "cli", "api",
+UPPER = ("llm", "backends", "methods", "prompting", "components", "runs", "experiments", "finetune", "cli", "api",
          "batch_api", "settings", "testing")
 #: What a model backend must not know about: it only sends chat messages to a model.
 NER = ("data", "parsing", "spans", "methods", "prompting", "scoring")

@@ -195,6 +195,33 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_finetune_data(args: argparse.Namespace) -> int:
+    from tf_prompt.finetune.data import finetune_data_async
+
+    if args.out is None:
+        stem = (args.data or "sample").replace(":", "-").replace("/", "_").strip("._") or "data"
+        args.out = f"finetune/{stem}-{args.method}-{args.style}"
+    settings = _settings(args)
+    summary = asyncio.run(finetune_data_async(settings, fmt=args.format, validation_share=args.validation_share,
+                                              train_model=args.train_model, epochs=args.epochs))
+    for split in ("train", "validation"):
+        c = summary["split"][split]
+        print(f"{split:<11}{c['sentences']:>6} sentences{c['examples']:>7} examples{c['tokens']:>10} tokens")
+    print("examples per step: " + ", ".join(f"{step} {sum(n.values())}" for step, n in summary["by_step"].items()))
+    cost = summary["training_cost_usd"]
+    price = (f"${money(cost)} for {summary['epochs']} epochs (${money(summary['training_cost_usd_per_epoch'])} "
+             f"an epoch, training prices of {summary['prices_date']})" if cost is not None
+             else f"unknown: no training price for {summary['train_model']} in the price table")
+    print(f"fine-tuning {summary['train_model']} (tokenizer {summary['tokenizer']}): {price}")
+    if summary["tokenizer_note"]:
+        print(f"note: {summary['tokenizer_note']}")
+    if summary["skipped"]:
+        print(f"tf-prompt: {len(summary['skipped'])} sentence(s) skipped (see 'skipped' in summary.json)",
+              file=sys.stderr)
+    print(f"outputs: {settings.out}")
+    return 0
+
+
 def cmd_cache(args: argparse.Namespace) -> int:
     from tf_prompt.llm.cache import ReplyCache
 
@@ -238,6 +265,25 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_args(est)
     est.add_argument("--json", action="store_true", help="print one JSON object")
     est.set_defaults(func=cmd_estimate)
+    ft = sub.add_parser("finetune-data", help="supervised fine-tuning examples from labelled data, rendered with "
+                                              "the prompts a run sends")
+    _add_run_args(ft)
+    for action in ft._actions:   # the run options that mean something else, or nothing, here
+        if action.dest == "out":
+            action.help = ("output directory for train.jsonl, validation.jsonl and summary.json, replaced if "
+                           "present (default: finetune/<data>-<method>-<style>)")
+        elif action.dest in ("overwrite", "progress", "batch_sentences"):
+            action.help = argparse.SUPPRESS
+    ft.add_argument("--format", default="openai", choices=["openai", "hf", "hf-prompt"],
+                    help="openai: chat fine-tuning JSONL (default); hf: {messages} JSONL; "
+                         "hf-prompt: {prompt, completion} JSONL")
+    ft.add_argument("--validation-share", type=float, default=0.1, metavar="P",
+                    help="share of sentences in validation.jsonl, chosen by a hash of the sentence text "
+                         "(default: %(default)s)")
+    ft.add_argument("--train-model", help="the model to be fine-tuned: its tokenizer and training price "
+                                          "(default: --model)")
+    ft.add_argument("--epochs", type=int, default=3, help="epochs for the $ estimate (default: %(default)s)")
+    ft.set_defaults(func=cmd_finetune_data)
     cache = sub.add_parser("cache", help="inspect or clear the reply cache")
     cache.add_argument("action", choices=["stats", "clear"])
     cache.add_argument("--cache-dir", help="default: $TF_PROMPT_CACHE or ~/.cache/tf-prompt")

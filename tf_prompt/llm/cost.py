@@ -240,7 +240,7 @@ def tokenizer_for(model: str) -> Tokenizer:
 # Prices
 # ---------------------------------------------------------------------------
 
-_PRICE_FIELDS = ("input", "output", "batch_input", "batch_output")
+_PRICE_FIELDS = ("input", "output", "batch_input", "batch_output", "training")
 _REQUIRED_PRICE_FIELDS = ("input", "output")
 _CURRENCY = "USD"
 _UNIT = "per 1M tokens"
@@ -255,12 +255,17 @@ class PriceError(ValueError):
 
 @dataclass(frozen=True)
 class Price:
-    """USD per 1M tokens; batch prices are None when the model has no Batch API price."""
+    """USD per 1M tokens; batch prices are None when the model has no Batch API price.
+
+    `training` is the fine-tuning price per 1M training tokens (each epoch bills the file again),
+    None where it is not known: `finetune-data` then says the cost is unknown instead of guessing.
+    """
 
     input: float
     output: float
     batch_input: float | None = None
     batch_output: float | None = None
+    training: float | None = None
 
 
 def _number(value: Any, where: str, *, optional: bool) -> float | None:
@@ -390,3 +395,11 @@ class PriceTable:
             rate_in = price.batch_input if price.batch_input is not None else rate_in
             rate_out = price.batch_output if price.batch_output is not None else rate_out
         return (prompt_tokens * rate_in + completion_tokens * rate_out) / _PER_UNIT
+
+    def training_cost(self, model: str, tokens: int) -> float | None:
+        """USD to fine-tune `model` on `tokens` training tokens (one epoch); None when the table
+        has no training price for it."""
+        price = self.lookup(model)
+        if price is None or price.training is None:
+            return None
+        return tokens * price.training / _PER_UNIT

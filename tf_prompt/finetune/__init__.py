@@ -1,0 +1,1 @@
+"""Supervised fine-tuning data rendered with the prompts the pipeline sends at inference."""
