@@ -5,7 +5,7 @@ Hausa sentences), or answers in another language than English. Annotating such a
 and fusing it with the source pays two calls for nothing: transfusion then answers with the
 direct view of the sentence instead (methods/transfusion.py), and says why in the trace.
 
-Three cheap tests on the words (casefolded runs of letters and digits):
+Three cheap tests on the words (decomposed, casefolded, without combining marks: `words`):
 - **echo**: most of the translation's words are words of the source (ECHO_SHARE). Names are
   kept in a real translation, but its function words are English ones the source lacks; an
   English translation of a sentence in Nigerian Pidgin can share more than half its words with
@@ -63,7 +63,7 @@ _WORD = re.compile(r"\w+")
 
 
 def words(text: str) -> list[str]:
-    """The words of `text`, compared as the aligner compares names (spans/align.py): decomposed,
+    """The words of `text`, folded like the aligner folds names (spans/align.py): decomposed,
     casefolded, without combining marks, punctuation dropped. MasakhaNER's Yoruba is mostly not
     in NFC and a model may answer in NFC or without tone marks: the same word must compare equal
     in every form, and a mark must not cut a word in two."""
@@ -73,7 +73,7 @@ def words(text: str) -> list[str]:
 
 def pivot_problem(source: str, translation: str) -> str | None:
     """Why `translation` is no English pivot for `source` (one short phrase for the trace), or
-    None when it passes both tests."""
+    None when it passes the three tests."""
     said = words(translation)
     if not said:
         return "the translation has no words"

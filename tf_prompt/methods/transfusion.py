@@ -9,7 +9,8 @@ With a combination rule (--combine, spans/combine.py) the fused answer is one of
 the sentence, with the direct answer and the projection of the English entities; the rule makes
 the final answer from them.
 
-With --pivot-check (the default) a translation that echoes the source or is not English
+With the pivot check (the default with a combination rule, --pivot-check otherwise) a
+translation that echoes or copies the source, is not English or cannot be read
 (methods/pivot_check.py, no model call) is not pivoted through: annotate and fuse are not asked,
 and the answer is the direct view of the sentence (asked anyway with a combination rule, asked
 instead of them without one). The trace says why (`pivot_skipped`); metrics.json counts them.
