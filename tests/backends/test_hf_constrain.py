@@ -36,7 +36,8 @@ from constrain_helpers import (  # noqa: E402
     with_changes,
     word_ngrams,
 )
-from test_hf import CHAT_TEMPLATE, MESSAGES, build_tokenizer, save_model  # noqa: E402
+from hf_tiny import CHAT_TEMPLATE, build_tokenizer, save_model  # noqa: E402
+from test_hf import MESSAGES  # noqa: E402
 from tf_prompt.backends.base import BackendError  # noqa: E402
 from tf_prompt.backends.hf import HFBackend  # noqa: E402
 from tf_prompt.data.conll import read_conll  # noqa: E402

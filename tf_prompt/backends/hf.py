@@ -66,6 +66,34 @@ def raw_prompt(messages: list[dict[str, str]]) -> str:
     return "\n\n".join(parts)
 
 
+def chat_messages(tokenizer: Any, messages: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The messages as the model's chat template takes them.
+
+    Some templates (Gemma's, Mistral's older ones) reject a system message; it is then folded
+    into the first user message, which is what those models were trained to expect. Shared with
+    the LoRA trainer (tf_prompt/finetune/lora.py) so a tuned model is trained on exactly the
+    prompts it is later asked.
+    """
+    from jinja2.exceptions import TemplateError
+    try:
+        tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return messages
+    except TemplateError:
+        if not messages or messages[0].get("role") != "system" or len(messages) < 2:
+            raise
+        system, first, *rest = messages
+        return [{**first, "content": f"{system['content']}\n\n{first.get('content') or ''}"}, *rest]
+
+
+def encode_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> tuple[Any, bool]:
+    """Input tensors for `messages`, and whether the raw transcript (not a chat template) was
+    used: models without a chat template get `raw_prompt`."""
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(chat_messages(tokenizer, messages), add_generation_prompt=True,
+                                             return_tensors="pt", return_dict=True), False
+    return tokenizer(raw_prompt(messages), return_tensors="pt"), True
+
+
 def _truncate_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
     """`text` up to the earliest stop string, and whether one was found."""
     cut = min((i for i in (text.find(s) for s in stops if s) if i >= 0), default=-1)
@@ -335,24 +363,7 @@ class HFBackend(Backend):
     # -- generation -------------------------------------------------------------------------
 
     def _encode(self, tokenizer: Any, messages: list[dict[str, str]]) -> tuple[Any, bool]:
-        """Input tensors, and whether the raw transcript (not a chat template) was used.
-
-        Some templates (Gemma's, Mistral's older ones) reject a system message; it is then
-        folded into the first user message, which is what those models were trained to expect.
-        """
-        if getattr(tokenizer, "chat_template", None):
-            from jinja2.exceptions import TemplateError
-            try:
-                return tokenizer.apply_chat_template(messages, add_generation_prompt=True,
-                                                     return_tensors="pt", return_dict=True), False
-            except TemplateError:
-                if not messages or messages[0].get("role") != "system" or len(messages) < 2:
-                    raise
-                system, first, *rest = messages
-                merged = {**first, "content": f"{system['content']}\n\n{first.get('content') or ''}"}
-                return tokenizer.apply_chat_template([merged, *rest], add_generation_prompt=True,
-                                                     return_tensors="pt", return_dict=True), False
-        return tokenizer(raw_prompt(messages), return_tensors="pt"), True
+        return encode_prompt(tokenizer, messages)
 
     def _generate(self, messages: list[dict[str, str]], params: dict[str, Any]) -> Completion:
         """One blocking generation (runs in a worker thread)."""

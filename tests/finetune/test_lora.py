@@ -1,0 +1,229 @@
+"""LoRA fine-tuning (`tf-prompt finetune --provider hf`) on a tiny random model built here.
+
+The model knows nothing at first; a test passes only if training made it write the answers it was
+trained on, through the same hf backend a run uses (`--model hf:DIR`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+from conftest import require, require_module
+
+torch = require_module("torch")
+require_module("transformers")
+require_module("tokenizers")
+require_module("peft")
+
+from hf_tiny import CHAT_TEMPLATE, build_tokenizer, save_model  # noqa: E402
+from tf_prompt.backends.hf import HFBackend  # noqa: E402
+from tf_prompt.finetune import lora  # noqa: E402
+from tf_prompt.finetune.lora import LoraError, LoraSettings, finetune_hf  # noqa: E402
+from tf_prompt.types import DataError  # noqa: E402
+
+ANSWER = '{"entities": [{"text": "Kano", "type": "LOC"}]}'
+SENTENCES = ["Shehu Gusau ya isa Kano ranar Litinin.", "Rais Samia Suluhu Hassan alizungumza jijini Dodoma.",
+             "Translate the sentence into English.", "PER ORG LOC DATE: persons and dates."]
+
+
+def conversation(sentence: str, answer: str = ANSWER) -> list[dict[str, str]]:
+    return [{"role": "system", "content": "You find named entities."},
+            {"role": "user", "content": sentence},
+            {"role": "assistant", "content": answer}]
+
+
+def write_data(folder: Path, fmt: str = "messages", answer: str = ANSWER) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for s in SENTENCES:
+        conv = conversation(s, answer)
+        record = {"messages": conv} if fmt == "messages" else {"prompt": conv[:-1], "completion": conv[-1:]}
+        lines.append(json.dumps(record))
+    (folder / "train.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (folder / "validation.jsonl").write_text(lines[0] + "\n", encoding="utf-8")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def bases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("lora-base")
+    return {"chat": save_model(root / "chat", build_tokenizer(CHAT_TEMPLATE), seed=1),
+            "raw": save_model(root / "raw", build_tokenizer(None), seed=1)}
+
+
+def reply(model_dir: Path, sentence: str) -> str:
+    backend = HFBackend(model=str(model_dir))
+    messages = conversation(sentence)[:-1]
+    return asyncio.run(backend.complete(messages, {"temperature": 0.0, "max_tokens": 40})).text
+
+
+def settings(data: Path, base: Path, out: Path, **kw: object) -> LoraSettings:
+    values: dict = {"epochs": 100.0, "max_steps": 80, "learning_rate": 1e-2, "rank": 8, "alpha": 16,
+                    "dropout": 0.0, "grad_accum": 1, "save_every": 10, "progress": False}
+    values.update(kw)
+    return LoraSettings(data=str(data), base=f"hf:{base}", out=str(out), **values)
+
+
+@pytest.mark.parametrize("kind", ["chat", "raw"])
+def test_training_teaches_the_answer_the_hf_backend_then_gives(bases: dict[str, Path], tmp_path: Path,
+                                                                 kind: str) -> None:
+    base = bases[kind]
+    assert reply(base, SENTENCES[0]) != ANSWER     # the random model does not know it
+    data = write_data(tmp_path / "data", fmt="messages" if kind == "chat" else "prompt")
+    summary = finetune_hf(settings(data, base, tmp_path / "tuned"))
+    assert reply(tmp_path / "tuned", SENTENCES[0]) == ANSWER
+    assert reply(tmp_path / "tuned", SENTENCES[1]) == ANSWER
+    assert summary["steps"] == 80 and summary["examples"] == 4
+    # The tiny model's logits stay flat (frozen 32-wide head): the loss falls little, the argmax is what moved.
+    assert summary["train_loss_last"] < summary["train_loss_first"]
+    assert summary["validation_loss_after"] < summary["validation_loss_before"]
+    written = json.loads((tmp_path / "tuned" / "training.json").read_text())
+    assert written["model"] == f"hf:{tmp_path / 'tuned'}"
+    assert (tmp_path / "tuned" / "adapter" / "adapter_config.json").is_file()
+    assert not (tmp_path / "tuned" / "checkpoint").exists()
+
+
+def test_the_prompt_tokens_are_those_the_backend_sends(bases: dict[str, Path]) -> None:
+    """Training on other prompt tokens than inference sends would teach the wrong thing."""
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(bases["chat"])
+    conv = conversation(SENTENCES[1])
+    prompt_ids, answer_ids = lora.encode_example(tok, conv, [tok.eos_token_id])
+    backend = HFBackend(model=str(bases["chat"]))
+    sent, raw = backend._encode(tok, conv[:-1])
+    assert not raw and prompt_ids == sent["input_ids"][0].tolist()
+    # the answer, the end of the turn, and the token generation stops at
+    assert tok.decode(answer_ids) == ANSWER + "<|end|><eos>"
+    assert lora.encode_example(tok, conv, [tok.convert_tokens_to_ids("<|end|>")])[1] == answer_ids[:-1]
+
+
+def test_a_killed_run_continues_to_the_same_weights(bases: dict[str, Path], tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    data = write_data(tmp_path / "data")
+    straight = finetune_hf(settings(data, bases["chat"], tmp_path / "straight", max_steps=25))
+
+    real_loss, calls = lora._loss, {"n": 0}
+
+    def dies_at_step_17(*args: object) -> object:
+        calls["n"] += 1
+        if calls["n"] == 17 + 1:   # + 1: the validation loss before training
+            raise KeyboardInterrupt
+        return real_loss(*args)
+
+    monkeypatch.setattr(lora, "_loss", dies_at_step_17)
+    with pytest.raises(KeyboardInterrupt):
+        finetune_hf(settings(data, bases["chat"], tmp_path / "resumed", max_steps=25))
+    state = json.loads((tmp_path / "resumed" / "checkpoint" / "state.json").read_text())
+    assert state["step"] == 10 and not (tmp_path / "resumed" / "training.json").exists()
+    monkeypatch.setattr(lora, "_loss", real_loss)
+    resumed = finetune_hf(settings(data, bases["chat"], tmp_path / "resumed", max_steps=25))
+    assert resumed["steps"] == 25
+    assert resumed["train_loss_history"] == straight["train_loss_history"]
+    from safetensors.torch import load_file
+    a = load_file(tmp_path / "straight" / "model.safetensors")
+    b = load_file(tmp_path / "resumed" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_finished_folder_is_kept_and_other_settings_are_refused(bases: dict[str, Path], tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    data = write_data(tmp_path / "data")
+    out = tmp_path / "tuned"
+    first = finetune_hf(settings(data, bases["chat"], out, max_steps=5))
+    mtime = (out / "model.safetensors").stat().st_mtime_ns
+
+    def no_training(*args: object) -> object:
+        raise AssertionError("a finished folder was trained again")
+
+    monkeypatch.setattr(lora, "_loss", no_training)
+    again = finetune_hf(settings(data, bases["chat"], out, max_steps=5))
+    assert again["fingerprint"] == first["fingerprint"]
+    assert (out / "model.safetensors").stat().st_mtime_ns == mtime
+    with pytest.raises(LoraError, match=r"other data or settings.*--restart"):
+        finetune_hf(settings(data, bases["chat"], out, max_steps=5, learning_rate=1e-3))
+    write_data(data, answer='{"entities": []}')
+    with pytest.raises(LoraError, match="other data or settings"):
+        finetune_hf(settings(data, bases["chat"], out, max_steps=5))
+    monkeypatch.undo()
+    redone = finetune_hf(settings(data, bases["chat"], out, max_steps=5, restart=True))
+    assert redone["fingerprint"] != first["fingerprint"]
+
+
+def test_a_time_box_stops_and_more_minutes_continue(bases: dict[str, Path], tmp_path: Path) -> None:
+    data = write_data(tmp_path / "data")
+    out = tmp_path / "tuned"
+    boxed = finetune_hf(settings(data, bases["chat"], out, max_steps=30, max_minutes=0.0))
+    assert boxed["steps"] == 0 and boxed["stopped_by"] == "minutes"
+    assert (out / "model.safetensors").is_file()     # a usable model even so
+    more = finetune_hf(settings(data, bases["chat"], out, max_steps=30, max_minutes=10.0))
+    assert more["steps"] == 30 and more["stopped_by"] == "steps"
+
+
+def test_examples_over_max_length_are_skipped_and_counted(bases: dict[str, Path], tmp_path: Path) -> None:
+    data = write_data(tmp_path / "data")
+    long = conversation("Shehu Gusau ya isa Kano. " * 200)
+    with (data / "train.jsonl").open("a", encoding="utf-8") as f:
+        f.write(json.dumps({"messages": long}) + "\n")
+    summary = finetune_hf(settings(data, bases["chat"], tmp_path / "tuned", max_steps=2, max_length=400))
+    assert summary["examples"] == 4 and summary["skipped_too_long"] == 1
+    with pytest.raises(LoraError, match="longer than --max-length 10"):
+        finetune_hf(settings(data, bases["chat"], tmp_path / "t2", max_steps=2, max_length=10))
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("{not json", r"train.jsonl:2: not JSON"),
+    ('["a"]', r"train.jsonl:2: expected a JSON object"),
+    ('{"messages": [{"role": "user", "content": "x"}]}', r"train.jsonl:2: the last message must be"),
+    ('{"messages": [{"role": "user", "content": 3}, {"role": "assistant", "content": "y"}]}',
+     r"train.jsonl:2: every message needs"),
+    ('{"text": "x"}', r"train.jsonl:2: expected 'messages'"),
+])
+def test_a_bad_line_is_named_by_file_and_line(tmp_path: Path, line: str, message: str) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.jsonl").write_text(json.dumps({"messages": conversation("a")}) + "\n" + line + "\n")
+    with pytest.raises(DataError, match=message):
+        finetune_hf(LoraSettings(data=str(data), base="hf:/nonexistent", out=str(tmp_path / "o")))
+
+
+def test_missing_data_and_base_are_one_line_errors(bases: dict[str, Path], tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="no such file or folder"):
+        finetune_hf(LoraSettings(data=str(tmp_path / "none"), base=f"hf:{bases['chat']}", out=str(tmp_path / "o")))
+    data = write_data(tmp_path / "data")
+    with pytest.raises(LoraError, match="no such folder"):
+        finetune_hf(LoraSettings(data=str(data), base="hf:/no/such/dir", out=str(tmp_path / "o")))
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "train.jsonl").write_text("\n")
+    with pytest.raises(DataError, match="no examples"):
+        finetune_hf(LoraSettings(data=str(tmp_path / "empty"), base=f"hf:{bases['chat']}", out=str(tmp_path / "o")))
+
+
+@pytest.mark.slow
+def test_the_embedded_gguf_preset_trains_and_answers(gguf_cache_dir: Path, tmp_path: Path) -> None:
+    """The 0.5B preset, dequantized by transformers, takes one LoRA step and is saved as a
+    checkpoint the hf backend loads with the model's own chat template and end of turn."""
+    from tf_prompt.llm.presets import ModelError, resolve_gguf
+
+    require_module("gguf")
+    try:
+        path = resolve_gguf("qwen2.5-coder-0.5b", gguf_cache_dir)
+    except ModelError as e:
+        require(False, f"the qwen2.5-coder-0.5b preset is not installed: {e}")
+        raise
+    data = write_data(tmp_path / "data")
+    summary = finetune_hf(LoraSettings(data=str(data), base=f"hf:{path}", out=str(tmp_path / "tuned"),
+                                       max_steps=1, grad_accum=1, eval_examples=0, progress=False))
+    assert summary["steps"] == 1
+    saved = json.loads((tmp_path / "tuned" / "tokenizer_config.json").read_text())
+    assert "im_start" in json.dumps(saved) or (tmp_path / "tuned" / "chat_template.jinja").is_file()
+    backend = HFBackend(model=str(tmp_path / "tuned"))
+    out = asyncio.run(backend.complete([{"role": "user", "content": "Reply with the single word OK."}],
+                                       {"temperature": 0.0, "max_tokens": 8}))
+    assert "ok" in out.text.lower() and out.finish_reason == "stop"
