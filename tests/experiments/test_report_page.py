@@ -12,7 +12,7 @@ from pathlib import Path
 from tf_prompt.experiments.report import build_report
 
 HOSTILE = ["<script>alert(1)</script>", "\"><img src=x onerror=alert(2)>", "'; alert(3); '", "</pre></details>",
-           "{{ 7*7 }}{% raw %}", "&amp;lt;", "a\u2028b\u202ec\u0301\U0001F600"]
+           "{{ 70717*3 }}{% raw %}", "&amp;lt;", "a\u2028b\u202ec\u0301\U0001F600"]
 
 
 class _Page(HTMLParser):
@@ -78,7 +78,8 @@ def test_hostile_text_stays_text(tmp_path: Path) -> None:
     text = "".join(parsed.text)
     for s in HOSTILE:
         assert s in text, s
-    assert "49" not in text and "{{ 7*7 }}" in text
+    # 212151: what the template expression would have given (distinct from any date, path or figure)
+    assert "212151" not in text and "{{ 70717*3 }}" in text
     assert "<b>LOC</b>" in text and "a\u2028b\u202ec\u0301\U0001F600" in text
 
 
