@@ -307,6 +307,12 @@ def test_quota_one_line_not_retried(srv: LoopbackServer, tmp_path: Path, capsys)
     line = _one_error_line(err)
     assert code == 1 and "insufficient quota (HTTP 429)" in line and "You exceeded your current quota." in line
     assert len(creates) == 1 and srv.fine_tuning.jobs_created == 0
+    # a refused creation made no job: other settings are not refused as if one were pending
+    srv.fine_tuning.fault = None
+    code, out, err = _ft(capsys, srv, folder, "--epochs", "4")
+    assert code == 0 and "fine-tuned model: ft:" in out, err
+    assert srv.fine_tuning.create_bodies[0]["method"]["supervised"]["hyperparameters"]["n_epochs"] == 4
+    assert srv.uploads == 2    # the files uploaded before the refusal are reused
 
 
 def test_invalid_file_rejected_by_provider(srv: LoopbackServer, tmp_path: Path, capsys) -> None:

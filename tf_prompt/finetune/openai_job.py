@@ -410,7 +410,12 @@ class FineTuneJob:
             return await self.api.fine_tuning.jobs.create(**params)
 
         self._save(creating=True)
-        job, found = await self._made_once("creating the fine-tuning job", find, make)
+        try:
+            job, found = await self._made_once("creating the fine-tuning job", find, make)
+        except BackendError as e:
+            if not e.retryable:   # refused (4xx): no job was made, so none is pending
+                self._save(creating=False)
+            raise
         self._save(job_id=job.id, status=job.status, creating=False)
         self.say(f"job {job.id}: " + ("found, created for this data by an earlier run" if found else "created")
                  + f" ({spec.base_model}, {'auto' if spec.epochs is None else spec.epochs} epochs)")
