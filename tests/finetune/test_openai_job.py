@@ -350,6 +350,9 @@ def test_too_few_examples_and_missing_folder(srv: LoopbackServer, tmp_path: Path
     assert code == 2 and "4 examples; OpenAI fine-tuning needs at least 10" in _one_error_line(err)
     code, _, err = _ft(capsys, srv, tmp_path / "nowhere")
     assert code == 2 and "not a folder" in _one_error_line(err)
+    # the data is checked before the key is read (no OPENAI_API_KEY and no --base-url here)
+    code = main(["finetune", "--provider", "openai", "--data", str(tmp_path / "nowhere")])
+    assert code == 2 and "not a folder" in _one_error_line(capsys.readouterr().err)
     assert srv.fine_tuning.authorizations == []
 
 

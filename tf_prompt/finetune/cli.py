@@ -74,9 +74,12 @@ def _openai(args: argparse.Namespace) -> int:
         from tf_prompt.types import DataError
 
         raise DataError(f"--poll-interval {args.poll_interval}: expected a number of seconds above 0")
-    api, endpoint = make_api(args.base_url, args.api_key_env)
+    from tf_prompt.backends.openai_compat import effective_base_url
+
+    # The data is checked before the key is read: a bad line is reported as such, with or without a key.
     spec, note = make_spec(args.data, model=args.model, epochs=args.epochs, suffix=args.suffix,
-                           base_url=args.base_url, endpoint=endpoint)
+                           base_url=args.base_url, endpoint=effective_base_url("", args.base_url) or "")
+    api, endpoint = make_api(args.base_url, args.api_key_env)
     if note:
         _say(note)
     per_epoch = spec.summary.get("training_cost_usd_per_epoch")
