@@ -191,6 +191,55 @@ def test_kill_after_job_creation_rerun_adopts_the_job(srv: LoopbackServer, tmp_p
     assert "fine-tuned model: ft:" in out
 
 
+def test_adoption_skips_other_jobs_across_pages(srv: LoopbackServer, tmp_path: Path, capsys,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Killed after its job was created, the run finds it behind newer jobs on later pages of the
+    job list, and not a newer job on the same training file made for other settings."""
+    import openai
+
+    folder = _folder(tmp_path)
+    srv.fine_tuning.hold["create"] = 60
+    srv.fine_tuning.polls_per_state = None
+    proc = _spawn(srv, folder)
+    try:
+        _wait_for(lambda: srv.fine_tuning.jobs_created == 1, proc)
+    finally:
+        proc.kill()
+        proc.communicate()
+    srv.fine_tuning.hold.clear()
+    ours = "ftjob-loopback0"
+    train_id = srv.fine_tuning.jobs[ours]["training_file"]
+    with openai.OpenAI(base_url=srv.base_url, api_key="x", max_retries=0) as sdk:
+        other = sdk.files.create(file=("other.jsonl", b"{}\n"), purpose="fine-tune")
+        for metadata, file_id in ((None, other.id), ({"tf_prompt_key": "another"}, train_id), (None, other.id)):
+            sdk.fine_tuning.jobs.create(model="gpt-4o-mini-2024-07-18", training_file=file_id, metadata=metadata)
+    monkeypatch.setattr(openai_job, "PAGE", 1)
+    srv.fine_tuning.polls_per_state = 1
+    calls = srv.fine_tuning.list_calls["jobs"]
+    code, _, err = _ft(capsys, srv, folder)
+    assert code == 0, err
+    assert _state(folder)["job_id"] == ours and srv.fine_tuning.jobs_created == 4
+    assert srv.fine_tuning.list_calls["jobs"] - calls == 4    # one page per job, ours the last
+
+
+def test_polling_outage_is_waited_out(srv: LoopbackServer, tmp_path: Path, capsys) -> None:
+    """The job runs for hours: failed status checks (more than one request's retries) are not the
+    end of the run."""
+    folder = _folder(tmp_path)
+    polls: list[int] = []
+
+    def fault(method: str, route: str) -> Fault | None:
+        if route == "job":
+            polls.append(1)
+            return Fault(503) if len(polls) <= 2 * openai_job.ATTEMPTS else None
+        return None
+
+    srv.fine_tuning.fault = fault
+    code, out, err = _ft(capsys, srv, folder)
+    assert code == 0 and "fine-tuned model: ft:" in out, err
+    assert "cannot check it now" in err and srv.fine_tuning.jobs_created == 1
+
+
 def test_lost_create_answer_is_not_retried_blind(srv: LoopbackServer, tmp_path: Path, capsys) -> None:
     """A 500 on the first creation: the job list is read again before the second try, and one job
     is made."""

@@ -70,6 +70,8 @@ FINAL: Final = frozenset({"succeeded", "failed", "cancelled"})
 ATTEMPTS: Final = 4
 #: Seconds before the first retry (doubled for each next one); the tests lower it.
 RETRY_INITIAL = 1.0
+#: Items per page when listing files and jobs (the SDK follows the pages).
+PAGE = 100
 #: Jobs created this many seconds before their training file was (clock skew) are still looked at.
 _SKEW: Final = 600
 SPLIT_FILES: Final = {"train": "train.jsonl", "validation": "validation.jsonl"}
@@ -361,7 +363,7 @@ class FineTuneJob:
 
         async def find() -> Any:
             async def scan() -> Any:
-                async for f in self.api.files.list(purpose="fine-tune", order="desc"):
+                async for f in self.api.files.list(purpose="fine-tune", order="desc", limit=PAGE):
                     if f.filename == name and f.bytes == len(data) and f.status != "error":
                         return f
                 return None
@@ -385,7 +387,7 @@ class FineTuneJob:
 
         async def find() -> Any:
             async def scan() -> Any:
-                async for job in self.api.fine_tuning.jobs.list(limit=100):
+                async for job in self.api.fine_tuning.jobs.list(limit=PAGE):
                     if job.created_at < (train.get("created_at") or 0) - _SKEW:
                         return None   # the list is newest first: older jobs cannot use this file
                     if job.id in skip or job.training_file != train["id"]:
@@ -427,9 +429,18 @@ class FineTuneJob:
         seen: str | None = self.state.get("last_event")
         last_status = None
         while True:
-            job = await self._request(f"checking job {job_id}", lambda: self.api.fine_tuning.jobs.retrieve(job_id))
-            page = await self._request(f"reading the events of {job_id}",
-                                       lambda: self.api.fine_tuning.jobs.list_events(job_id, limit=50))
+            try:
+                job = await self._request(f"checking job {job_id}",
+                                          lambda: self.api.fine_tuning.jobs.retrieve(job_id))
+                page = await self._request(f"reading the events of {job_id}",
+                                           lambda: self.api.fine_tuning.jobs.list_events(job_id, limit=50))
+            except BackendError as e:   # the job runs for hours: an outage of the endpoint is waited out
+                if not e.retryable:
+                    raise
+                self.say(f"job {job_id}: cannot check it now ({e}); still waiting")
+                self._check_deadline(job_id, self.state.get("status") or "unknown")
+                await asyncio.sleep(self.poll_interval)
+                continue
             fresh = []
             for event in page.data:   # newest first
                 if event.id == seen:
@@ -449,13 +460,17 @@ class FineTuneJob:
                        error=job.error.model_dump() if job.error else None)
             if job.status in FINAL:
                 return job
-            if self.deadline is not None and time.monotonic() >= self.deadline:
-                progress = self.state.get("progress") or {}
-                at = f", step {progress['step']}/{progress['total_steps']}" if progress.get("step") else ""
-                raise FineTunePending(f"job {job_id} is still {job.status}{at} after --max-wait; it keeps "
-                                      f"running at the provider: rerun the same command to follow it "
-                                      f"(state: {self.store.path})")
+            self._check_deadline(job_id, job.status)
             await asyncio.sleep(self.poll_interval)
+
+    def _check_deadline(self, job_id: str, status: str) -> None:
+        """FineTunePending once --max-wait has passed."""
+        if self.deadline is None or time.monotonic() < self.deadline:
+            return
+        progress = self.state.get("progress") or {}
+        at = f", step {progress['step']}/{progress['total_steps']}" if progress.get("step") else ""
+        raise FineTunePending(f"job {job_id} is still {status}{at} after --max-wait; it keeps running at the "
+                              f"provider: rerun the same command to follow it (state: {self.store.path})")
 
     async def run(self, *, restart: bool = False) -> dict[str, Any]:
         """Make sure the spec's job exists and has ended; the state (with `fine_tuned_model`).
