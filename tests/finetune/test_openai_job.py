@@ -329,6 +329,23 @@ def test_failed_job_one_line_and_no_second_job(srv: LoopbackServer, tmp_path: Pa
     assert srv.fine_tuning.jobs_created == 1
 
 
+def test_job_cancelled_at_the_provider(srv: LoopbackServer, tmp_path: Path, capsys) -> None:
+    folder = _folder(tmp_path)
+    ft = srv.fine_tuning
+    ft.polls_per_state = None
+
+    def cancel_on_second_poll(method: str, route: str) -> Fault | None:
+        if route == "job" and ft.job_polls == 1:
+            ft._cancel(ft.jobs["ftjob-loopback0"])   # someone cancels it on the dashboard
+        return None
+
+    ft.fault = cancel_on_second_poll
+    code, out, err = _ft(capsys, srv, folder)
+    assert code == 1 and out == ""
+    assert "fine-tuning job ftjob-loopback0 cancelled: no reason given" in _one_error_line(err)
+    assert _state(folder)["status"] == "cancelled"
+
+
 def test_bad_key_one_line(srv: LoopbackServer, tmp_path: Path, capsys) -> None:
     folder = _folder(tmp_path)
     srv.fine_tuning.fault = lambda method, route: Fault(401, {"error": {
