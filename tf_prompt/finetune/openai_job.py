@@ -309,7 +309,7 @@ class FineTuneJob:
                       "settings": spec.settings(), "created_at": time.time(),
                       # an upload is content: the same file is reused under new settings
                       "files": {split: rec for split, rec in files.items()
-                                if rec.get("name") in {spec.file_name(s) for s in spec.data}},
+                                if split in spec.data and rec.get("name") == spec.file_name(split)},
                       "job_id": None, "status": None, "fine_tuned_model": None, "previous": previous}
         self.store.save(self.state)
 
