@@ -288,6 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("action", choices=["stats", "clear"])
     cache.add_argument("--cache-dir", help="default: $TF_PROMPT_CACHE or ~/.cache/tf-prompt")
     cache.set_defaults(func=cmd_cache)
+    from tf_prompt.finetune.cli import add_finetune_parser
+
+    add_finetune_parser(sub)
     from tf_prompt.experiments.sweep import add_sweep_parser
 
     add_sweep_parser(sub)

@@ -9,7 +9,8 @@ It also speaks the Files and Batches endpoints the SDK uses for the Batch API (u
 create a batch, poll it, download its output and error files). A batch runs each of its lines
 through the same `responder` (and `batch_fault`, for per-line errors) when it completes; when that
 happens is controlled by `batch_polls_before_done` and `batch_delay`, so a test can hold a batch
-pending as long as it likes.
+pending as long as it likes. Listing files and the fine-tuning jobs endpoints, for
+`tf-prompt finetune --provider openai`, are in testing/fine_tuning.py (`server.fine_tuning`).
 """
 
 from __future__ import annotations
@@ -94,6 +95,10 @@ class LoopbackServer:
         self.batch_prompt_tokens = 0               # tokens of those lines
         self.batch_completion_tokens = 0
         self._lock = threading.Lock()
+        from tf_prompt.testing.fine_tuning import FineTuningAPI
+
+        #: the Files-list and fine-tuning endpoints (testing/fine_tuning.py), sharing `files`
+        self.fine_tuning = FineTuningAPI(self)
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -116,6 +121,8 @@ class LoopbackServer:
 
             def do_GET(self) -> None:
                 path = urlsplit(self.path).path.rstrip("/")
+                if server.fine_tuning.handle(self, "GET", self.path, b""):
+                    return
                 if path.endswith("/models"):
                     self._send(200, {"object": "list", "data": [{"id": "loopback", "object": "model"}]})
                 elif not server._handle_batch_api(self, "GET", path, b""):
@@ -126,6 +133,8 @@ class LoopbackServer:
                 raw = self.rfile.read(length)
                 path = urlsplit(self.path).path.rstrip("/")
                 if not path.endswith("/chat/completions"):
+                    if server.fine_tuning.handle(self, "POST", self.path, raw):
+                        return
                     if not server._handle_batch_api(self, "POST", path, raw):
                         self._send(404, {"error": {"message": f"no route {self.path}", "code": "not_found"}})
                     return
@@ -303,8 +312,15 @@ class LoopbackServer:
                 "filename": f["filename"], "purpose": f["purpose"], "status": "processed"}
 
     def _upload(self, handler: Any, raw: bytes) -> None:
-        """POST /v1/files: multipart/form-data with `purpose` and `file` (read with the stdlib
-        email parser, which understands MIME multipart)."""
+        """POST /v1/files: multipart/form-data with `purpose` and `file`."""
+        payload = self._upload_record(handler, raw)
+        if payload is not None:
+            handler._send(200, payload)
+
+    def _upload_record(self, handler: Any, raw: bytes) -> dict[str, Any] | None:
+        """Store an uploaded file and return its File object; None when the form was refused
+        (the 400 is sent). The form is read with the stdlib email parser, which understands
+        MIME multipart."""
         head = f"Content-Type: {handler.headers.get('content-type', '')}\r\n\r\n".encode("latin-1")
         message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + raw)
         fields: dict[str, tuple[str | None, bytes]] = {}
@@ -317,13 +333,12 @@ class LoopbackServer:
         if "file" not in fields or "purpose" not in fields:
             handler._send(400, {"error": {"message": "multipart form needs 'file' and 'purpose'",
                                           "code": "invalid_request"}})
-            return
+            return None
         filename, data = fields["file"]
         with self._lock:
             file_id = self._store_file(data, filename or "upload.jsonl", fields["purpose"][1].decode())
             self.uploads += 1
-            payload = self._file_object(file_id)
-        handler._send(200, payload)
+            return self._file_object(file_id)
 
     def _create_batch(self, handler: Any, raw: bytes) -> None:
         try:

@@ -1,0 +1,142 @@
+"""`tf-prompt finetune --provider P --data DIR`: fine-tune a model on a `finetune-data` folder.
+
+One subcommand for every provider, so the options a user learns once (--data, --model, --epochs,
+--restart) mean the same everywhere; each provider adds its own options in its own group and is
+one branch of `cmd_finetune`. Only argparse here: the provider's module (and its SDK) is imported
+when the command runs, so `tf-prompt --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import shlex
+import sys
+from typing import Any
+
+#: --provider choices: openai (the fine-tuning API, finetune/openai_job.py).
+PROVIDERS = ("openai",)
+EXIT_PENDING = 3   # as `run` for an incomplete run: the result is not there yet
+
+
+def add_finetune_parser(subparsers: Any) -> None:
+    """Register `finetune` on the CLI's subparsers (cli.py calls this)."""
+    p = subparsers.add_parser("finetune", help="fine-tune a model on a finetune-data folder",
+                              description="Fine-tune a model on the train.jsonl/validation.jsonl that "
+                                          "tf-prompt finetune-data wrote; rerun the same command to resume.")
+    p.add_argument("--provider", required=True, choices=list(PROVIDERS),
+                   help="openai: the OpenAI fine-tuning API (prints the ft:... model id for run --model)")
+    p.add_argument("--data", required=True, metavar="DIR", help="the folder finetune-data wrote (--out)")
+    p.add_argument("--model", metavar="BASE",
+                   help="the base model (default: train_model in DIR/summary.json, else "
+                        "gpt-4o-mini-2024-07-18; aliases such as gpt-4o-mini become their fine-tunable snapshot)")
+    p.add_argument("--epochs", type=int, metavar="N",
+                   help="training epochs (default: epochs in DIR/summary.json, which its $ estimate used; "
+                        "else the provider chooses)")
+    p.add_argument("--restart", action="store_true",
+                   help="start a new job even though one was started from DIR (it is not cancelled)")
+    o = p.add_argument_group("openai")
+    o.add_argument("--suffix", metavar="S", help="up to 64 characters added to the fine-tuned model's name")
+    o.add_argument("--base-url", help="OpenAI-compatible endpoint (default: $OPENAI_BASE_URL, else OpenAI)")
+    o.add_argument("--api-key-env", metavar="VAR",
+                   help="environment variable holding the key (default: OPENAI_API_KEY)")
+    o.add_argument("--poll-interval", type=float, default=30.0, metavar="S",
+                   help="seconds between status checks (default: %(default)s)")
+    o.add_argument("--max-wait", type=float, default=None, metavar="S",
+                   help="stop waiting after S seconds (the job keeps running; rerun the same command to follow it)")
+    p.set_defaults(func=cmd_finetune)
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    """Dispatch on --provider; errors are raised (DataError, BackendError) for the CLI to print."""
+    if args.provider == "openai":
+        return _openai(args)
+    raise AssertionError(f"provider {args.provider} has no branch")   # argparse allows only PROVIDERS
+
+
+def _say(msg: str) -> None:
+    print(f"tf-prompt: {msg}", file=sys.stderr, flush=True)
+
+
+def _openai(args: argparse.Namespace) -> int:
+    from tf_prompt.finetune.openai_job import (
+        FineTuneJob,
+        FineTunePending,
+        StateFile,
+        base_model_of,
+        make_api,
+        make_spec,
+    )
+    from tf_prompt.util.formatting import money
+
+    if args.poll_interval <= 0:
+        from tf_prompt.types import DataError
+
+        raise DataError(f"--poll-interval {args.poll_interval}: expected a number of seconds above 0")
+    from tf_prompt.backends.openai_compat import effective_base_url
+
+    # The data is checked before the key is read: a bad line is reported as such, with or without a key.
+    spec, note = make_spec(args.data, model=args.model, epochs=args.epochs, suffix=args.suffix,
+                           base_url=args.base_url, endpoint=effective_base_url("", args.base_url) or "")
+    api, endpoint = make_api(args.base_url, args.api_key_env)
+    if note:
+        _say(note)
+    per_epoch = spec.summary.get("training_cost_usd_per_epoch")
+    cost = ""
+    priced = spec.summary.get("train_model")   # the model summary.json's price is for
+    if (isinstance(per_epoch, (int, float)) and spec.epochs and priced
+            and base_model_of(priced, {})[0] == spec.base_model):
+        cost = f", about ${money(per_epoch * spec.epochs)} (summary.json's price per epoch)"
+    _say(f"fine-tuning {spec.base_model} at {endpoint} on {spec.examples['train']} training and "
+         f"{spec.examples.get('validation', 0)} validation examples, "
+         f"{'auto' if spec.epochs is None else spec.epochs} epochs{cost}")
+    job = FineTuneJob(spec, api, poll_interval=args.poll_interval, max_wait=args.max_wait, say=_say)
+
+    async def go() -> dict[str, Any]:
+        try:
+            return await job.run(restart=args.restart)
+        finally:
+            await api.close()
+
+    try:
+        state = asyncio.run(go())
+    except FineTunePending as e:
+        _say(str(e))
+        return EXIT_PENDING
+    except KeyboardInterrupt:
+        recorded = StateFile(spec.folder).load() or {}
+        if recorded.get("job_id"):
+            _say(f"interrupted; job {recorded['job_id']} keeps running at the provider: rerun the same command "
+                 f"to follow it")
+        else:
+            _say("interrupted before a job was started; rerun the same command to continue (uploads are "
+                 "found again, not repeated)")
+        return 130
+    model = state["fine_tuned_model"]
+    tokens = state.get("trained_tokens")
+    print(f"fine-tuned model: {model}" + (f" ({tokens} trained tokens)" if tokens else ""))
+    print(f"run it: {run_command(model, spec.summary, endpoint if args.base_url else None, args.api_key_env)}")
+    return 0
+
+
+def run_command(model: str, summary: dict[str, Any], base_url: str | None, api_key_env: str | None) -> str:
+    """The `tf-prompt run` that asks the tuned model what it was trained on: the method, style and
+    components of the finetune-data run, on the test split of its data when that can be told."""
+    argv = ["tf-prompt", "run", "--model", model]
+    for key in ("method", "style"):
+        if summary.get(key):
+            argv += [f"--{key}", str(summary[key])]
+    for key in ("translator", "annotator"):
+        if summary.get(key) and summary[key] != "llm":
+            argv += [f"--{key}", str(summary[key])]
+    data = summary.get("data_path")
+    if isinstance(data, str) and (m := re.fullmatch(r"(masakhaner2:[^:]+)(:(train|dev))?", data)):
+        argv += ["--data", f"{m.group(1)}:test"]
+    else:   # a file: its test counterpart cannot be told
+        argv += ["--data", "TEST_DATA"]
+    if base_url:
+        argv += ["--base-url", base_url]
+    if api_key_env:
+        argv += ["--api-key-env", api_key_env]
+    return shlex.join(argv)
