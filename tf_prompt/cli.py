@@ -19,6 +19,7 @@ from tf_prompt.backends.base import BackendError
 from tf_prompt.components.translators import ComponentError
 from tf_prompt.data.conll import DataError
 from tf_prompt.data.schema import SchemaError
+from tf_prompt.finetune.lora import LoraError
 from tf_prompt.llm.cache import CacheError
 from tf_prompt.llm.client import BudgetExceeded
 from tf_prompt.llm.cost import PriceError
@@ -318,7 +319,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as e:   # the settings' own words: `field: what is wrong`, or a check naming its options
         _error(first_problem(e).line())
         return EXIT_USAGE
-    except (BackendError, BudgetExceeded, ModelError) as e:   # ModelError: a local model file is missing or unreadable
+    # ModelError: a local model file is missing or unreadable; LoraError: a LoRA run cannot start or go on
+    except (BackendError, BudgetExceeded, ModelError, LoraError) as e:
         _error(e)
         return EXIT_FAILED
     except KeyboardInterrupt:

@@ -227,3 +227,35 @@ def test_the_embedded_gguf_preset_trains_and_answers(gguf_cache_dir: Path, tmp_p
     out = asyncio.run(backend.complete([{"role": "user", "content": "Reply with the single word OK."}],
                                        {"temperature": 0.0, "max_tokens": 8}))
     assert "ok" in out.text.lower() and out.finish_reason == "stop"
+
+
+def test_the_cli_trains_prints_the_model_string_and_keeps_a_finished_folder(bases: dict[str, Path], tmp_path: Path,
+                                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from tf_prompt.cli import main
+    data = write_data(tmp_path / "data")
+    argv = ["finetune", "--provider", "hf", "--data", str(data), "--model", f"hf:{bases['chat']}",
+            "--max-steps", "3", "--grad-accum", "1", "--no-progress"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    tuned = f"{data}-lora"   # the default --out: beside the data folder
+    assert f"tuned model: hf:{tuned}\n" in out and f"run it: tf-prompt run --model hf:{tuned}" in out
+    assert "trained 3 of 3 steps" in out
+    mtime = (Path(tuned) / "model.safetensors").stat().st_mtime_ns
+    assert main(argv) == 0 and (Path(tuned) / "model.safetensors").stat().st_mtime_ns == mtime
+    assert main([*argv[:-3], "--max-steps", "4", "--no-progress"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("tf-prompt: error: ") and "--restart" in err[-1]
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--max-steps", "0"], "--max-steps 0: expected at least 1"),
+    (["--learning-rate", "nan"], "--learning-rate nan: expected a number >= 0"),
+    (["--lora-rank", "-2"], "--lora-rank -2: expected at least 1"),
+])
+def test_the_cli_refuses_bad_numbers_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                 flags: list[str], message: str) -> None:
+    from tf_prompt.cli import main
+    data = write_data(tmp_path / "data")
+    assert main(["finetune", "--provider", "hf", "--data", str(data), *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"tf-prompt: error: {message}"]

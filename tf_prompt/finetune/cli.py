@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import re
 import shlex
 import sys
 from typing import Any
 
-#: --provider choices: openai (the fine-tuning API, finetune/openai_job.py).
-PROVIDERS = ("openai",)
+#: --provider choices: openai (the fine-tuning API, finetune/openai_job.py), hf (LoRA on a local
+#: model, finetune/lora.py).
+PROVIDERS = ("openai", "hf")
+#: The base `--provider hf` tunes when neither --model nor summary.json names a local model.
+HF_DEFAULT_BASE = "gguf:qwen2.5-coder-1.5b"
 EXIT_PENDING = 3   # as `run` for an incomplete run: the result is not there yet
 
 
@@ -26,16 +30,20 @@ def add_finetune_parser(subparsers: Any) -> None:
                               description="Fine-tune a model on the train.jsonl/validation.jsonl that "
                                           "tf-prompt finetune-data wrote; rerun the same command to resume.")
     p.add_argument("--provider", required=True, choices=list(PROVIDERS),
-                   help="openai: the OpenAI fine-tuning API (prints the ft:... model id for run --model)")
+                   help="openai: the OpenAI fine-tuning API (prints the ft:... model id for run --model); "
+                        "hf: LoRA on a local model (hf:DIR, hf:FILE.gguf or gguf:PRESET) into a checkpoint "
+                        "that run --model hf:OUT loads (needs pip install 'tf-prompt[train]')")
     p.add_argument("--data", required=True, metavar="DIR", help="the folder finetune-data wrote (--out)")
     p.add_argument("--model", metavar="BASE",
-                   help="the base model (default: train_model in DIR/summary.json, else "
-                        "gpt-4o-mini-2024-07-18; aliases such as gpt-4o-mini become their fine-tunable snapshot)")
+                   help="the base model (openai: default train_model in DIR/summary.json, else "
+                        "gpt-4o-mini-2024-07-18; aliases such as gpt-4o-mini become their fine-tunable snapshot. "
+                        f"hf: default the local model DIR/summary.json names, else {HF_DEFAULT_BASE})")
     p.add_argument("--epochs", type=int, metavar="N",
-                   help="training epochs (default: epochs in DIR/summary.json, which its $ estimate used; "
-                        "else the provider chooses)")
+                   help="training epochs (openai: default epochs in DIR/summary.json, which its $ estimate used, "
+                        "else the provider chooses; hf: default 1)")
     p.add_argument("--restart", action="store_true",
-                   help="start a new job even though one was started from DIR (it is not cancelled)")
+                   help="openai: start a new job even though one was started from DIR (it is not cancelled); "
+                        "hf: discard the checkpoint or finished model in --out and train anew")
     o = p.add_argument_group("openai")
     o.add_argument("--suffix", metavar="S", help="up to 64 characters added to the fine-tuned model's name")
     o.add_argument("--base-url", help="OpenAI-compatible endpoint (default: $OPENAI_BASE_URL, else OpenAI)")
@@ -45,6 +53,22 @@ def add_finetune_parser(subparsers: Any) -> None:
                    help="seconds between status checks (default: %(default)s)")
     o.add_argument("--max-wait", type=float, default=None, metavar="S",
                    help="stop waiting after S seconds (the job keeps running; rerun the same command to follow it)")
+    h = p.add_argument_group("hf")
+    h.add_argument("--out", metavar="OUT", help="the tuned checkpoint's folder (default: DIR-lora); a rerun "
+                                                "continues its checkpoint, or keeps it when finished")
+    h.add_argument("--max-steps", type=int, metavar="N", help="stop after N optimizer steps")
+    h.add_argument("--max-minutes", type=float, metavar="M",
+                   help="stop after M minutes of training (the model is saved; more minutes continue it)")
+    h.add_argument("--learning-rate", type=float, default=2e-4, metavar="LR", help="default: %(default)s")
+    h.add_argument("--lora-rank", type=int, default=8, metavar="R", help="default: %(default)s")
+    h.add_argument("--lora-alpha", type=int, default=16, metavar="A", help="default: %(default)s")
+    h.add_argument("--grad-accum", type=int, default=4, metavar="K",
+                   help="examples per optimizer step (one at a time, no padding; default: %(default)s)")
+    h.add_argument("--max-length", type=int, default=2048, metavar="T",
+                   help="skip (and count) examples longer than T tokens (default: %(default)s)")
+    h.add_argument("--seed", type=int, default=0, help="adapter initialisation and example order (default: 0)")
+    h.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: torch's)")
+    h.add_argument("--no-progress", action="store_true", help="no line per step on stderr")
     p.set_defaults(func=cmd_finetune)
 
 
@@ -52,6 +76,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     """Dispatch on --provider; errors are raised (DataError, BackendError) for the CLI to print."""
     if args.provider == "openai":
         return _openai(args)
+    if args.provider == "hf":
+        return _hf(args)
     raise AssertionError(f"provider {args.provider} has no branch")   # argparse allows only PROVIDERS
 
 
@@ -117,6 +143,48 @@ def _openai(args: argparse.Namespace) -> int:
     tokens = state.get("trained_tokens")
     print(f"fine-tuned model: {model}" + (f" ({tokens} trained tokens)" if tokens else ""))
     print(f"run it: {run_command(model, spec.summary, endpoint if args.base_url else None, args.api_key_env)}")
+    return 0
+
+
+def _hf(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from tf_prompt.finetune.lora import LoraSettings, finetune_hf
+    from tf_prompt.types import DataError
+
+    for flag, value, low in (("--max-steps", args.max_steps, 1), ("--lora-rank", args.lora_rank, 1),
+                             ("--lora-alpha", args.lora_alpha, 1), ("--grad-accum", args.grad_accum, 1),
+                             ("--max-length", args.max_length, 8), ("--threads", args.threads, 1),
+                             ("--epochs", args.epochs, 1)):
+        if value is not None and value < low:
+            raise DataError(f"{flag} {value}: expected at least {low}")
+    for flag, number in (("--learning-rate", args.learning_rate), ("--max-minutes", args.max_minutes)):
+        if number is not None and not number >= 0:   # also NaN
+            raise DataError(f"{flag} {number}: expected a number >= 0")
+    data = Path(args.data)
+    loaded: Any = None
+    with contextlib.suppress(OSError, ValueError):   # no summary.json: a JSONL folder made by hand
+        loaded = json.loads((data / "summary.json").read_text(encoding="utf-8"))
+    summary: dict[str, Any] = loaded if isinstance(loaded, dict) else {}
+    named = summary.get("train_model")
+    base = args.model or (named if isinstance(named, str) and named.startswith(("hf:", "gguf:")) else HF_DEFAULT_BASE)
+    out = args.out or f"{str(data).rstrip('/')}-lora"
+    _say(f"LoRA on {base} from {data} into {out}")
+    result = finetune_hf(LoraSettings(
+        data=str(data), base=base, out=out, max_steps=args.max_steps, max_minutes=args.max_minutes,
+        epochs=float(args.epochs or 1), learning_rate=args.learning_rate, rank=args.lora_rank,
+        alpha=args.lora_alpha, grad_accum=args.grad_accum, max_length=args.max_length, seed=args.seed,
+        threads=args.threads, progress=not args.no_progress, restart=args.restart))
+    loss = (f"validation loss {result['validation_loss_before']:.4f} -> {result['validation_loss_after']:.4f}"
+            if result.get("validation_loss_before") is not None and result.get("validation_loss_after") is not None
+            else "no validation examples")
+    print(f"trained {result['steps']} of {result['steps_planned']} steps ({result['epochs_seen']} epochs, "
+          f"{result['minutes']} min, stopped by {result['stopped_by']}); {loss}")
+    if result["skipped_too_long"]:
+        _say(f"{result['skipped_too_long']} example(s) longer than --max-length {args.max_length} tokens skipped")
+    print(f"tuned model: {result['model']}")
+    print(f"run it: {run_command(result['model'], summary, None, None)}")
     return 0
 
 
