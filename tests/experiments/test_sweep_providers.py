@@ -68,10 +68,11 @@ def test_a_sweep_mixes_providers_in_one_table_and_a_rerun_sends_nothing(
         assert cells[("gemini-flash", "direct")]["cost_usd"] > 0 and cells[("azure-mini", "direct")]["cost_usd"] > 0
         table = (tmp_path / "sw" / "results.md").read_text()
         assert all(label in table for label in ("local-model", "gemini-flash", "azure-mini"))
-        for label, url in (("gemini-flash", gemini.base_url), ("azure-mini", f"{endpoint(azure)}?api-version=2024-06-01"),
-                           ("local-model", plain.base_url)):
-            settings = json.loads((tmp_path / "sw" / label / "sample" / "direct" / "metrics.json").read_text())["settings"]
-            assert settings["base_url"] == url
+        urls = {"gemini-flash": gemini.base_url, "azure-mini": f"{endpoint(azure)}?api-version=2024-06-01",
+                "local-model": plain.base_url}
+        for label, url in urls.items():
+            metrics = json.loads((tmp_path / "sw" / label / "sample" / "direct" / "metrics.json").read_text())
+            assert metrics["settings"]["base_url"] == url
 
         capsys.readouterr()
         assert main_sweep([str(config)]) == 0
