@@ -152,6 +152,41 @@ def test_resource_exhausted_is_retried_after_the_retry_info_delay(sentences, tmp
     assert metrics["usage"]["retries"] == 2 and metrics["f1"] == 1.0
 
 
+def test_server_errors_and_timeouts_are_retried(sentences, tmp_path: Path) -> None:
+    def fault(body: dict[str, Any], attempt: int) -> Fault | None:
+        if attempt == 0:
+            return gemini_error(503, "UNAVAILABLE", "The model is overloaded. Please try again later.")
+        if attempt == 1:
+            return Fault(500, {}, delay=1.5)   # longer than --timeout: the client gives up first
+        return None
+
+    with GeminiServer(oracle_responder(sentences, LABELS), fault=fault) as srv:
+        assert _run(srv, tmp_path / "o", "--limit", "1", "--no-cache", "--timeout", "0.5") == 0
+        assert len(srv.requests) == 3 and srv.served == 1
+    usage = json.loads((tmp_path / "o" / "metrics.json").read_text())["usage"]
+    assert usage["retries"] == 2 and usage["attempts"] == 3
+
+
+def test_a_timeout_is_a_retryable_timed_out_error() -> None:
+    from tf_prompt.backends.gemini import GeminiBackend
+
+    async def go(url: str) -> BackendError:
+        backend = GeminiBackend(model=MODEL, base_url=url, timeout=0.3)
+        try:
+            await backend.complete([{"role": "user", "content": "x"}], {})
+        except BackendError as e:
+            return e
+        finally:
+            await backend.aclose()
+        raise AssertionError("no error")
+
+    with GeminiServer(fault=lambda body, attempt: Fault(500, {}, delay=1.5)) as srv:
+        started = time.monotonic()
+        error = asyncio.run(go(srv.base_url))
+        assert time.monotonic() - started < 1.2
+    assert error.retryable and error.timed_out and "timed out" in str(error)
+
+
 def test_quota_that_never_clears_fails_the_sentences_after_their_retries(sentences, tmp_path: Path,
                                                                          capsys) -> None:
     with GeminiServer(oracle_responder(sentences, LABELS), fault=lambda b, a: quota_error("0.01s")) as srv:

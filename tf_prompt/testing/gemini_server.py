@@ -16,6 +16,7 @@ import contextlib
 import json
 import re
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -155,6 +156,8 @@ class GeminiServer:
             fault = gemini_error(404, "NOT_FOUND", f"models/{model} is not found for API version v1beta, or is "
                                  "not supported for generateContent.")
         if fault is not None:
+            if fault.delay:   # a slow server: the client's timeout fires first
+                time.sleep(fault.delay)
             return fault.status, fault.body or {}, fault.headers
         p_tok = self.count_tokens("".join(m["content"] for m in chat["messages"]))
         usage = {"promptTokenCount": p_tok, "totalTokenCount": p_tok}
