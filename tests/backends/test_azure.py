@@ -172,7 +172,11 @@ def test_a_deployment_is_priced_by_its_name_or_a_prices_file(sentences, tmp_path
     assert b["cost_usd"] == pytest.approx((b["prompt_tokens"] * 0.15 + b["completion_tokens"] * 0.6) / 1e6, abs=1e-6)
 
 
-def test_azure_cannot_go_through_the_openai_batch_api(tmp_path: Path, capsys) -> None:
-    assert main(["run", "--model", f"azure:{DEPLOYMENT}", "--base-url", "http://127.0.0.1:9", "--via", "batch",
+@pytest.mark.parametrize("model", [f"azure:{DEPLOYMENT}", "gemini:gemini-2.5-flash"])
+def test_azure_and_gemini_cannot_go_through_the_openai_batch_api(tmp_path: Path, capsys, model: str,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AZURE_OPENAI_API_KEY")   # refused for what it is, before any key is looked for
+    assert main(["run", "--model", model, "--base-url", "http://127.0.0.1:9", "--via", "batch",
                  "--method", "direct", "--out", str(tmp_path / "o")]) == 1
-    assert "azure" in _last_error(capsys.readouterr().err)
+    line = _last_error(capsys.readouterr().err)
+    assert f"{model!r} is a {model.split(':')[0]} model" in line

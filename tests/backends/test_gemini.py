@@ -297,6 +297,18 @@ def test_usage_of_a_reply_and_the_cached_prompt_tokens() -> None:
     assert cached == 6 and sent["generationConfig"]["seed"] == 3
 
 
+def test_without_the_sdk_the_first_call_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from tf_prompt.backends.gemini import GeminiBackend
+
+    monkeypatch.setitem(sys.modules, "google.genai", None)   # as if google-genai were not installed
+    backend = GeminiBackend(model=MODEL, base_url="http://127.0.0.1:9")
+    with pytest.raises(BackendError, match=r"pip install 'tf-prompt\[gemini\]'") as info:
+        asyncio.run(backend.complete([{"role": "user", "content": "x"}], {}))
+    assert not info.value.retryable
+
+
 def test_a_parameter_gemini_has_not_is_refused() -> None:
     from tf_prompt.backends.gemini import to_gemini
 
