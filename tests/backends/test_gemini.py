@@ -270,6 +270,20 @@ def test_constrained_answers_send_the_schema_as_gemini_fields(sentences, tmp_pat
     assert json.loads((tmp_path / "o" / "metrics.json").read_text())["f1"] == 1.0
 
 
+def test_a_model_refusing_the_schema_says_to_drop_constrain(sentences, tmp_path: Path, capsys) -> None:
+    def fault(body: dict[str, Any], attempt: int) -> Fault | None:
+        if "responseJsonSchema" in body["generationConfig"]:
+            return gemini_error(400, "INVALID_ARGUMENT", "Invalid JSON payload received. Unknown name "
+                                "\"responseJsonSchema\" at 'generation_config': Cannot find field.")
+        return None
+
+    with GeminiServer(oracle_responder(sentences, LABELS), fault=fault) as srv:
+        assert _run(srv, tmp_path / "o", "--constrain", "json", "--concurrency", "1") == 1
+        assert len(srv.requests) == 1
+    line = _last_error(capsys.readouterr().err)
+    assert "400 INVALID_ARGUMENT" in line and "run with --constrain none" in line
+
+
 def test_estimate_is_priced_and_says_the_counts_are_approximate(tmp_path: Path, capsys) -> None:
     assert main(["estimate", "--model", f"gemini:{MODEL}", "--method", "direct", "--out", str(tmp_path / "o")]) == 0
     out = capsys.readouterr().out
