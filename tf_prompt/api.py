@@ -81,11 +81,16 @@ def default_model(settings: RunSettings) -> tuple[str, str | None]:
                            f"pip install -e '.[local]')")
 
 
+#: Model-string prefixes that choose a backend (a bare name is an OpenAI-compatible API).
+BACKEND_KINDS = ("gguf", "hf", "openai", "gemini", "azure")
+
+
 def backend_spec(model: str) -> tuple[str, str]:
     """The backend kind and the model it is given, for a model string: `gguf:PATH_OR_PRESET`,
-    `hf:DIR_OR_REPO`, `openai:NAME` or a bare name (an OpenAI-compatible API)."""
+    `hf:DIR_OR_REPO`, `openai:NAME`, `gemini:MODEL`, `azure:DEPLOYMENT` or a bare name (an
+    OpenAI-compatible API)."""
     kind, _, rest = model.partition(":")
-    if kind in ("gguf", "hf", "openai") and rest:
+    if kind in BACKEND_KINDS and rest:
         return kind, rest
     return "openai", model
 
@@ -94,7 +99,10 @@ def make_backend(settings: RunSettings) -> Backend:
     """Choose the backend from the model string (`backend_spec`).
 
     `gguf:PATH_OR_PRESET` runs a GGUF file with llama.cpp in process, `hf:DIR_OR_REPO` a Hugging
-    Face checkpoint with transformers, `openai:NAME` or a bare name an OpenAI-compatible API.
+    Face checkpoint with transformers, `gemini:MODEL` Google's Gemini API (google-genai SDK),
+    `azure:DEPLOYMENT` an Azure OpenAI deployment, `openai:NAME` or a bare name an
+    OpenAI-compatible API. Each hosted backend reads its own key variable unless --api-key-env
+    names one, and never another provider's.
     """
     kind, model = backend_spec(default_model(settings)[0])
     if kind == "gguf":
@@ -106,6 +114,16 @@ def make_backend(settings: RunSettings) -> Backend:
         from tf_prompt.backends.hf import HFBackend
 
         return HFBackend(model=model)
+    if kind == "gemini":
+        from tf_prompt.backends.gemini import GeminiBackend
+
+        return GeminiBackend(model=model, base_url=settings.base_url, api_key_env=settings.api_key_env or None,
+                             timeout=settings.timeout)
+    if kind == "azure":
+        from tf_prompt.backends.azure import AzureBackend
+
+        return AzureBackend(model=model, base_url=settings.base_url, api_version=settings.api_version,
+                            api_key_env=settings.api_key_env or None, timeout=settings.timeout)
     # The backend reads the key from the named variable only (an unset one is an error there).
     return OpenAIBackend(model=model, base_url=settings.base_url, api_key_env=settings.api_key_env or None,
                          timeout=settings.timeout)
@@ -373,9 +391,11 @@ async def estimate_async(settings: RunSettings, backend: Backend | None = None) 
     # priced by the name the client prices calls by (PriceTable.lookup strips an "openai:" prefix itself)
     priced = backend.model if backend is not None else default_model(settings)[0]
     batch_cost = PriceTable.load(settings.prices).cost(priced, u["prompt_tokens"], u["completion_tokens"], batch=True)
+    # --via batch is OpenAI's Batch API: no batch price for the other hosted backends
+    batchable = backend_spec(default_model(settings)[0])[0] == "openai" if backend is None else backend.kind == "openai"
     est = {"calls": u["calls"], "cached_calls": u["cache_hits"], "prompt_tokens": u["prompt_tokens"],
            "completion_tokens": u["completion_tokens"], "cost_usd": u["cost_usd"],
-           "cost_usd_batch_api": batch_cost if u["cost_usd"] is not None else None,
+           "cost_usd_batch_api": batch_cost if u["cost_usd"] is not None and batchable else None,
            "by_step": u["by_step"], "n_sentences": summary.metrics["n_sentences"],
            "model": model, "method": settings.method,
            "batch_sentences": settings.batch_sentences,

@@ -406,6 +406,8 @@ def _openai_backend(settings: RunSettings) -> OpenAIBackend:
     kind, _, rest = model.partition(":")
     if kind in ("gguf", "hf") and rest:
         raise BackendError(f"{NEEDS_BATCH_API}; {model!r} runs locally")
+    if kind in ("gemini", "azure") and rest:   # before their keys are read: no key is needed to say no
+        raise BackendError(f"{NEEDS_BATCH_API}; {model!r} is a {kind} model")
     backend = make_backend(settings)
     if not isinstance(backend, OpenAIBackend):
         raise BackendError(f"{NEEDS_BATCH_API}; {model!r} is a {backend.kind} model")

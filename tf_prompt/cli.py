@@ -42,14 +42,21 @@ EXIT_INCOMPLETE = 3
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
-    g.add_argument("--model", help="gpt-4o, openai:NAME, gguf:PATH_OR_PRESET, hf:DIR_OR_REPO (default: gpt-4o-mini "
-                                   "with an API key or --base-url, else the embedded gguf:qwen2.5-coder-1.5b)")
+    g.add_argument("--model", help="gpt-4o, openai:NAME, gemini:MODEL (key $GEMINI_API_KEY or $GOOGLE_API_KEY), "
+                                   "azure:DEPLOYMENT (key $AZURE_OPENAI_API_KEY, endpoint --base-url or "
+                                   "$AZURE_OPENAI_ENDPOINT), gguf:PATH_OR_PRESET, hf:DIR_OR_REPO (default: "
+                                   "gpt-4o-mini with an API key or --base-url, else the embedded "
+                                   "gguf:qwen2.5-coder-1.5b)")
     g.add_argument("--n-threads", type=int, help="CPU threads of a local model (default: all cores)")
     g.add_argument("--n-ctx", type=int, help="context size of a gguf model (default: 4096)")
-    g.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 "
+    g.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1; for gemini: "
+                                      "the API root; for azure: the resource endpoint "
                                       "(default: $OPENAI_BASE_URL or OpenAI)")
     g.add_argument("--api-key-env", default="OPENAI_API_KEY",
-                   help="environment variable holding the API key (default: %(default)s)")
+                   help="environment variable holding the API key (default: %(default)s; for gemini: "
+                        "GEMINI_API_KEY or GOOGLE_API_KEY, for azure: AZURE_OPENAI_API_KEY)")
+    g.add_argument("--api-version", help="azure: the Azure OpenAI API version (default: $OPENAI_API_VERSION, "
+                                         "else 2024-10-21)")
     g.add_argument("--temperature", type=float, default=0.0)
     g.add_argument("--max-tokens", type=int, default=1024,
                    help="cap on completion tokens per call (default: %(default)s; bounds the worst case of --max-cost)")
@@ -121,7 +128,8 @@ def _settings(args: argparse.Namespace) -> RunSettings:
         stem = (args.data or "sample").replace(":", "-").replace("/", "_").strip("._") or "data"
         out = f"runs/{stem}-{args.method}"
     return RunSettings(
-        model=args.model, base_url=args.base_url, api_key_env=args.api_key_env, method=args.method,
+        model=args.model, base_url=args.base_url, api_key_env=args.api_key_env, api_version=args.api_version,
+        method=args.method,
         style=args.style, combine=args.combine, checks=args.checks, n_threads=args.n_threads, n_ctx=args.n_ctx,
         translator=args.translator, constrain=args.constrain, pivot_check=args.pivot_check,
         scorer=args.scorer,

@@ -28,6 +28,7 @@ class RunSettings(BaseModel):
     model: str | None = None          # None: gpt-4o-mini with a key/base URL, else the local default
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
+    api_version: str | None = None    # azure: the API version (None: $OPENAI_API_VERSION, else azure.py's)
     method: str = "transfusion"       # a registered method (tf_prompt.methods.METHODS)
     style: str = "json"
     combine: str | None = None        # transfusion only: none | union | vote | ... (None: the default rule)

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 import openai
 
 from tf_prompt.backends.base import Backend, BackendError, Completion
+from tf_prompt.backends.endpoints import azure_endpoint, gemini_endpoint
 from tf_prompt.util.redact import redact_text, redact_url
 
 
@@ -69,15 +70,21 @@ def read_api_key(env: str | None, base_url: str | None) -> str:
     return PLACEHOLDER_KEY
 
 
-def effective_base_url(model: str, base_url: str | None) -> str | None:
+def effective_base_url(model: str, base_url: str | None, api_version: str | None = None) -> str | None:
     """Where requests for `model` go, as it may be shown or stored (credentials masked): the
     base URL given, else $OPENAI_BASE_URL, else OpenAI's; None for a local model (gguf:, hf:).
+    A Gemini model's is --base-url or Google's, an Azure deployment's its resource endpoint
+    with the api-version (neither reads $OPENAI_BASE_URL).
 
     Part of a run's identity and record: the same settings against another server are another run.
     """
     kind, sep, rest = model.partition(":")
     if sep and rest and kind in ("gguf", "hf"):
         return None
+    if sep and rest and kind == "gemini":
+        return gemini_endpoint(base_url)
+    if sep and rest and kind == "azure":
+        return azure_endpoint(base_url, api_version)
     url = (base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL).rstrip("/")
     return redact_url(url) or OPENAI_URL
 

@@ -199,7 +199,7 @@ class ModelClient:
         return self._tokenizer.note if self._tokenizer is not None else None
 
     def price_of(self, prompt_tokens: int, completion_tokens: int) -> float | None:
-        if self.backend.kind != "openai" and self.prices.lookup(self.backend.model) is None:
+        if self.backend.kind not in ("openai", "gemini", "azure") and self.prices.lookup(self.backend.model) is None:
             return 0.0  # local backends cost nothing unless the price file says otherwise
         return self.prices.cost(self.backend.model, prompt_tokens, completion_tokens)
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tf_prompt.backends.base import BackendError
+from tf_prompt.backends.blocked import block_reason, describe
 from tf_prompt.data.conll import Sentence
 from tf_prompt.data.schema import Schema
 from tf_prompt.parsing import parse_entities
@@ -156,6 +157,10 @@ class Context:
                 raise
             trace.errors[step] = str(e)
             raise SentenceFailed(step) from None
+        blocked = block_reason(completion.finish_reason)
+        if blocked is not None:   # a safety filter withheld it: this sentence fails, the run goes on
+            trace.errors[step] = describe(blocked)
+            raise SentenceFailed(step)
         trace.replies[step] = completion.text
         return completion.text
 

@@ -70,6 +70,9 @@ class LoopbackServer:
         #: answer a request that carries a response_format with HTTP 400 naming it, as a server
         #: without structured outputs does
         self.reject_response_format = False
+        #: (path with query, headers) -> a Fault to answer a chat request with before anything
+        #: else (not counted as a request): a provider's routing and auth (testing/azure_server.py)
+        self.gate: Callable[[str, Any], Fault | None] | None = None
         self.served = 0                            # successful replies sent
         self.faulted = 0
         self.prompt_tokens = 0                     # tokens counted over successful replies
@@ -137,6 +140,10 @@ class LoopbackServer:
                         return
                     if not server._handle_batch_api(self, "POST", path, raw):
                         self._send(404, {"error": {"message": f"no route {self.path}", "code": "not_found"}})
+                    return
+                refused = server.gate(self.path, self.headers) if server.gate is not None else None
+                if refused is not None:
+                    self._send(refused.status, refused.body or {}, refused.headers)
                     return
                 try:
                     body = json.loads(raw)

@@ -28,13 +28,14 @@ from tf_prompt.util.validation import did_you_mean, first_problem
 #: RunSettings fields that the sweep sets itself (from the top level, [[models]], datasets or
 #: [[prompts]]); [run] may not set them, so each value has exactly one place in the config.
 _SET_BY_SWEEP = {
-    "model": "[[models]] name", "base_url": "[[models]] base_url", "method": "methods",
+    "model": "[[models]] name", "base_url": "[[models]] base_url", "api_version": "[[models]] api_version",
+    "method": "methods",
     "data": "datasets", "language": "datasets (as {data = ..., language = ...})", "out": "out",
     "limit": "limit", "concurrency": "concurrency", "labels": "labels", "max_cost": "max_cost",
     "style": "[[prompts]] style", "shots": "[[prompts]] shots", "shots_from": "[[prompts]] shots_from",
     "prompts": "[[prompts]] prompts_dir", "combine": "[[prompts]] combine",
 }
-_MODEL_KEYS = {"name", "label", "base_url", "api_key_env", "n_threads", "n_ctx"}
+_MODEL_KEYS = {"name", "label", "base_url", "api_key_env", "api_version", "n_threads", "n_ctx"}
 #: `constrain` may also be set in [run] (every cell); a prompt variant's value wins for its cells.
 _PROMPT_KEYS = {"name", "style", "shots", "shots_from", "prompts_dir", "schema", "combine", "constrain"}
 _DATASET_KEYS = {"data", "language", "name"}

@@ -99,7 +99,9 @@ def cell_fingerprint(settings: RunSettings) -> dict[str, Any]:
         fields["pivot_check"] = True
     else:
         fields.pop("pivot_check", None)
-    fields["base_url"] = effective_base_url(default_model(settings)[0], settings.base_url)   # redacted
+    # redacted; an Azure deployment's with its api-version (which is why that field is dropped)
+    fields["base_url"] = effective_base_url(default_model(settings)[0], settings.base_url, settings.api_version)
+    fields.pop("api_version", None)
     fields["templates"] = template_identities(settings, TemplateSet(settings.prompts))
     if settings.data is not None:
         data = resolve_dataset(settings.data)
