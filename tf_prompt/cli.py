@@ -223,7 +223,7 @@ def cmd_finetune_data(args: argparse.Namespace) -> int:
 
 
 def cmd_project_data(args: argparse.Namespace) -> int:
-    from tf_prompt.finetune.project import BUDGET, FILES, project_data_async
+    from tf_prompt.finetune.project import BUDGET, FILES, NO_ENTITIES, project_data_async
 
     out = args.out
     if out is None:
@@ -248,7 +248,7 @@ def cmd_project_data(args: argparse.Namespace) -> int:
     print(f"calls {usage['calls']} (cached {usage['cache_hits']}), tokens "
           f"{usage['prompt_tokens'] + usage['completion_tokens']}, {cost}")
     print(f"outputs: {out}/{FILES['conll']} (and {FILES['translations']}, {FILES['dropped']}, {FILES['summary']})")
-    pending = {r: n for r, n in summary["not_done"].items() if r != "no entities (--only-with-entities)"}
+    pending = {r: n for r, n in summary["not_done"].items() if r != NO_ENTITIES}
     if pending:
         why = ", ".join(f"{n} {r}" for r, n in pending.items())
         hint = " (raise --max-cost)" if BUDGET in pending else ""

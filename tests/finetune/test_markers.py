@@ -384,3 +384,36 @@ def test_uner_english_ewt_round_trips_through_a_marker_keeping_translator(capsys
                 widened += 1
                 assert got.startswith(words) or got.endswith(words), (got, words)
     assert widened == summary["markers_inside_a_word_widened"]
+
+
+def test_labels_choose_the_marked_types_and_an_unknown_one_is_one_line(capsys, server, tmp_path) -> None:
+    english = _conll(tmp_path / "en.txt", [_sent("Audu/B-PER went to Kano/B-LOC .")])
+    server.responder = _table({"Audu went to [Kano].": "Audu ya tafi [Kano]."})
+    code, _, _, dest = _project(capsys, server, tmp_path, english, "--labels", "LOC")
+    assert code == 0 and _pairs(dest) == [_sent("Audu ya tafi Kano/B-LOC .")]
+    code, _, err, _ = _project(capsys, server, tmp_path, english, "--labels", "LOC,loc", out="other")
+    assert code == 2 and err.count("\n") == 1 and "loc is no entity type" in err and "LOC, PER" in err
+
+
+def test_a_fatal_api_error_is_one_line_and_the_outputs_are_written(capsys, server, tmp_path) -> None:
+    from tf_prompt.testing import Fault
+
+    english = _conll(tmp_path / "en.txt", [_sent("Audu/B-PER came ."), _sent("Bello/B-PER came .")])
+    server.responder = _table({"[Audu] came.": "[Audu] ya zo.", "[Bello] came.": "[Bello] ya zo."})
+    server.fault = lambda body, attempt: Fault(401, {"error": {"message": "bad key", "code": "invalid_api_key"}})
+    code, _, err, dest = _project(capsys, server, tmp_path, english, "--concurrency", "1")
+    assert code == 1 and err.count("\n") == 1 and "Traceback" not in err
+    summary = _summary(dest)
+    assert summary["kept"] == 0 and sum(summary["not_done"].values()) == 2
+    server.fault = None
+    assert _project(capsys, server, tmp_path, english)[0] == 0 and _summary(dest)["kept"] == 2
+
+
+def test_only_with_entities_sends_no_sentence_without_one(capsys, server, tmp_path) -> None:
+    english = _conll(tmp_path / "en.txt", [_sent("It rained ."), _sent("Audu/B-PER came ."), _sent("No one came .")])
+    server.responder = _table({"[Audu] came.": "[Audu] ya zo."})   # any other prompt is a KeyError
+    code, _, err, dest = _project(capsys, server, tmp_path, english, "--only-with-entities")
+    assert code == 0 and not err and server.served == 1
+    summary = _summary(dest)
+    assert summary["kept"] == 1 and summary["not_done"] == {"no entities (--only-with-entities)": 2}
+    assert _pairs(dest) == [_sent("Audu/B-PER ya zo .")]

@@ -44,10 +44,8 @@ EMPTY = "empty marker"
 FEWER = "fewer markers than entities"
 MORE = "more markers than entities"
 SHARED_WORD = "two entities in one word"
-CALL_FAILED = "the translation call failed"
 DUPLICATE = "same translation as another sentence's, from different English"
-REASONS = (SOURCE_HAS_MARKERS, NO_TRANSLATION, UNPAIRED, NESTED, EMPTY, FEWER, MORE, SHARED_WORD, DUPLICATE,
-           CALL_FAILED)
+REASONS = (SOURCE_HAS_MARKERS, NO_TRANSLATION, UNPAIRED, NESTED, EMPTY, FEWER, MORE, SHARED_WORD, DUPLICATE)
 
 #: English tokens written without a space before them, and after them (a plain detokenizer: the
 #: marked sentence is read by a translation model, which reads running text better than tokens).

@@ -39,7 +39,6 @@ from tf_prompt.backends.base import BackendError
 from tf_prompt.data.conll import Sentence
 from tf_prompt.data.languages import language_name
 from tf_prompt.finetune.markers import (
-    CALL_FAILED,
     DUPLICATE,
     NO_TRANSLATION,
     REASONS,
@@ -63,6 +62,7 @@ FILES = {"conll": "projected.conll", "translations": "translations.jsonl", "drop
          "summary": "summary.json"}
 #: Why a sentence has no outcome yet: a rerun does it (cached replies are free).
 BUDGET = "budget reached (--max-cost)"
+CALL_FAILED = "the translation call failed"
 NO_ENTITIES = "no entities (--only-with-entities)"
 
 
@@ -150,6 +150,12 @@ async def project_data_async(settings: RunSettings, english: str, *, labels: Seq
     if unlabelled is not None:
         raise DataError(f"{unlabelled.path or path}:{unlabelled.line or 1}: no NER tags (one column): "
                         f"project-data needs labelled English CoNLL data")
+    if labels is not None:
+        types = sorted({tag[2:] for s in sentences for tag in s.tags or () if tag != "O"})
+        unknown = [lab for lab in labels if lab not in types]
+        if unknown:
+            raise DataError(f"--labels {','.join(labels)}: {', '.join(unknown)} is no entity type of {path} "
+                            f"(its types: {', '.join(types) or 'none'})")
     templates = TemplateSet(settings.prompts)
     out = Path(settings.out)
     identity = {"english": str(Path(path).resolve()), "language": language, "model": default_model(settings)[0],
