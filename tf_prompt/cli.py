@@ -238,9 +238,18 @@ def cmd_project_data(args: argparse.Namespace) -> int:
         max_cost=args.max_cost, prices=args.prices, progress=args.progress, overwrite=args.overwrite)
     labels = [lab for lab in args.labels.split(",") if lab] if args.labels else None
     summary = asyncio.run(project_data_async(settings, args.english, labels=labels,
-                                             only_with_entities=args.only_with_entities))
+                                             only_with_entities=args.only_with_entities, dry_run=args.estimate))
     usage = summary["usage"]
     cost = f"${usage['cost_usd']:.4f}" if usage["cost_usd"] is not None else "$? (no price for the model)"
+    if summary.get("estimate"):
+        skipped = "".join(f"; {n} not sent: {r}" for r, n in summary["not_sent"].items())
+        print(f"estimate for {summary['sentences_in']} sentences into {summary['language']} with {summary['model']}: "
+              f"{usage['calls']} calls, {usage['prompt_tokens']} prompt + {usage['completion_tokens']} completion "
+              f"tokens (replies assumed as long as the English), {cost} (prices of {summary['prices_date']}); "
+              f"already cached (free): {usage['cache_hits']}{skipped}; nothing was sent")
+        if summary["tokenizer_note"]:
+            print(f"note: {summary['tokenizer_note']}")
+        return 0
     print(f"{summary['sentences_in']} English sentences -> {summary['kept']} {summary['language']} sentences kept, "
           f"{summary['dropped']} dropped; {summary['entities']['kept']} entities, {summary['tokens_kept']} tokens")
     for reason, n in summary["dropped_by_reason"].items():
@@ -269,6 +278,8 @@ def _add_project_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--only-with-entities", action="store_true",
                    help="translate only sentences with at least one entity (saves the calls for the rest)")
     g.add_argument("--limit", type=int, help="use only the first N sentences")
+    g.add_argument("--estimate", action="store_true",
+                   help="print the calls, tokens and $ it would take, without sending or writing anything")
     m = p.add_argument_group("model")
     m.add_argument("--model", help="the translating model: gpt-4o, openai:NAME, gguf:PATH_OR_PRESET, hf:DIR_OR_REPO")
     m.add_argument("--base-url", help="OpenAI-compatible endpoint (default: $OPENAI_BASE_URL or OpenAI)")

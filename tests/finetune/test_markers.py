@@ -417,3 +417,18 @@ def test_only_with_entities_sends_no_sentence_without_one(capsys, server, tmp_pa
     summary = _summary(dest)
     assert summary["kept"] == 1 and summary["not_done"] == {"no entities (--only-with-entities)": 2}
     assert _pairs(dest) == [_sent("Audu/B-PER ya zo .")]
+
+
+def test_estimate_sends_and_writes_nothing_and_counts_cached_calls_as_free(capsys, server, tmp_path) -> None:
+    english = _conll(tmp_path / "en.txt", [_sent("Audu/B-PER came ."), _sent("Bello/B-PER came ."),
+                                           _sent("He said [ sic ] nothing .")])
+    server.responder = _table({"[Audu] came.": "[Audu] ya zo.", "[Bello] came.": "[Bello] ya zo."})
+    code, stdout, _, dest = _project(capsys, server, tmp_path, english, "--estimate")
+    assert code == 0 and server.served == 0 and not dest.exists()
+    assert "2 calls" in stdout and "already cached (free): 0" in stdout
+    assert f"1 not sent: {mk.SOURCE_HAS_MARKERS}" in stdout and "$0.0" in stdout
+    prompt_tokens = re.search(r"(\d+) prompt \+ (\d+) completion", stdout)
+    assert prompt_tokens and int(prompt_tokens.group(1)) > 100 and int(prompt_tokens.group(2)) > 0
+    assert _project(capsys, server, tmp_path, english)[0] == 0 and server.served == 2
+    code, stdout, _, _ = _project(capsys, server, tmp_path, english, "--estimate")
+    assert code == 0 and "0 calls" in stdout and "already cached (free): 2" in stdout and server.served == 2

@@ -137,9 +137,13 @@ def _drop_duplicates(outcomes: Sequence[Outcome]) -> None:
 
 
 async def project_data_async(settings: RunSettings, english: str, *, labels: Sequence[str] | None = None,
-                             only_with_entities: bool = False) -> dict[str, Any]:
+                             only_with_entities: bool = False, dry_run: bool = False) -> dict[str, Any]:
     """Translate the labelled English sentences of `english` into settings.language with their
-    entities marked; write the outputs (module docstring) into settings.out; return the summary."""
+    entities marked; write the outputs (module docstring) into settings.out; return the summary.
+
+    `dry_run` (--estimate): nothing is sent and nothing written; each uncached call is counted
+    and priced with a reply as long as the marked English, and the summary says what it would
+    cost (`usage`: calls, cache_hits, tokens, cost_usd)."""
     if not settings.language:
         raise DataError("--lang: the target language is needed (a code such as hau, or a name)")
     if settings.out is None:
@@ -161,8 +165,9 @@ async def project_data_async(settings: RunSettings, english: str, *, labels: Seq
     identity = {"english": str(Path(path).resolve()), "language": language, "model": default_model(settings)[0],
                 "template": templates.identity(STEP), "labels": None if labels is None else sorted(labels),
                 "decoding": settings.decoding_params(), "only_with_entities": only_with_entities}
-    _check_folder(out, identity, settings.overwrite)
-    client = make_client(settings)
+    if not dry_run:
+        _check_folder(out, identity, settings.overwrite)
+    client = make_client(settings, dry_run=dry_run)
     progress = Progress(len(sentences), client.usage, settings.progress, desc=STEP)
     gate = asyncio.Semaphore(max(1, settings.concurrency or 1))
 
@@ -184,6 +189,13 @@ async def project_data_async(settings: RunSettings, english: str, *, labels: Seq
         finally:
             if client.cache is not None:
                 client.cache.close()
+    if dry_run:
+        return {"estimate": True, "sentences_in": len(outcomes), "language": language,
+                "model": identity["model"], "template": identity["template"],
+                "not_sent": dict(Counter(o.result.reason if isinstance(o.result, Dropped) else o.not_done
+                                         for o in outcomes if o.reply is None and (o.result or o.not_done))),
+                "tokenizer": client.tokenizer_name, "tokenizer_note": client.tokenizer_note,
+                "prices_date": client.prices.date, "usage": client.usage.to_dict()}
     _drop_duplicates(outcomes)
     summary = write_outputs(out, outcomes, extra={
         "english_path": path, "english_sha256": data_digest([(s.tokens, s.tags) for s in sentences]),
