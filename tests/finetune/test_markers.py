@@ -183,7 +183,7 @@ def test_drops_are_counted_by_reason_and_listed(capsys, server, tmp_path) -> Non
 @pytest.mark.parametrize("reply, reason", [
     ("[A] [B] [C]", mk.MORE), ("[A]", mk.FEWER), ("[A] ]B[", mk.UNPAIRED), ("[[A]] [B]", mk.NESTED),
     ("[A] [,]", mk.EMPTY), ("[A] [\u200b]", mk.EMPTY), ("[A] [B]", None), ("", mk.NO_TRANSLATION),
-    ("[A] [B", mk.UNPAIRED),
+    ("[A] [B", mk.UNPAIRED), ("\uff3bA\uff3d [B]", None),
 ])
 def test_each_marker_fault_has_its_reason(reply: str, reason: str | None) -> None:
     marked = mk.mark(read_conll_text("A/B-PER and B/B-LOC"))

@@ -16,6 +16,7 @@ the whole word, as MasakhaNER tags whole tokens; two entities that then share a 
 Unicode: the reply is taken to NFC (a model may answer in NFD; Yoruba tone marks then become
 separate code points that look the same) and zero-width characters (ZWSP, ZWNJ, ZWJ, word joiner,
 BOM, soft hyphen) are removed, so that they neither make tokens of their own nor split a word.
+Fullwidth brackets (U+FF3B, U+FF3D), which some models write for `[` `]`, are read as markers.
 
 Pure functions over strings and sentences: no model, no file.
 """
@@ -32,8 +33,12 @@ from tf_prompt.data.conll import Sentence, tokenize
 OPEN, CLOSE = "[", "]"
 MARKERS = OPEN + CLOSE
 
-#: Characters removed from a reply before it is read (see the module docstring).
-ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"))
+#: Characters removed from a reply before it is read (see the module docstring), and the
+#: fullwidth brackets some models write for `[` `]` (read as the markers they stand for).
+ZERO_WIDTH: dict[int, str | None] = {**dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad")),
+                                     ord("\uff3b"): OPEN, ord("\uff3d"): CLOSE}
+#: A source sentence with one of these would be ambiguous once translated.
+_SOURCE_MARKERS = MARKERS + "\uff3b\uff3d"
 
 #: Drop reasons, as summary.json counts them.
 SOURCE_HAS_MARKERS = "source contains [ or ]"
@@ -116,7 +121,7 @@ def mark(sentence: Sentence, labels: Sequence[str] | None = None) -> Marked | Dr
     tell its brackets from the markers. Rare (19 of 2000 sentences of UNER English-EWT dev), so
     refusing is cheaper and safer than an exotic marker a model may not keep.
     """
-    if any(c in tok for tok in sentence.tokens for c in MARKERS):
+    if any(c in tok for tok in sentence.tokens for c in _SOURCE_MARKERS):
         return Dropped(SOURCE_HAS_MARKERS)
     entities = entities_of(sentence, labels)
     opens = {e.start for e in entities}
