@@ -226,8 +226,11 @@ def cmd_project_data(args: argparse.Namespace) -> int:
     from tf_prompt.finetune.project import BUDGET, FILES, NO_ENTITIES, project_data_async
 
     out = args.out
-    if out is None:
-        stem = args.english.replace(":", "-").replace("/", "_").strip("._") or "data"
+    if out is None:   # .../uner-en-ewt/dev.txt -> projected/uner-en-ewt-dev-hau
+        from pathlib import Path
+
+        where = Path(args.english)
+        stem = "-".join(p for p in (where.parent.name, where.stem) if p).replace(":", "-").strip("._") or "data"
         out = f"projected/{stem}-{args.language}"
     settings = RunSettings(
         model=args.model, base_url=args.base_url, api_key_env=args.api_key_env, n_threads=args.n_threads,
@@ -305,7 +308,7 @@ def _add_project_args(p: argparse.ArgumentParser) -> None:
     r.add_argument("--no-cache", action="store_true", help="neither read nor write the reply cache")
     r.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar on stderr (default: when stderr is a terminal)")
-    r.add_argument("--out", help="output folder (default: projected/<english>-<lang>); a rerun with the same "
+    r.add_argument("--out", help="output folder (default: projected/<folder>-<file>-<lang>); a rerun with the same "
                                  "settings rebuilds it from cached replies, other settings are refused")
     r.add_argument("--overwrite", action="store_true", help="replace the outputs of other settings in --out")
 

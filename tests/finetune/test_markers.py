@@ -432,3 +432,16 @@ def test_estimate_sends_and_writes_nothing_and_counts_cached_calls_as_free(capsy
     assert _project(capsys, server, tmp_path, english)[0] == 0 and server.served == 2
     code, stdout, _, _ = _project(capsys, server, tmp_path, english, "--estimate")
     assert code == 0 and "0 calls" in stdout and "already cached (free): 2" in stdout and server.served == 2
+
+
+def test_the_default_out_folder_is_named_after_the_english_file_and_language(capsys, server, tmp_path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "uner"
+    folder.mkdir()
+    english = _conll(folder / "dev.txt", [_sent("Audu/B-PER came .")])
+    server.responder = _table({"[Audu] came.": "[Audu] ya zo."})
+    monkeypatch.chdir(tmp_path)
+    code, stdout, _ = run_cli(capsys, "project-data", "--english", str(english), "--lang", "hau", "--model",
+                              "gpt-4o-mini", "--base-url", server.base_url)
+    assert code == 0 and "outputs: projected/uner-dev-hau/projected.conll" in stdout
+    assert _pairs(tmp_path / "projected" / "uner-dev-hau") == [_sent("Audu/B-PER ya zo .")]
