@@ -77,8 +77,11 @@ def test_spans_are_recovered_exactly_from_kept_markers(capsys, server, tmp_path)
         _sent("Kano/B-LOC welcomed Aliko/B-PER Dangote/I-PER ."),
         _sent("Audu/B-PER arrived in Abuja/B-LOC ."),
         _sent("It rained all day ."),
+        _sent("Bello/B-PER slept ."),
     ])
     server.responder = _table({
+        # the prompt's English line repeated before the translation
+        "[Bello] slept.": "English: [Bello] slept.\nHausa: [Bello] ya yi barci.",
         # markers kept, plain
         "[Shehu Gusau] visited [Kano] on Monday.": "[Shehu Gusau] ya ziyarci [Kano] ranar Litinin.",
         # a marker inside a word (Swahili locative -ni): the entity widens to the whole word
@@ -97,14 +100,15 @@ def test_spans_are_recovered_exactly_from_kept_markers(capsys, server, tmp_path)
         _sent("Aliko/B-PER Dangote/I-PER ya samu tarba a Kano/B-LOC ."),
         _sent("Audu/B-PER ya isa Abuja/B-LOC ."),
         _sent("An yi ruwan sama duk yini ."),
+        _sent("Bello/B-PER ya yi barci ."),
     ]
     summary = _summary(dest)
-    assert (summary["sentences_in"], summary["kept"], summary["dropped"]) == (5, 5, 0)
-    assert summary["entities"] == {"english_marked": 8, "kept": 8}
+    assert (summary["sentences_in"], summary["kept"], summary["dropped"]) == (6, 6, 0)
+    assert summary["entities"] == {"english_marked": 9, "kept": 9}
     assert summary["types_matched_by_name_out_of_order"] == 1
     assert summary["markers_inside_a_word_widened"] == 1
-    assert summary["usage"]["calls"] == 5 and server.served == 5
-    assert "5 Hausa sentences kept, 0 dropped" in stdout
+    assert summary["usage"]["calls"] == 6 and server.served == 6
+    assert "6 Hausa sentences kept, 0 dropped" in stdout
 
 
 def test_types_follow_the_english_order_when_names_are_translated() -> None:
@@ -364,7 +368,7 @@ def test_uner_english_ewt_round_trips_through_a_marker_keeping_translator(capsys
     server.responder = translate
     code, _, _, dest = _project(capsys, server, tmp_path, base / "dev.txt", "--limit", "400",
                                 "--concurrency", "4")
-    assert code == 0
+    assert code == 0 and 0 < server.max_in_flight <= 4
     english = read_conll(base / "dev.txt", limit=400)
     with_brackets = [s for s in english if any(c in t for t in s.tokens for c in "[]")]
     summary = _summary(dest)

@@ -36,7 +36,7 @@ from typing import Any
 
 from tf_prompt.api import default_model, load_sentences, make_client
 from tf_prompt.backends.base import BackendError
-from tf_prompt.data.conll import Sentence
+from tf_prompt.data.conll import Sentence, physical_lines
 from tf_prompt.data.languages import language_name
 from tf_prompt.finetune.markers import (
     DUPLICATE,
@@ -80,9 +80,15 @@ class Outcome:
 
 
 def _reply_text(reply: str, language: str) -> str:
-    """The translation in a reply, without fences, preambles, quotes or a `Hausa:` label."""
-    text = parse_translation(reply)
+    """The translation in a reply, without fences, preambles, quotes or a `Hausa:` label. A reply
+    that repeats the prompt's `English: ...` line before its `Hausa: ...` one is read from the
+    latter (the English line would otherwise bring its own markers)."""
     label = f"{language}:"
+    lines = physical_lines(reply.strip())
+    at = next((i for i, line in enumerate(lines) if i and line.strip().casefold().startswith(label.casefold())), None)
+    if at is not None and any(line.strip().casefold().startswith("english:") for line in lines[:at]):
+        reply = "\n".join(lines[at:])
+    text = parse_translation(reply)
     if text[: len(label)].casefold() == label.casefold():
         text = text[len(label):].strip()
     return text
