@@ -135,6 +135,8 @@ def test_marking_detokenises_and_marks_only_the_chosen_types() -> None:
     assert marked.text == "I don't like ([Acme]) in [Lagos], Bob's place."
     assert marked.plain == "I don't like (Acme) in Lagos, Bob's place."
     assert [e.label for e in marked.entities] == ["ORG", "LOC"]
+    assert mk.mark(read_conll_text("at McDonald/B-ORG 's/I-ORG ,/O U.S./B-LOC")).entity_texts == (  # type: ignore[union-attr]
+        "McDonald's", "U.S.")
 
 
 # --------------------------------------------------------------------------- drops

@@ -128,14 +128,21 @@ def mark(sentence: Sentence, labels: Sequence[str] | None = None) -> Marked | Dr
     closes = {e.end - 1 for e in entities}
     marked: list[str] = []
     plain: list[str] = []
+    offsets: list[tuple[int, int]] = []
+    pos = 0
     for i, tok in enumerate(sentence.tokens):
         if i and not _NO_SPACE_BEFORE.fullmatch(tok) and sentence.tokens[i - 1] not in _NO_SPACE_AFTER:
             marked.append(" ")
             plain.append(" ")
+            pos += 1
         marked.append((OPEN if i in opens else "") + tok + (CLOSE if i in closes else ""))
         plain.append(tok)
-    texts = tuple(" ".join(sentence.tokens[e.start:e.end]) for e in entities)
-    return Marked("".join(marked), "".join(plain), tuple(entities), texts)
+        offsets.append((pos, pos + len(tok)))
+        pos += len(tok)
+    text = "".join(plain)
+    # as written in the running text: "McDonald's", not the tokens "McDonald 's"
+    names = tuple(text[offsets[e.start][0]:offsets[e.end - 1][1]] for e in entities)
+    return Marked("".join(marked), text, tuple(entities), names)
 
 
 def clean(text: str) -> str:
