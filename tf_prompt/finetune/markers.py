@@ -35,8 +35,8 @@ MARKERS = OPEN + CLOSE
 
 #: Characters removed from a reply before it is read (see the module docstring), and the
 #: fullwidth brackets some models write for `[` `]` (read as the markers they stand for).
-ZERO_WIDTH: dict[int, str | None] = {**dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad")),
-                                     ord("\uff3b"): OPEN, ord("\uff3d"): CLOSE}
+CLEAN_UP: dict[int, str | None] = {**dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad")),
+                                   ord("\uff3b"): OPEN, ord("\uff3d"): CLOSE}
 #: A source sentence with one of these would be ambiguous once translated.
 _SOURCE_MARKERS = MARKERS + "\uff3b\uff3d"
 
@@ -54,7 +54,7 @@ REASONS = (SOURCE_HAS_MARKERS, NO_TRANSLATION, UNPAIRED, NESTED, EMPTY, FEWER, M
 
 #: English tokens written without a space before them, and after them (a plain detokenizer: the
 #: marked sentence is read by a translation model, which reads running text better than tokens).
-_NO_SPACE_BEFORE = re.compile(r"[,.!?;:%)\]}]+|'(?:s|re|ve|ll|d|m)|n't|'", re.I)
+_NO_SPACE_BEFORE = re.compile(r"[,.!?;:%)\]}]+|'(?:s|re|ve|ll|d|m)|n't", re.I)
 _NO_SPACE_AFTER = frozenset("([{$")
 #: A token with a letter or digit in it (not only punctuation).
 _WORD = re.compile(r"\w")
@@ -147,7 +147,7 @@ def mark(sentence: Sentence, labels: Sequence[str] | None = None) -> Marked | Dr
 
 def clean(text: str) -> str:
     """NFC, without zero-width characters (see the module docstring)."""
-    return unicodedata.normalize("NFC", text.translate(ZERO_WIDTH))
+    return unicodedata.normalize("NFC", text.translate(CLEAN_UP))
 
 
 def _key(text: str) -> str:
