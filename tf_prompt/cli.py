@@ -231,6 +231,97 @@ def cmd_finetune_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_project_data(args: argparse.Namespace) -> int:
+    from tf_prompt.finetune.project import BUDGET, FILES, NO_ENTITIES, project_data_async
+
+    out = args.out
+    if out is None:   # .../uner-en-ewt/dev.txt -> projected/uner-en-ewt-dev-hau
+        from pathlib import Path
+
+        where = Path(args.english)
+        stem = "-".join(p for p in (where.parent.name, where.stem) if p).replace(":", "-").strip("._") or "data"
+        out = f"projected/{stem}-{args.language}"
+    settings = RunSettings(
+        model=args.model, base_url=args.base_url, api_key_env=args.api_key_env, n_threads=args.n_threads,
+        n_ctx=args.n_ctx, language=args.language, prompts=args.prompts, limit=args.limit,
+        concurrency=args.concurrency, temperature=args.temperature, max_tokens=args.max_tokens, seed=args.seed,
+        timeout=args.timeout, out=out, cache_dir=args.cache_dir, no_cache=args.no_cache,
+        max_retries=args.max_retries, retry_initial=args.retry_initial, rpm=args.rpm, tpm=args.tpm,
+        max_cost=args.max_cost, prices=args.prices, progress=args.progress, overwrite=args.overwrite)
+    labels = [lab for lab in args.labels.split(",") if lab] if args.labels else None
+    summary = asyncio.run(project_data_async(settings, args.english, labels=labels,
+                                             only_with_entities=args.only_with_entities, dry_run=args.estimate))
+    usage = summary["usage"]
+    cost = f"${usage['cost_usd']:.4f}" if usage["cost_usd"] is not None else "$? (no price for the model)"
+    if summary.get("estimate"):
+        skipped = "".join(f"; {n} not sent: {r}" for r, n in summary["not_sent"].items())
+        print(f"estimate for {summary['sentences_in']} sentences into {summary['language']} with {summary['model']}: "
+              f"{usage['calls']} calls, {usage['prompt_tokens']} prompt + {usage['completion_tokens']} completion "
+              f"tokens (replies assumed as long as the English), {cost} (prices of {summary['prices_date']}); "
+              f"already cached (free): {usage['cache_hits']}{skipped}; nothing was sent")
+        if summary["tokenizer_note"]:
+            print(f"note: {summary['tokenizer_note']}")
+        return 0
+    print(f"{summary['sentences_in']} English sentences -> {summary['kept']} {summary['language']} sentences kept, "
+          f"{summary['dropped']} dropped; {summary['entities']['kept']} entities, {summary['tokens_kept']} tokens")
+    for reason, n in summary["dropped_by_reason"].items():
+        print(f"  dropped: {n:>6}  {reason}")
+    print(f"calls {usage['calls']} (cached {usage['cache_hits']}), tokens "
+          f"{usage['prompt_tokens'] + usage['completion_tokens']}, {cost}")
+    print(f"outputs: {out}/{FILES['conll']} (and {FILES['translations']}, {FILES['dropped']}, {FILES['summary']})")
+    pending = {r: n for r, n in summary["not_done"].items() if r != NO_ENTITIES}
+    if pending:
+        why = ", ".join(f"{n} {r}" for r, n in pending.items())
+        hint = " (raise --max-cost)" if BUDGET in pending else ""
+        print(f"tf-prompt: {sum(pending.values())} sentence(s) not translated yet ({why}); rerun the same "
+              f"command{hint} to do them: received replies are cached", file=sys.stderr)
+        return EXIT_INCOMPLETE
+    return 0
+
+
+def _add_project_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--english", required=True, metavar="CONLL",
+                   help="labelled English CoNLL file (token TAG, IOB2), e.g. UNER English-EWT")
+    g.add_argument("--lang", dest="language", required=True,
+                   help="target language: a code (hau, yor, ...) or a name")
+    g.add_argument("--labels", help="comma-separated entity types to mark, e.g. PER,ORG,LOC (default: every "
+                                    "type in the file; the others become O)")
+    g.add_argument("--only-with-entities", action="store_true",
+                   help="translate only sentences with at least one entity (saves the calls for the rest)")
+    g.add_argument("--limit", type=int, help="use only the first N sentences")
+    g.add_argument("--estimate", action="store_true",
+                   help="print the calls, tokens and $ it would take, without sending or writing anything")
+    m = p.add_argument_group("model")
+    m.add_argument("--model", help="the translating model: gpt-4o, openai:NAME, gguf:PATH_OR_PRESET, hf:DIR_OR_REPO")
+    m.add_argument("--base-url", help="OpenAI-compatible endpoint (default: $OPENAI_BASE_URL or OpenAI)")
+    m.add_argument("--api-key-env", default="OPENAI_API_KEY",
+                   help="environment variable holding the API key (default: %(default)s)")
+    m.add_argument("--n-threads", type=int, help="CPU threads of a local model (default: all cores)")
+    m.add_argument("--n-ctx", type=int, help="context size of a gguf model (default: 4096)")
+    m.add_argument("--temperature", type=float, default=0.0)
+    m.add_argument("--max-tokens", type=int, default=1024, help="cap on completion tokens per call")
+    m.add_argument("--seed", type=int, help="sampling seed sent to the API (where supported)")
+    m.add_argument("--timeout", type=float, default=60.0, help="seconds per request (default: %(default)s)")
+    m.add_argument("--prompts", help="directory of .jinja templates overriding the packaged project.vN.jinja")
+    r = p.add_argument_group("run")
+    r.add_argument("--concurrency", type=int, default=8, help="sentences in flight (default: %(default)s)")
+    r.add_argument("--rpm", type=float, help="at most this many requests per minute")
+    r.add_argument("--tpm", type=float, help="at most this many tokens per minute")
+    r.add_argument("--max-retries", type=int, default=5, help="retries of a transient error per call")
+    r.add_argument("--retry-initial", type=float, default=1.0, help=argparse.SUPPRESS)
+    r.add_argument("--max-cost", type=float, metavar="USD",
+                   help="hard cap: no call is sent that could take the run past it")
+    r.add_argument("--prices", help="JSON price table overriding/adding to the packaged one")
+    r.add_argument("--cache-dir", help="reply cache (default: $TF_PROMPT_CACHE or ~/.cache/tf-prompt)")
+    r.add_argument("--no-cache", action="store_true", help="neither read nor write the reply cache")
+    r.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar on stderr (default: when stderr is a terminal)")
+    r.add_argument("--out", help="output folder (default: projected/<folder>-<file>-<lang>); a rerun with the same "
+                                 "settings rebuilds it from cached replies, other settings are refused")
+    r.add_argument("--overwrite", action="store_true", help="replace the outputs of other settings in --out")
+
+
 def cmd_cache(args: argparse.Namespace) -> int:
     from tf_prompt.llm.cache import ReplyCache
 
@@ -293,6 +384,11 @@ def build_parser() -> argparse.ArgumentParser:
                                           "(default: --model)")
     ft.add_argument("--epochs", type=int, default=3, help="epochs for the $ estimate (default: %(default)s)")
     ft.set_defaults(func=cmd_finetune_data)
+    proj = sub.add_parser("project-data", help="labelled data in a target language: translate labelled English "
+                                               "with its entities in [ ] markers, keep the replies whose markers "
+                                               "survived (EasyProject)")
+    _add_project_args(proj)
+    proj.set_defaults(func=cmd_project_data)
     cache = sub.add_parser("cache", help="inspect or clear the reply cache")
     cache.add_argument("action", choices=["stats", "clear"])
     cache.add_argument("--cache-dir", help="default: $TF_PROMPT_CACHE or ~/.cache/tf-prompt")
