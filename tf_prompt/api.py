@@ -83,9 +83,9 @@ def default_model(settings: RunSettings) -> tuple[str, str | None]:
 
 def backend_spec(model: str) -> tuple[str, str]:
     """The backend kind and the model it is given, for a model string: `gguf:PATH_OR_PRESET`,
-    `hf:DIR_OR_REPO`, `openai:NAME` or a bare name (an OpenAI-compatible API)."""
+    `hf:DIR_OR_REPO`, `openai:NAME`, `anthropic:NAME` or a bare name (an OpenAI-compatible API)."""
     kind, _, rest = model.partition(":")
-    if kind in ("gguf", "hf", "openai") and rest:
+    if kind in ("gguf", "hf", "openai", "anthropic") and rest:
         return kind, rest
     return "openai", model
 
@@ -94,9 +94,24 @@ def make_backend(settings: RunSettings) -> Backend:
     """Choose the backend from the model string (`backend_spec`).
 
     `gguf:PATH_OR_PRESET` runs a GGUF file with llama.cpp in process, `hf:DIR_OR_REPO` a Hugging
-    Face checkpoint with transformers, `openai:NAME` or a bare name an OpenAI-compatible API.
+    Face checkpoint with transformers, `openai:NAME` or a bare name an OpenAI-compatible API,
+    `anthropic:NAME` Anthropic's Messages API.
     """
     kind, model = backend_spec(default_model(settings)[0])
+    if kind == "anthropic":
+        try:
+            from tf_prompt.backends.anthropic import AnthropicBackend, check_params, key_env_for
+        except ModuleNotFoundError as e:
+            if e.name != "anthropic":
+                raise
+            raise BackendError("anthropic: models need the anthropic SDK: pip install 'tf-prompt[anthropic]'") from None
+
+        # refused before the folder or the cache is touched: nothing this run sends could pass
+        check_params(settings.decoding_params())
+        if settings.constrain != "none":
+            check_params({"response_format": settings.constrain})
+        return AnthropicBackend(model=model, base_url=settings.base_url,
+                                api_key_env=key_env_for(settings.api_key_env), timeout=settings.timeout)
     if kind == "gguf":
         from tf_prompt.backends.gguf import GGUFBackend
 
@@ -222,7 +237,8 @@ def make_client(settings: RunSettings, backend: Backend | None = None, *, dry_ru
     cache = None if settings.no_cache else ReplyCache(settings.cache_dir)
     options = ClientOptions(max_retries=settings.max_retries, retry_initial=settings.retry_initial,
                             rpm=settings.rpm, tpm=settings.tpm, max_cost=settings.max_cost,
-                            dry_run=dry_run, use_cache=not settings.no_cache)
+                            dry_run=dry_run, use_cache=not settings.no_cache,
+                            concurrency=settings.concurrency or 1)
     return ModelClient(backend or make_backend(settings), settings.decoding_params(), cache=cache,
                        options=options, prices=PriceTable.load(settings.prices))
 
@@ -372,10 +388,17 @@ async def estimate_async(settings: RunSettings, backend: Backend | None = None) 
     model = summary.metrics["settings"]["model"]   # what answers (a backend= given, too)
     # priced by the name the client prices calls by (PriceTable.lookup strips an "openai:" prefix itself)
     priced = backend.model if backend is not None else default_model(settings)[0]
-    batch_cost = PriceTable.load(settings.prices).cost(priced, u["prompt_tokens"], u["completion_tokens"], batch=True)
+    prices = PriceTable.load(settings.prices)
+    batch_cost = prices.cost(priced, u["prompt_tokens"], u["completion_tokens"], batch=True)
+    # without the provider's prompt cache: every prompt token at the input price (an upper bound)
+    uncached = prices.cost(priced, u["prompt_tokens"], u["completion_tokens"])
+    via_batch = backend_spec(priced)[0] == "openai" and (backend is None or backend.kind == "openai")
     est = {"calls": u["calls"], "cached_calls": u["cache_hits"], "prompt_tokens": u["prompt_tokens"],
            "completion_tokens": u["completion_tokens"], "cost_usd": u["cost_usd"],
-           "cost_usd_batch_api": batch_cost if u["cost_usd"] is not None else None,
+           "cache_read_tokens": u["cache_read_tokens"], "cache_write_tokens": u["cache_write_tokens"],
+           "cost_usd_without_prompt_cache": uncached if u["cost_usd"] is not None else None,
+           # --via batch speaks OpenAI's Batch API only
+           "cost_usd_batch_api": batch_cost if u["cost_usd"] is not None and via_batch else None,
            "by_step": u["by_step"], "n_sentences": summary.metrics["n_sentences"],
            "model": model, "method": settings.method,
            "batch_sentences": settings.batch_sentences,

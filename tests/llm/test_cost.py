@@ -152,7 +152,8 @@ def test_default_table_provenance() -> None:
     table = PriceTable.load()
     assert table.date == "2025-08-15"
     assert "verify" in table.source
-    assert table.lookup("gpt-4o") == Price(2.5, 10.0, 1.25, 5.0, training=25.0)
+    assert table.lookup("gpt-4o") == Price(2.5, 10.0, 1.25, 5.0, training=25.0, cached_input=1.25,
+                                           cache_min_tokens=1024)
     for price in table.prices.values():  # batch is half of standard everywhere we list it
         assert price.batch_input == pytest.approx(price.input / 2)
         assert price.batch_output == pytest.approx(price.output / 2)
@@ -208,7 +209,8 @@ def test_user_override_merges(tmp_path: Path, monkeypatch) -> None:
     assert table.lookup("gpt-4o") == Price(2.0, 8.0)  # whole entry replaced
     assert table.lookup("gpt-4o-2024-08-06") == Price(2.0, 8.0)
     assert table.cost("qwen2.5-coder", 10**6, 10**6) == 0.0
-    assert table.lookup("gpt-4.1") == Price(2.0, 8.0, 1.0, 4.0, training=25.0)  # defaults kept
+    assert table.lookup("gpt-4.1") == Price(2.0, 8.0, 1.0, 4.0, training=25.0, cached_input=0.5,
+                                            cache_min_tokens=1024)  # defaults kept
     assert table.date == "2025-08-15" and str(path) in table.source
 
     monkeypatch.setenv("TF_PROMPT_PRICES", str(path))
