@@ -114,9 +114,15 @@ def remove_method_templates(folder: Folder) -> None:
 #: The variables that change from one call to the next (a sentence, its translation, the English
 #: entities, a batch's items); all others a template sees (language, labels, examples) are the
 #: same for every call of a run, so what they render before the first of these is a shared prefix.
-PER_SENTENCE = ("text", "translation", "english_entities", "items")
+#: Steps declare theirs (Step.item_vars); the method registry adds them (`declare_per_sentence`).
+PER_SENTENCE: set[str] = {"text", "translation", "english_entities", "hints", "items"}
 #: Put in front of every per-sentence string for the second rendering that finds the prefix.
 _MARK = "\u2063"
+
+
+def declare_per_sentence(names: Any) -> None:
+    """Count `names` (a registered method's Step.item_vars) among the per-sentence variables."""
+    PER_SENTENCE.update(names)
 
 
 def _varied(value: Any) -> Any:
