@@ -116,7 +116,11 @@ def test_failing_load_is_swallowed(monkeypatch) -> None:
 def test_unknown_model_gets_cl100k_with_note() -> None:
     tok = tokenizer_for("qwen2.5-coder")
     assert (tok.name, tok.exact) == ("cl100k_base", False)
-    assert tok.note == "no tokenizer known for qwen2.5-coder; counting with cl100k_base"
+    assert tok.note == ("no tokenizer known for qwen2.5-coder; counting with cl100k_base, so token counts "
+                        "are approximate")
+    claude = tokenizer_for("anthropic:claude-sonnet-4-5")
+    assert (claude.name, claude.exact) == ("cl100k_base", False)
+    assert claude.note is not None and "approximate" in claude.note and "Anthropic" in claude.note
 
 
 def test_approx_when_no_encoding(monkeypatch) -> None:

@@ -234,9 +234,10 @@ def tokenizer_for(model: str) -> Tokenizer:
     if encoding is not None:
         return Tokenizer(
             _FALLBACK_ENCODING, False,
-            f"no tokenizer known for {label}; counting with {_FALLBACK_ENCODING}"
-            + (" (approximate: Anthropic's tokenizer is not public; its models often count more "
-               "tokens than cl100k for the same text)" if label.lower().startswith("claude") else ""),
+            f"no tokenizer known for {label}; counting with {_FALLBACK_ENCODING}, so token counts "
+            f"are approximate"
+            + (" (Anthropic's tokenizer is not public; Claude models often count more tokens than "
+               "cl100k for the same text)" if label.lower().startswith("claude") else ""),
             encoding,
         )
     return Tokenizer(
