@@ -253,3 +253,23 @@ def test_identity_and_endpoint_never_hold_the_key(monkeypatch) -> None:
     monkeypatch.setenv("ANTHROPIC_BASE_URL", "http://user:pw@127.0.0.1:9/")
     assert effective_base_url(MODEL, None) == "http://***@127.0.0.1:9"
     assert make_backend(RunSettings(model=MODEL)).endpoint == "http://***@127.0.0.1:9"
+
+
+def test_via_batch_refuses_anthropic_models_in_one_line(tmp_path: Path, key: str, capsys) -> None:
+    with server() as srv:
+        assert run(srv, tmp_path, "--limit", "1", "--via", "batch", method="direct") != 0
+        assert srv.requests == []
+    assert "--via batch needs an OpenAI" in one_line(capsys.readouterr().err)
+
+
+def test_max_cost_prices_an_anthropic_run_and_refuses_an_unpriced_model(tmp_path: Path, key: str, capsys) -> None:
+    """A priced Claude model runs under --max-cost; an unknown one is not priced as a similar
+    name: --max-cost asks for a price before anything is sent."""
+    with server() as srv:
+        assert run(srv, tmp_path, "--limit", "2", "--max-cost", "1.0", method="direct") == 0
+        sent = len(srv.requests)
+        assert main(["run", "--model", "anthropic:claude-sonnet-4-5-29991231", "--base-url", srv.base_url,
+                     "--method", "direct", "--limit", "1", "--max-cost", "1.0", "--out", str(tmp_path / "o3"),
+                     "--cache-dir", str(tmp_path / "cache")]) != 0
+        assert len(srv.requests) == sent
+    assert "needs a price" in one_line(capsys.readouterr().err)
