@@ -227,7 +227,7 @@ class ModelClient:
         `prompt` (read, write), assuming its shared prefix (system message and the fixed part of
         the last message) is cached once the first `concurrency` calls of its template were sent.
 
-        None without cache prices in the table or below the provider's minimum prefix. OpenAI
+        (0, 0) without cache prices in the table or below the provider's minimum prefix. OpenAI
         caches in steps of 128 tokens past its minimum and bills no write; a table entry with a
         `cache_write` price (Anthropic) caches the whole prefix at the marked breakpoint.
         """
