@@ -106,7 +106,7 @@ def make_backend(settings: RunSettings) -> Backend:
                 raise
             raise BackendError("anthropic: models need the anthropic SDK: pip install 'tf-prompt[anthropic]'") from None
 
-        # refused before the folder or the cache is touched: nothing this run sends could pass
+        # refused before the run folder is touched or anything is sent: no call of this run could pass
         check_params(settings.decoding_params())
         if settings.constrain != "none":
             check_params({"response_format": settings.constrain})
