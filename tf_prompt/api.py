@@ -82,12 +82,12 @@ def default_model(settings: RunSettings) -> tuple[str, str | None]:
 
 
 #: Model-string prefixes that choose a backend (a bare name is an OpenAI-compatible API).
-BACKEND_KINDS = ("gguf", "hf", "openai", "gemini", "azure")
+BACKEND_KINDS = ("gguf", "hf", "openai", "gemini", "azure", "anthropic")
 
 
 def backend_spec(model: str) -> tuple[str, str]:
     """The backend kind and the model it is given, for a model string: `gguf:PATH_OR_PRESET`,
-    `hf:DIR_OR_REPO`, `openai:NAME`, `gemini:MODEL`, `azure:DEPLOYMENT` or a bare name (an
+    `hf:DIR_OR_REPO`, `openai:NAME`, `gemini:MODEL`, `azure:DEPLOYMENT`, `anthropic:NAME` or a bare name (an
     OpenAI-compatible API)."""
     kind, _, rest = model.partition(":")
     if kind in BACKEND_KINDS and rest:
@@ -100,11 +100,25 @@ def make_backend(settings: RunSettings) -> Backend:
 
     `gguf:PATH_OR_PRESET` runs a GGUF file with llama.cpp in process, `hf:DIR_OR_REPO` a Hugging
     Face checkpoint with transformers, `gemini:MODEL` Google's Gemini API (google-genai SDK),
-    `azure:DEPLOYMENT` an Azure OpenAI deployment, `openai:NAME` or a bare name an
-    OpenAI-compatible API. Each hosted backend reads its own key variable unless --api-key-env
-    names one, and never another provider's.
+    `azure:DEPLOYMENT` an Azure OpenAI deployment, `anthropic:NAME` Anthropic's Messages API,
+    `openai:NAME` or a bare name an OpenAI-compatible API. Each hosted backend reads its own key
+    variable unless --api-key-env names one, and never another provider's.
     """
     kind, model = backend_spec(default_model(settings)[0])
+    if kind == "anthropic":
+        try:
+            from tf_prompt.backends.anthropic import AnthropicBackend, check_params, key_env_for
+        except ModuleNotFoundError as e:
+            if e.name != "anthropic":
+                raise
+            raise BackendError("anthropic: models need the anthropic SDK: pip install 'tf-prompt[anthropic]'") from None
+
+        # refused before the run folder is touched or anything is sent: no call of this run could pass
+        check_params(settings.decoding_params())
+        if settings.constrain != "none":
+            check_params({"response_format": settings.constrain})
+        return AnthropicBackend(model=model, base_url=settings.base_url,
+                                api_key_env=key_env_for(settings.api_key_env), timeout=settings.timeout)
     if kind == "gguf":
         from tf_prompt.backends.gguf import GGUFBackend
 
@@ -240,7 +254,8 @@ def make_client(settings: RunSettings, backend: Backend | None = None, *, dry_ru
     cache = None if settings.no_cache else ReplyCache(settings.cache_dir)
     options = ClientOptions(max_retries=settings.max_retries, retry_initial=settings.retry_initial,
                             rpm=settings.rpm, tpm=settings.tpm, max_cost=settings.max_cost,
-                            dry_run=dry_run, use_cache=not settings.no_cache)
+                            dry_run=dry_run, use_cache=not settings.no_cache,
+                            concurrency=settings.concurrency or 1)
     return ModelClient(backend or make_backend(settings), settings.decoding_params(), cache=cache,
                        options=options, prices=PriceTable.load(settings.prices))
 
@@ -390,12 +405,17 @@ async def estimate_async(settings: RunSettings, backend: Backend | None = None) 
     model = summary.metrics["settings"]["model"]   # what answers (a backend= given, too)
     # priced by the name the client prices calls by (PriceTable.lookup strips an "openai:" prefix itself)
     priced = backend.model if backend is not None else default_model(settings)[0]
-    batch_cost = PriceTable.load(settings.prices).cost(priced, u["prompt_tokens"], u["completion_tokens"], batch=True)
-    # --via batch is OpenAI's Batch API: no batch price for the other hosted backends
-    batchable = backend_spec(default_model(settings)[0])[0] == "openai" if backend is None else backend.kind == "openai"
+    prices = PriceTable.load(settings.prices)
+    batch_cost = prices.cost(priced, u["prompt_tokens"], u["completion_tokens"], batch=True)
+    # without the provider's prompt cache: every prompt token at the input price (an upper bound)
+    uncached = prices.cost(priced, u["prompt_tokens"], u["completion_tokens"])
+    via_batch = backend_spec(priced)[0] == "openai" and (backend is None or backend.kind == "openai")
     est = {"calls": u["calls"], "cached_calls": u["cache_hits"], "prompt_tokens": u["prompt_tokens"],
            "completion_tokens": u["completion_tokens"], "cost_usd": u["cost_usd"],
-           "cost_usd_batch_api": batch_cost if u["cost_usd"] is not None and batchable else None,
+           "cache_read_tokens": u["cache_read_tokens"], "cache_write_tokens": u["cache_write_tokens"],
+           "cost_usd_without_prompt_cache": uncached if u["cost_usd"] is not None else None,
+           # --via batch speaks OpenAI's Batch API only
+           "cost_usd_batch_api": batch_cost if u["cost_usd"] is not None and via_batch else None,
            "by_step": u["by_step"], "n_sentences": summary.metrics["n_sentences"],
            "model": model, "method": settings.method,
            "batch_sentences": settings.batch_sentences,

@@ -181,8 +181,9 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(est, ensure_ascii=False))
         return 0
+    approx = ", approximate counts" if est.get("tokenizer_note") else ""
     print(f"estimate for {est['n_sentences']} sentences, {est['method']} with {est['model']} "
-          f"(tokenizer {est['tokenizer']}, prices of {est['prices_date']}); nothing was sent")
+          f"(tokenizer {est['tokenizer']}{approx}, prices of {est['prices_date']}); nothing was sent")
     print(f"{'step':<11}{'calls':>8}{'prompt tok':>13}{'compl. tok':>13}{'cost $':>12}")
     for step, s in est["by_step"].items():
         print(f"{step:<11}{s['calls']:>8}{s['prompt_tokens']:>13}{s['completion_tokens']:>13}"
@@ -190,6 +191,13 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     print(f"{'total':<11}{est['calls']:>8}{est['prompt_tokens']:>13}{est['completion_tokens']:>13}"
           f"{money(est['cost_usd']):>12}")
     print(f"already cached (free): {est['cached_calls']} calls")
+    read, write = est.get("cache_read_tokens") or 0, est.get("cache_write_tokens") or 0
+    plain = est.get("cost_usd_without_prompt_cache")
+    if (read or write) and plain is not None and est["cost_usd"] is not None:
+        saved = f", saving {100 * (1 - est['cost_usd'] / plain):.0f}%" if plain else ""
+        print(f"provider prompt cache (assumed for each template's shared prefix once the first "
+              f"--concurrency calls sent it): {read} prompt tokens read from it, {write} written; "
+              f"without it ${money(plain)}{saved}")
     if est.get("tokenizer_note"):
         print(f"note: {est['tokenizer_note']}")
     if est.get("cost_usd_batch_api") is not None:

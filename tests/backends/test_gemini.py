@@ -294,14 +294,14 @@ def test_estimate_is_priced_and_says_the_counts_are_approximate(tmp_path: Path, 
 def test_usage_of_a_reply_and_the_cached_prompt_tokens() -> None:
     from tf_prompt.backends.gemini import GeminiBackend
 
-    async def go(url: str) -> tuple[Any, int]:
+    async def go(url: str) -> tuple[Any, int | None]:
         backend = GeminiBackend(model=MODEL, base_url=url)
         try:
             done = await backend.complete([{"role": "system", "content": "s"}, {"role": "user", "content": "x" * 40}],
                                           {"temperature": 0.0, "max_tokens": 8, "seed": 3})
         finally:
             await backend.aclose()
-        return done, backend.cached_prompt_tokens
+        return done, done.cache_read_tokens
 
     with GeminiServer(lambda body: '{"entities": []}', cached_tokens=6, thoughts_tokens=4) as srv:
         done, cached = asyncio.run(go(srv.base_url))

@@ -116,7 +116,11 @@ def test_failing_load_is_swallowed(monkeypatch) -> None:
 def test_unknown_model_gets_cl100k_with_note() -> None:
     tok = tokenizer_for("qwen2.5-coder")
     assert (tok.name, tok.exact) == ("cl100k_base", False)
-    assert tok.note == "no tokenizer known for qwen2.5-coder; counting with cl100k_base"
+    assert tok.note == ("no tokenizer known for qwen2.5-coder; counting with cl100k_base, so token counts "
+                        "are approximate")
+    claude = tokenizer_for("anthropic:claude-sonnet-4-5")
+    assert (claude.name, claude.exact) == ("cl100k_base", False)
+    assert claude.note is not None and "approximate" in claude.note and "Anthropic" in claude.note
 
 
 def test_approx_when_no_encoding(monkeypatch) -> None:
@@ -152,7 +156,8 @@ def test_default_table_provenance() -> None:
     table = PriceTable.load()
     assert table.date == "2025-08-15"
     assert "verify" in table.source
-    assert table.lookup("gpt-4o") == Price(2.5, 10.0, 1.25, 5.0, training=25.0)
+    assert table.lookup("gpt-4o") == Price(2.5, 10.0, 1.25, 5.0, training=25.0, cached_input=1.25,
+                                           cache_min_tokens=1024)
     for price in table.prices.values():  # batch is half of standard everywhere we list it
         assert price.batch_input == pytest.approx(price.input / 2)
         assert price.batch_output == pytest.approx(price.output / 2)
@@ -208,7 +213,8 @@ def test_user_override_merges(tmp_path: Path, monkeypatch) -> None:
     assert table.lookup("gpt-4o") == Price(2.0, 8.0)  # whole entry replaced
     assert table.lookup("gpt-4o-2024-08-06") == Price(2.0, 8.0)
     assert table.cost("qwen2.5-coder", 10**6, 10**6) == 0.0
-    assert table.lookup("gpt-4.1") == Price(2.0, 8.0, 1.0, 4.0, training=25.0)  # defaults kept
+    assert table.lookup("gpt-4.1") == Price(2.0, 8.0, 1.0, 4.0, training=25.0, cached_input=0.5,
+                                            cache_min_tokens=1024)  # defaults kept
     assert table.date == "2025-08-15" and str(path) in table.source
 
     monkeypatch.setenv("TF_PROMPT_PRICES", str(path))

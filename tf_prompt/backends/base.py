@@ -19,7 +19,13 @@ __all__ = ["Backend", "BackendError", "Completion"]
 
 @dataclass(frozen=True)
 class Completion:
-    """A model reply with the token usage the backend reported (None where it reports nothing)."""
+    """A model reply with the token usage the backend reported (None where it reports nothing).
+
+    `prompt_tokens` counts every input token, those the provider's prompt cache served or
+    stored included: `cache_read_tokens` of them were read from the provider's cache (billed at
+    its cached-input price), `cache_write_tokens` were written to it (Anthropic bills writes
+    above the input price; OpenAI caches automatically and reports no writes).
+    """
 
     text: str
     prompt_tokens: int | None = None
@@ -27,6 +33,8 @@ class Completion:
     finish_reason: str | None = None
     model: str | None = None
     cached: bool = False
+    cache_read_tokens: int | None = None
+    cache_write_tokens: int | None = None
 
 
 @dataclass
@@ -51,6 +59,17 @@ class Backend(ABC):
     @abstractmethod
     async def complete(self, messages: list[dict[str, str]], params: dict[str, Any]) -> Completion:
         """Send one chat request; raise BackendError on failure."""
+
+    async def complete_prompt(self, messages: list[dict[str, str]], params: dict[str, Any],
+                              fixed: int = 0) -> Completion:
+        """`complete`, told that the first `fixed` characters of the last message's content are
+        the same for every sentence of the run (guidelines, examples: prompting/templates.py).
+
+        A provider whose prompt cache must be told where the shared prefix ends (Anthropic's
+        `cache_control`) marks it there; the default ignores the hint: OpenAI caches prefixes
+        on its own, local engines do not bill. The messages are sent unchanged either way.
+        """
+        return await self.complete(messages, params)
 
     async def aclose(self) -> None:  # noqa: B027 -- optional hook, not abstract: most backends hold nothing
         """Release connections; the default has nothing to release."""

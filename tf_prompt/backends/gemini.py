@@ -189,9 +189,6 @@ class GeminiBackend(Backend):
     api_key_env: str | None = None
     timeout: float = 60.0
     kind: str = field(default="gemini", init=False)
-    #: Prompt tokens served from Gemini's context cache over the backend's calls
-    #: (usageMetadata.cachedContentTokenCount): kept here until Completion carries a cached count.
-    cached_prompt_tokens: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         problem = _url_problem(self.base_url) if self.base_url else None
@@ -259,14 +256,16 @@ class GeminiBackend(Backend):
         prompt = _count(getattr(usage, "prompt_token_count", None))
         answer = _count(getattr(usage, "candidates_token_count", None))
         thoughts = _count(getattr(usage, "thoughts_token_count", None))
-        self.cached_prompt_tokens += _count(getattr(usage, "cached_content_token_count", None)) or 0
+        # served from Gemini's (implicit) context cache: part of the prompt tokens, priced as cached
+        # input where the price table has a cached-input price for the model
+        cached = _count(getattr(usage, "cached_content_token_count", None))
         # thinking tokens are billed as output: they count as completion tokens
         completion = None if answer is None and thoughts is None else (answer or 0) + (thoughts or 0)
         feedback = response.prompt_feedback
         if feedback is not None and feedback.block_reason is not None:
             reason = getattr(feedback.block_reason, "value", feedback.block_reason)
             return Completion("", prompt, completion or 0, blocked_finish(f"promptFeedback.blockReason {reason}"),
-                              response.model_version)
+                              response.model_version, cache_read_tokens=cached)
         candidates = response.candidates or []
         if not candidates:
             where = gemini_endpoint(self.base_url)
@@ -277,8 +276,9 @@ class GeminiBackend(Backend):
         parts = first.content.parts if first.content is not None and first.content.parts else []
         text = "".join(p.text for p in parts if p.text and not p.thought)
         if finish in ("SAFETY", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII", "RECITATION"):
-            return Completion("", prompt, completion, blocked_finish(f"finishReason {finish}"), response.model_version)
-        return Completion(text, prompt, completion, finish, response.model_version)
+            return Completion("", prompt, completion, blocked_finish(f"finishReason {finish}"), response.model_version,
+                              cache_read_tokens=cached)
+        return Completion(text, prompt, completion, finish, response.model_version, cache_read_tokens=cached)
 
     async def aclose(self) -> None:
         if self._sdk is not None:

@@ -70,13 +70,21 @@ def read_api_key(env: str | None, base_url: str | None) -> str:
     return PLACEHOLDER_KEY
 
 
+#: Where an `anthropic:` model's requests go without a base URL (backends/anthropic.py, which
+#: imports the SDK; kept here so the endpoint can be told without importing it).
+ANTHROPIC_URL = "https://api.anthropic.com"
+
+
 def effective_base_url(model: str, base_url: str | None, api_version: str | None = None) -> str | None:
     """Where requests for `model` go, as it may be shown or stored (credentials masked): the
-    base URL given, else $OPENAI_BASE_URL, else OpenAI's; None for a local model (gguf:, hf:).
+    base URL given, else the provider's variable ($OPENAI_BASE_URL, $ANTHROPIC_BASE_URL for an
+    `anthropic:` model), else the provider's own; None for a local model (gguf:, hf:).
     A Gemini model's is --base-url or Google's, an Azure deployment's its resource endpoint
     with the api-version (neither reads $OPENAI_BASE_URL).
 
     Part of a run's identity and record: the same settings against another server are another run.
+    What the backends record as their `endpoint` (OpenAIBackend, AnthropicBackend), computed
+    without building one.
     """
     kind, sep, rest = model.partition(":")
     if sep and rest and kind in ("gguf", "hf"):
@@ -85,6 +93,9 @@ def effective_base_url(model: str, base_url: str | None, api_version: str | None
         return gemini_endpoint(base_url)
     if sep and rest and kind == "azure":
         return azure_endpoint(base_url, api_version)
+    if sep and rest and kind == "anthropic":
+        url = (base_url or os.environ.get("ANTHROPIC_BASE_URL") or ANTHROPIC_URL).rstrip("/")
+        return redact_url(url) or ANTHROPIC_URL
     url = (base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL).rstrip("/")
     return redact_url(url) or OPENAI_URL
 
@@ -310,12 +321,16 @@ def parse_chat_reply(raw: bytes | str, base_url: str | None) -> Completion:
         raise BackendError(f"{where}: reply content is {type(content).__name__}, not text", retryable=True,
                            status=200, not_an_api=True)
     usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+    # OpenAI's automatic prompt caching: how many of the prompt tokens it served from its cache
+    details = usage.get("prompt_tokens_details")
+    cached = _count(details.get("cached_tokens")) if isinstance(details, dict) else None
     return Completion(
         text=content or "",
         prompt_tokens=_count(usage.get("prompt_tokens")),
         completion_tokens=_count(usage.get("completion_tokens")),
         finish_reason=choice.get("finish_reason"),
         model=data.get("model"),
+        cache_read_tokens=cached,
     )
 
 

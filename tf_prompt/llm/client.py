@@ -27,6 +27,10 @@ from tf_prompt.llm.cost import PriceTable, Tokenizer, request_tokens, tokenizer_
 from tf_prompt.llm.retry import DeadEndpoint, with_retries
 from tf_prompt.prompting.templates import Prompt
 
+#: Backend kinds that bill per token: a model of theirs missing from the price table has an
+#: unknown cost (None), where any other kind (a local engine) costs nothing.
+PAID_KINDS = frozenset({"openai", "anthropic", "gemini", "azure"})
+
 
 class BudgetExceeded(RuntimeError):
     """The next call could take the run past `--max-cost`; nothing was sent."""
@@ -57,21 +61,30 @@ class Usage:
     cached_completion_tokens: int = 0
     cached_seconds: float = 0.0
     cached_untimed: int = 0      # cache hits stored before replies carried their time
+    # The provider's prompt cache (not ours): of the prompt tokens, how many it served (billed at
+    # the cached-input price) and how many it stored (Anthropic bills a write above input).
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
     by_step: dict[str, dict[str, float]] = field(default_factory=dict)
 
-    def add(self, step: str, prompt_tokens: int, completion_tokens: int, cost: float | None) -> None:
+    def add(self, step: str, prompt_tokens: int, completion_tokens: int, cost: float | None,
+            cache_read: int = 0, cache_write: int = 0) -> None:
         self.calls += 1
         self.prompt_tokens += prompt_tokens
         self.completion_tokens += completion_tokens
+        self.cache_read_tokens += cache_read
+        self.cache_write_tokens += cache_write
         if cost is None:
             self.cost_known = False
         else:
             self.cost_usd += cost
         s = self.by_step.setdefault(step, {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0,
-                                           "cost_usd": 0.0})
+                                           "cache_read_tokens": 0, "cache_write_tokens": 0, "cost_usd": 0.0})
         s["calls"] += 1
         s["prompt_tokens"] += prompt_tokens
         s["completion_tokens"] += completion_tokens
+        s["cache_read_tokens"] += cache_read
+        s["cache_write_tokens"] += cache_write
         s["cost_usd"] += cost or 0.0
 
     def add_cached(self, record: dict[str, Any]) -> None:
@@ -144,6 +157,9 @@ class ClientOptions:
     max_cost: float | None = None
     dry_run: bool = False
     use_cache: bool = True
+    #: calls in flight at once: an estimate assumes the first this many calls of a template all
+    #: miss the provider's prompt cache (they are sent before any of them has written it)
+    concurrency: int = 1
 
 
 def _smooth_limiter(per_minute: float) -> AsyncLimiter:
@@ -175,6 +191,7 @@ class ModelClient:
         self._inflight: dict[str, asyncio.Future[Completion]] = {}
         self.stopped: BackendError | None = None   # the fatal error that stops the run, once one occurred
         self._dead = DeadEndpoint()                 # stops a run whose endpoint never answered
+        self._prefix_calls: dict[str, int] = {}      # estimate: calls so far per template
         if self.budget is not None and self.price_of(1, 1) is None:
             raise BudgetExceeded(
                 f"--max-cost needs a price for model {backend.model!r}: add it to a prices file "
@@ -198,10 +215,41 @@ class ModelClient:
         """Why counts are approximate (e.g. o200k_base not available offline), if they are."""
         return self._tokenizer.note if self._tokenizer is not None else None
 
-    def price_of(self, prompt_tokens: int, completion_tokens: int) -> float | None:
-        if self.backend.kind not in ("openai", "gemini", "azure") and self.prices.lookup(self.backend.model) is None:
+    def price_of(self, prompt_tokens: int, completion_tokens: int, cache_read: int = 0,
+                 cache_write: int = 0) -> float | None:
+        if self.backend.kind not in PAID_KINDS and self.prices.lookup(self.backend.model) is None:
             return 0.0  # local backends cost nothing unless the price file says otherwise
-        return self.prices.cost(self.backend.model, prompt_tokens, completion_tokens)
+        return self.prices.cost(self.backend.model, prompt_tokens, completion_tokens,
+                                cache_read=cache_read, cache_write=cache_write)
+
+    def _estimated_cache(self, prompt: Prompt, prompt_tokens: int) -> tuple[int, int]:
+        """Estimate: the prompt tokens the provider's prompt cache would serve and store for
+        `prompt` (read, write), assuming its shared prefix (system message and the fixed part of
+        the last message) is cached once the first `concurrency` calls of its template were sent.
+
+        (0, 0) without cache prices in the table or below the provider's minimum prefix. OpenAI
+        caches in steps of 128 tokens past its minimum and bills no write; a table entry with a
+        `cache_write` price (Anthropic) caches the whole prefix at the marked breakpoint.
+        """
+        price = self.prices.lookup(self.backend.model)
+        if price is None or price.cached_input is None or price.cache_min_tokens is None:
+            return 0, 0
+        last = prompt.messages[-1] if prompt.messages else None
+        if last is None:
+            return 0, 0
+        prefix = (self.tokenizer.count_messages(prompt.messages[:-1])
+                  + self.tokenizer.count(last["content"][:prompt.fixed]))
+        minimum = int(price.cache_min_tokens)
+        if prefix < minimum:
+            return 0, 0
+        if price.cache_write is None:
+            prefix = minimum + (prefix - minimum) // 128 * 128
+        prefix = min(prefix, prompt_tokens)
+        seen = self._prefix_calls.get(prompt.identity, 0)
+        self._prefix_calls[prompt.identity] = seen + 1
+        if seen < max(1, self.options.concurrency):
+            return 0, (prefix if price.cache_write is not None else 0)
+        return prefix, 0
 
     def request_params(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """The parameters one call sends: the run's decoding parameters plus the call's own
@@ -232,7 +280,8 @@ class ModelClient:
                 return Completion(text=record["text"], prompt_tokens=record.get("prompt_tokens"),
                                   completion_tokens=record.get("completion_tokens"),
                                   finish_reason=record.get("finish_reason"), model=record.get("model"),
-                                  cached=True)
+                                  cached=True, cache_read_tokens=record.get("cache_read_tokens"),
+                                  cache_write_tokens=record.get("cache_write_tokens"))
         # Identical prompts in flight at the same time (repeated sentences) are sent once.
         shared = self._inflight.get(key) if key else None
         if shared is not None:
@@ -244,9 +293,11 @@ class ModelClient:
             prompt_tokens = request_tokens(self.tokenizer, prompt.messages, sent)
             text = standin if standin is not None else ""
             completion_tokens = self.tokenizer.count(text)
+            read, write = self._estimated_cache(prompt, prompt_tokens)
             self.usage.add(prompt.step, prompt_tokens, completion_tokens,
-                           self.price_of(prompt_tokens, completion_tokens))
-            completion = Completion(text=text, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+                           self.price_of(prompt_tokens, completion_tokens, read, write), read, write)
+            completion = Completion(text=text, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                                    cache_read_tokens=read, cache_write_tokens=write)
             if key:
                 done: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
                 done.set_result(completion)
@@ -312,16 +363,19 @@ class ModelClient:
                  else request_tokens(self.tokenizer, prompt.messages, params))
         c_tok = (completion.completion_tokens if completion.completion_tokens is not None
                  else self.tokenizer.count(completion.text))
+        read, write = completion.cache_read_tokens or 0, completion.cache_write_tokens or 0
         if self.cache is not None:
             # Stored before anything can fail: a paid reply is never lost.
-            self.cache.set(key, {"text": completion.text, "prompt_tokens": p_tok, "completion_tokens": c_tok,
-                                 "finish_reason": completion.finish_reason, "model": completion.model,
-                                 "template": prompt.identity, "step": prompt.step,
-                                 "seconds": round(seconds, 3)})
-        cost = self.price_of(p_tok, c_tok)
+            record = {"text": completion.text, "prompt_tokens": p_tok, "completion_tokens": c_tok,
+                      "finish_reason": completion.finish_reason, "model": completion.model,
+                      "template": prompt.identity, "step": prompt.step, "seconds": round(seconds, 3)}
+            if read or write:   # what the provider's prompt cache did for this reply
+                record.update(cache_read_tokens=read, cache_write_tokens=write)
+            self.cache.set(key, record)
+        cost = self.price_of(p_tok, c_tok, read, write)
         if self.budget is not None:
             await self.budget.settle(worst, cost or 0.0)
-        self.usage.add(prompt.step, p_tok, c_tok, cost)
+        self.usage.add(prompt.step, p_tok, c_tok, cost, read, write)
         return completion
 
     def _attempt(self, prompt: Prompt, params: dict[str, Any]) -> Callable[[], Awaitable[Completion]]:
@@ -336,7 +390,7 @@ class ModelClient:
             self.usage.attempts += 1
             tries += 1
             try:
-                completion = await self.backend.complete(prompt.messages, params)
+                completion = await self.backend.complete_prompt(prompt.messages, params, prompt.fixed)
             except BackendError as e:
                 # An endpoint that never answered stops the run now, not after every retry of
                 # every sentence (retry.DeadEndpoint).

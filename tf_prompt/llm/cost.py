@@ -70,10 +70,18 @@ _TOKENS_PER_NAME = 1
 _TOKENS_REPLY_PRIMING = 3
 
 
+#: Model-string prefixes that only select a backend (api.backend_spec), not a tokenizer or price.
+_PROVIDER_PREFIXES = ("openai:", "anthropic:")
+
+
 def _strip_provider(model: str) -> str:
-    """`openai:gpt-4o` -> `gpt-4o`: the prefix selects a backend, not a tokenizer or price."""
+    """`openai:gpt-4o` -> `gpt-4o`, `anthropic:claude-...` -> `claude-...`: the prefix selects a
+    backend, not a tokenizer or price."""
     model = model.strip()
-    return model[len("openai:"):] if model.lower().startswith("openai:") else model
+    for prefix in _PROVIDER_PREFIXES:
+        if model.lower().startswith(prefix):
+            return model[len(prefix):]
+    return model
 
 
 def encoding_for(model: str) -> str | None:
@@ -226,7 +234,10 @@ def tokenizer_for(model: str) -> Tokenizer:
     if encoding is not None:
         return Tokenizer(
             _FALLBACK_ENCODING, False,
-            f"no tokenizer known for {label}; counting with {_FALLBACK_ENCODING}",
+            f"no tokenizer known for {label}; counting with {_FALLBACK_ENCODING}, so token counts "
+            f"are approximate"
+            + (" (Anthropic's tokenizer is not public; Claude models often count more tokens than "
+               "cl100k for the same text)" if label.lower().startswith("claude") else ""),
             encoding,
         )
     return Tokenizer(
@@ -240,7 +251,8 @@ def tokenizer_for(model: str) -> Tokenizer:
 # Prices
 # ---------------------------------------------------------------------------
 
-_PRICE_FIELDS = ("input", "output", "batch_input", "batch_output", "training")
+_PRICE_FIELDS = ("input", "output", "batch_input", "batch_output", "training", "cached_input", "cache_write",
+                 "cache_min_tokens")
 _REQUIRED_PRICE_FIELDS = ("input", "output")
 _CURRENCY = "USD"
 _UNIT = "per 1M tokens"
@@ -259,6 +271,12 @@ class Price:
 
     `training` is the fine-tuning price per 1M training tokens (each epoch bills the file again),
     None where it is not known: `finetune-data` then says the cost is unknown instead of guessing.
+
+    Prompt caching: `cached_input` is the price of an input token read from the provider's
+    prompt cache (OpenAI's "cached input", Anthropic's cache read), `cache_write` that of one
+    written to it (Anthropic's 5-minute cache write; OpenAI bills none), and `cache_min_tokens`
+    the shortest prefix the provider caches (`tf-prompt estimate` assumes no caching below it).
+    A missing cache price is charged as plain input: an upper bound.
     """
 
     input: float
@@ -266,6 +284,9 @@ class Price:
     batch_input: float | None = None
     batch_output: float | None = None
     training: float | None = None
+    cached_input: float | None = None
+    cache_write: float | None = None
+    cache_min_tokens: float | None = None
 
 
 def _number(value: Any, where: str, *, optional: bool) -> float | None:
@@ -381,11 +402,15 @@ class PriceTable:
         return lowered[max(candidates, key=len)] if candidates else None
 
     def cost(self, model: str, prompt_tokens: int, completion_tokens: int,
-             *, batch: bool = False) -> float | None:
+             *, batch: bool = False, cache_read: int = 0, cache_write: int = 0) -> float | None:
         """USD for one call (or a sum of calls); None when the model has no known price.
 
         With `batch=True`, a model without Batch API prices is charged standard
         prices: an upper bound is a safer budget than "unknown".
+
+        `prompt_tokens` counts every input token; `cache_read` of them were served by the
+        provider's prompt cache and `cache_write` were written to it, each at its own price
+        (plain input when the table has none).
         """
         price = self.lookup(model)
         if price is None:
@@ -394,7 +419,11 @@ class PriceTable:
         if batch:
             rate_in = price.batch_input if price.batch_input is not None else rate_in
             rate_out = price.batch_output if price.batch_output is not None else rate_out
-        return (prompt_tokens * rate_in + completion_tokens * rate_out) / _PER_UNIT
+        rate_read = price.cached_input if price.cached_input is not None else price.input
+        rate_write = price.cache_write if price.cache_write is not None else price.input
+        plain = max(0, prompt_tokens - cache_read - cache_write)
+        return (plain * rate_in + cache_read * rate_read + cache_write * rate_write
+                + completion_tokens * rate_out) / _PER_UNIT
 
     def training_cost(self, model: str, tokens: int) -> float | None:
         """USD to fine-tune `model` on `tokens` training tokens (one epoch); None when the table

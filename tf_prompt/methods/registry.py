@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from tf_prompt.methods import direct, one_call, transfusion, translate_test
 from tf_prompt.methods.base import Method, Prompting, ReplyFormat, Step
-from tf_prompt.prompting.templates import add_method_templates, remove_method_templates
+from tf_prompt.prompting.templates import add_method_templates, declare_per_sentence, remove_method_templates
 
 if TYPE_CHECKING:
     from importlib.metadata import EntryPoint
@@ -73,6 +73,7 @@ class Registry(Mapping[str, Method]):
     # -- writing
     def add_packaged(self, method: Method) -> None:
         """One of the package's own methods (at import, without loading the plugins)."""
+        declare_per_sentence(v for step in method.steps for v in step.item_vars)
         self._methods[method.name] = method
         self._packaged.add(method.name)
 
@@ -85,6 +86,8 @@ class Registry(Mapping[str, Method]):
             remove_method_templates(old.prompts)
         if method.prompts is not None and old is not method:
             add_method_templates(method.name, method.prompts, declared_templates(method))
+        # where its prompts stop being the same for every sentence (Prompt.fixed)
+        declare_per_sentence(v for step in method.steps for v in step.item_vars)
         self._methods[method.name] = method
         self.broken.pop(method.name, None)
         return method

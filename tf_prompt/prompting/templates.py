@@ -21,7 +21,7 @@ import hashlib
 import importlib.resources
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -56,6 +56,10 @@ class Prompt:
     template: str          # e.g. "fuse.v1"
     digest: str            # sha256 of the template source, first 12 hex chars
     messages: list[dict[str, str]]
+    #: How many leading characters of the last message's content are the same for every sentence
+    #: of the run (everything before the first per-sentence variable): the prefix a provider's
+    #: prompt cache can reuse. Not part of the cache key: it never changes what is sent.
+    fixed: int = field(default=0, compare=False)
 
     @property
     def identity(self) -> str:
@@ -105,6 +109,40 @@ def remove_method_templates(folder: Folder) -> None:
     """Forget the templates `folder` provides (its method was unregistered)."""
     for name in [n for n, f in _METHOD_FOLDERS.items() if str(f) == str(folder)]:
         del _METHOD_FOLDERS[name]
+
+
+#: The variables that change from one call to the next (a sentence, its translation, the English
+#: entities, a batch's items); all others a template sees (language, labels, examples) are the
+#: same for every call of a run, so what they render before the first of these is a shared prefix.
+#: Steps declare theirs (Step.item_vars); the method registry adds them (`declare_per_sentence`).
+PER_SENTENCE: set[str] = {"text", "translation", "english_entities", "hints", "items"}
+#: Put in front of every per-sentence string for the second rendering that finds the prefix.
+_MARK = "\u2063"
+
+
+def declare_per_sentence(names: Any) -> None:
+    """Count `names` (a registered method's Step.item_vars) among the per-sentence variables."""
+    PER_SENTENCE.update(names)
+
+
+def _varied(value: Any) -> Any:
+    """`value` with every string changed at its first character (an empty list made non-empty),
+    so that a rendering of it differs from the real one exactly where the value first shows."""
+    if isinstance(value, str):
+        return _MARK + value
+    if isinstance(value, list):
+        return [_varied(v) for v in value] or [_MARK]
+    if isinstance(value, dict):
+        return {k: _varied(v) for k, v in value.items()}
+    return value
+
+
+def _common_prefix(a: str, b: str) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
 
 
 def _json(value: Any) -> str:
@@ -158,6 +196,7 @@ class TemplateSet:
         self.env.filters["json"] = _json
         self.env.filters["pystr"] = _json   # a JSON string is a valid Python string literal
         self._cache: dict[str, tuple[str, str, Any, Folder]] = {}
+        self._prefixes: dict[str, str] = {}   # template name -> its last known fixed prefix
 
     def _find(self, step: str) -> Folder:
         wanted = self.pins.get(step, step)
@@ -231,4 +270,25 @@ class TemplateSet:
             message = e.message if isinstance(e, JinjaTemplateError) and e.message else str(e)
             kind = "" if isinstance(e, (UndefinedError, JinjaTemplateError)) else f"{type(e).__name__}: "
             raise TemplateError(f"{where}: {kind}{message} (while rendering step {step!r})") from None
-        return Prompt(step=step, template=name, digest=digest, messages=messages)
+        fixed = self._fixed(name, template, messages, variables) if messages else 0
+        return Prompt(step=step, template=name, digest=digest, messages=messages, fixed=fixed)
+
+    def _fixed(self, name: str, template: Any, messages: list[dict[str, str]], variables: dict[str, Any]) -> int:
+        """How many leading characters of the last message are the same for every sentence: found
+        by rendering its block again with every per-sentence variable changed (`_varied`) and
+        keeping what the two renderings share. The prefix is remembered per template, so most
+        calls only check that their message starts with it (a second rendering of every prompt
+        would add to the framework's CPU cost per call). 0 when it cannot be told."""
+        content = messages[-1]["content"]
+        known = self._prefixes.get(name)
+        if known is not None and content.startswith(known):
+            return len(known)
+        render_block = template.blocks.get(messages[-1]["role"])
+        varying = {k: _varied(v) if k in PER_SENTENCE else v for k, v in variables.items()}
+        try:
+            other = encodable("".join(render_block(template.new_context(varying))).strip())
+        except Exception:   # a template that cannot render the changed values: no prefix claimed
+            return 0
+        n = _common_prefix(content, other)
+        self._prefixes[name] = content[:n]
+        return n

@@ -57,8 +57,14 @@ class LoopbackServer:
     def __init__(self, responder: Responder | None = None, *, fault: FaultFn | None = None,
                  latency: float = 0.0, count_tokens: Callable[[str], int] = approx_tokens,
                  batch_fault: FaultFn | None = None, batch_polls_before_done: int | None = 1,
-                 batch_delay: float = 0.0):
+                 batch_delay: float = 0.0, prompt_cache_min: int | None = None):
         self.responder = responder or (lambda body: '{"entities": []}')
+        #: Behave like OpenAI's automatic prompt caching (None: off): a prompt that shares a prefix
+        #: of at least this many tokens with an earlier one reports that prefix as
+        #: usage.prompt_tokens_details.cached_tokens.
+        self.prompt_cache_min = prompt_cache_min
+        self._seen_prompts: list[str] = []
+        self.cached_tokens = 0                     # cached_tokens reported over successful replies
         self.fault = fault
         self.latency = latency
         self.count_tokens = count_tokens
@@ -250,11 +256,33 @@ class LoopbackServer:
             with self._lock:
                 self.schema_violations.append(errors)
         payload = self._completion(body, text, f"chatcmpl-loopback-{attempt}")
+        if self.prompt_cache_min is not None:
+            cached = self._cached_prefix_tokens(body)
+            payload["usage"]["prompt_tokens_details"] = {"cached_tokens": cached}
         with self._lock:
             self.served += 1
             self.prompt_tokens += payload["usage"]["prompt_tokens"]
             self.completion_tokens += payload["usage"]["completion_tokens"]
         handler._send(200, payload)
+
+    def _cached_prefix_tokens(self, body: dict[str, Any]) -> int:
+        """The tokens of the longest prefix this prompt shares with an earlier one (0 below
+        `prompt_cache_min`); the prompt is remembered for later ones."""
+        prompt_text = "".join(str(m.get("content", "")) for m in body.get("messages", []))
+        with self._lock:
+            best = 0
+            for earlier in self._seen_prompts:
+                n = 0
+                for a, b in zip(prompt_text, earlier, strict=False):
+                    if a != b:
+                        break
+                    n += 1
+                best = max(best, n)
+            self._seen_prompts.append(prompt_text)
+            tokens = min(self.count_tokens(prompt_text[:best]), self.count_tokens(prompt_text)) if best else 0
+            cached = tokens if tokens >= (self.prompt_cache_min or 0) and best else 0
+            self.cached_tokens += cached
+            return cached
 
     def _completion(self, body: dict[str, Any], text: str, ident: str) -> dict[str, Any]:
         """A chat.completion object for `text`, with usage counted by `count_tokens`."""

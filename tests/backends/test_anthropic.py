@@ -1,0 +1,275 @@
+"""`--model anthropic:NAME` end to end: the real `anthropic` SDK against a Messages API server on
+127.0.0.1 (tf_prompt/testing/anthropic_server.py) answering as an oracle.
+
+What is attacked: a whole transfusion run gives F1 100 through the SDK; the shared prefix is
+marked for the provider's cache and its reads and writes reach metrics.json and the cost; a rerun
+sends nothing; the key reaches the server only (never the run folder or the cache); each error
+shape stops the run with one line or is retried as many times as it should be, honouring
+retry-after; keys, --constrain and --seed are refused before anything is sent.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("anthropic")
+
+from tf_prompt.api import make_backend
+from tf_prompt.backends.anthropic import AnthropicBackend, parse_reply, request_body
+from tf_prompt.backends.openai_compat import effective_base_url
+from tf_prompt.cli import main
+from tf_prompt.data.conll import read_conll
+from tf_prompt.data.datasets import sample_path
+from tf_prompt.llm.cost import PriceTable
+from tf_prompt.settings import RunSettings
+from tf_prompt.testing import Fault, oracle_responder
+from tf_prompt.testing.anthropic_server import AnthropicLoopback, error_body, no_credit, overloaded, rate_limited
+
+LABELS = ["PER", "ORG", "LOC", "DATE"]
+KEY = "sk-ant-api03-LOOPBACK-SECRET-0123456789"
+MODEL = "anthropic:claude-sonnet-4-5"
+
+
+@pytest.fixture
+def key(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+    monkeypatch.delenv("ANTHROPIC_BASE_URL", raising=False)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    return KEY
+
+
+def server(**kw) -> AnthropicLoopback:
+    return AnthropicLoopback(oracle_responder(read_conll(sample_path()), LABELS), api_key=KEY, **kw)
+
+
+def run(srv: AnthropicLoopback, tmp_path: Path, *extra: str, method: str = "transfusion") -> int:
+    return main(["run", "--model", MODEL, "--base-url", srv.base_url, "--method", method,
+                 "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"), *extra])
+
+
+def test_transfusion_run_through_the_sdk_with_prompt_caching(tmp_path: Path, key: str, capsys) -> None:
+    with server(cache_min_tokens=50) as srv:
+        assert run(srv, tmp_path, "--concurrency", "1") == 0
+        metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+        assert metrics["f1"] == pytest.approx(1.0) and metrics["complete"] is True
+        assert metrics["settings"]["base_url"] == srv.base_url == effective_base_url(MODEL, srv.base_url)
+        usage = metrics["usage"]
+        assert usage["calls"] == srv.served == len(srv.requests) == 48   # 12 sentences x 4 steps
+        # every request: system prompt as `system`, one breakpoint at the end of the shared prefix
+        for body in srv.requests:
+            assert body["system"][0]["text"].startswith("You are")
+            blocks = body["messages"][-1]["content"]
+            marked = [b for b in blocks if "cache_control" in b]
+            assert len(marked) == 1 and marked[0] is blocks[0] and marked[0]["cache_control"] == {"type": "ephemeral"}
+            assert "Rules:" in blocks[0]["text"] or "Translate" in blocks[0]["text"]
+        # 4 templates: each prefix written once, read by the 11 other sentences
+        assert srv.cache_write_tokens > 0 and srv.cache_read_tokens > 10 * srv.cache_write_tokens
+        assert usage["cache_read_tokens"] == srv.cache_read_tokens
+        assert usage["cache_write_tokens"] == srv.cache_write_tokens
+        assert usage["prompt_tokens"] == srv.input_tokens + srv.cache_read_tokens + srv.cache_write_tokens
+        price = PriceTable.load().lookup("claude-sonnet-4-5")
+        assert price is not None and price.cached_input is not None and price.cache_write is not None
+        expected = (srv.input_tokens * price.input + srv.cache_read_tokens * price.cached_input
+                    + srv.cache_write_tokens * price.cache_write + usage["completion_tokens"] * price.output) / 1e6
+        assert usage["cost_usd"] == pytest.approx(expected, abs=1e-6)
+        assert usage["cost_usd"] < PriceTable.load().cost("claude-sonnet-4-5", usage["prompt_tokens"],
+                                                          usage["completion_tokens"])
+        # a rerun is answered from the reply cache: nothing is sent
+        assert run(srv, tmp_path, "--overwrite") == 0
+        assert len(srv.requests) == 48
+        rerun = json.loads((tmp_path / "out" / "metrics.json").read_text())["usage"]
+        assert (rerun["calls"], rerun["cache_hits"]) == (0, 48)
+    # the key went to the server, and nowhere else: not in the run folder, not in the cache
+    assert all(h.get("authorization") == f"Bearer {key}" or h.get("x-api-key") == key for h in srv.headers)
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert key.encode() not in path.read_bytes(), path
+    assert key not in capsys.readouterr().err
+
+
+def test_an_openai_key_is_never_sent_to_anthropic(tmp_path: Path, monkeypatch) -> None:
+    """The CLI's default --api-key-env is OPENAI_API_KEY: for an anthropic: model it counts as
+    not named, so ANTHROPIC_API_KEY is read and the OpenAI key never leaves."""
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-MUST-NOT-LEAK")
+    with AnthropicLoopback(oracle_responder(read_conll(sample_path()), LABELS)) as srv:
+        assert run(srv, tmp_path, "--limit", "1", method="direct") == 0
+    assert srv.headers and all("sk-openai-MUST-NOT-LEAK" not in json.dumps(h) for h in srv.headers)
+
+
+def one_line(err: str) -> str:
+    lines = [ln for ln in err.strip().splitlines() if ln.startswith("tf-prompt: error")]
+    assert "Traceback" not in err
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+FATAL = {
+    "401 authentication": (Fault(401, error_body(401, "invalid x-api-key")), "authentication failed"),
+    "403 permission": (Fault(403, error_body(403, "not allowed")), "not allowed to use this model"),
+    "404 unknown model": (Fault(404, error_body(404, "model: claude-nope")), "check --model"),
+    "400 credit balance": (no_credit(), "credit balance is too low"),
+}
+
+
+@pytest.mark.parametrize(("fault", "words"), FATAL.values(), ids=FATAL.keys())
+def test_fatal_errors_stop_at_once_in_one_line(tmp_path: Path, key: str, capsys, fault: Fault, words: str) -> None:
+    with server(fault=lambda body, n: fault) as srv:
+        assert run(srv, tmp_path, "--limit", "3", "--concurrency", "1", method="direct") != 0
+        assert len(srv.requests) == 1   # not retried, and nothing else sent after it
+        where = srv.base_url
+    line = one_line(capsys.readouterr().err)
+    assert words in line and where in line and KEY not in line
+
+
+def test_a_wrong_key_is_the_servers_401_in_one_line(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-wrong")
+    with server() as srv:
+        assert run(srv, tmp_path, "--limit", "1", method="direct") != 0
+        assert len(srv.requests) == 1
+    line = one_line(capsys.readouterr().err)
+    assert "HTTP 401" in line and "ANTHROPIC_API_KEY" in line and "sk-ant-wrong" not in line
+
+
+RETRIED = {
+    "529 overloaded": overloaded(retry_after=0.05),
+    "429 rate limit": rate_limited(retry_after=0.05),
+    "500 api_error": Fault(500, error_body(500)),
+}
+
+
+@pytest.mark.parametrize("fault", RETRIED.values(), ids=RETRIED.keys())
+def test_transient_errors_are_retried_by_tf_prompt_only(tmp_path: Path, key: str, fault: Fault) -> None:
+    """Two failed attempts, then answers: exactly 2 extra requests (the SDK's own retries are
+    off, so nothing multiplies), and the run completes."""
+    with server(fault=lambda body, n: fault if n < 2 else None) as srv:
+        assert run(srv, tmp_path, "--limit", "1", "--concurrency", "1", "--retry-initial", "0.01",
+                   method="direct") == 0
+        assert len(srv.requests) == 3 and srv.served == 1
+    usage = json.loads((tmp_path / "out" / "metrics.json").read_text())["usage"]
+    assert (usage["attempts"], usage["retries"], usage["calls"]) == (3, 2, 1)
+
+
+def test_retry_after_is_honoured(tmp_path: Path, key: str) -> None:
+    """529 with retry-after 0.6 s under a backoff that would wait 5 s or more: the retry comes
+    after the server's 0.6 s, not before and not after the backoff."""
+    stamps: list[float] = []
+
+    def fault(body, n):
+        stamps.append(time.monotonic())
+        return overloaded(retry_after=0.6) if n == 0 else None
+
+    with server(fault=fault) as srv:
+        assert run(srv, tmp_path, "--limit", "1", "--concurrency", "1", "--retry-initial", "10",
+                   method="direct") == 0
+    assert len(stamps) == 2
+    assert 0.55 <= stamps[1] - stamps[0] < 3.0
+
+
+def test_always_overloaded_ends_in_one_line_after_the_retries(tmp_path: Path, key: str, capsys) -> None:
+    with server(fault=lambda body, n: overloaded(retry_after=0)) as srv:
+        rc = run(srv, tmp_path, "--limit", "1", "--concurrency", "1", "--max-retries", "2", method="direct")
+        assert rc != 0
+        assert 2 <= len(srv.requests) <= 3   # the dead-endpoint breaker may stop it before the last retry
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "overloaded (HTTP 529)" in err
+
+
+def test_keys_are_checked_before_anything_is_sent(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    monkeypatch.delenv("ANTHROPIC_BASE_URL", raising=False)
+    # no key, Anthropic's own endpoint: refused, nothing sent anywhere
+    assert main(["run", "--model", MODEL, "--method", "direct", "--limit", "1",
+                 "--cache-dir", str(tmp_path / "c"), "--out", str(tmp_path / "o0")]) != 0
+    assert "set ANTHROPIC_API_KEY" in one_line(capsys.readouterr().err)
+    # a named variable that is unset: an error, never a fall back to ANTHROPIC_API_KEY
+    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+    with server() as srv:
+        assert main(["run", "--model", MODEL, "--base-url", srv.base_url, "--api-key-env", "MY_CLAUDE_KEY",
+                     "--method", "direct", "--limit", "1", "--cache-dir", str(tmp_path / "c"),
+                     "--out", str(tmp_path / "o1")]) != 0
+        assert srv.requests == []
+    assert "MY_CLAUDE_KEY" in one_line(capsys.readouterr().err)
+    # a named variable that is set is the one sent
+    monkeypatch.delenv("ANTHROPIC_API_KEY")
+    monkeypatch.setenv("MY_CLAUDE_KEY", KEY)
+    with server() as srv:
+        assert main(["run", "--model", MODEL, "--base-url", srv.base_url, "--api-key-env", "MY_CLAUDE_KEY",
+                     "--method", "direct", "--limit", "1", "--cache-dir", str(tmp_path / "c"),
+                     "--out", str(tmp_path / "o2")]) == 0
+        assert srv.served == 1
+
+
+@pytest.mark.parametrize(("flags", "words"), [(["--constrain", "json"], "--constrain none"),
+                                              (["--seed", "3"], "leave out --seed"),
+                                              (["--temperature", "1.5"], "0 to 1")])
+def test_unsupported_settings_are_refused_before_any_call(tmp_path: Path, key: str, capsys, flags, words) -> None:
+    with server() as srv:
+        assert run(srv, tmp_path, "--limit", "1", *flags, method="direct") != 0
+        assert srv.requests == []
+    assert words in one_line(capsys.readouterr().err)
+    assert not (tmp_path / "out").exists()
+
+
+def test_request_body_marks_the_shared_prefix_and_sends_the_text_unchanged() -> None:
+    messages = [{"role": "system", "content": "You are X."}, {"role": "user", "content": "Rules here.\nSentence: abc"}]
+    body = request_body("m", messages, {"temperature": 0.0, "max_tokens": 50}, fixed=len("Rules here.\nSentence: "))
+    assert body["system"] == [{"type": "text", "text": "You are X."}]
+    assert body["messages"][0]["content"] == [
+        {"type": "text", "text": "Rules here.\nSentence: ", "cache_control": {"type": "ephemeral"}},
+        {"type": "text", "text": "abc"}]
+    assert (body["max_tokens"], body["temperature"]) == (50, 0.0)
+    # no shared prefix known: the system prompt is marked, the message sent as it is
+    plain = request_body("m", messages, {}, fixed=0)
+    assert plain["system"][0]["cache_control"] == {"type": "ephemeral"}
+    assert plain["messages"][0]["content"] == messages[1]["content"] and plain["max_tokens"] == 1024
+    # a wholly fixed message is one marked block (no empty text block)
+    whole = request_body("m", messages, {}, fixed=len(messages[1]["content"]))
+    assert len(whole["messages"][0]["content"]) == 1
+
+
+def test_reply_usage_counts_every_input_token() -> None:
+    reply = {"content": [{"type": "text", "text": "{}"}], "stop_reason": "max_tokens", "model": "m",
+             "usage": {"input_tokens": 10, "output_tokens": 3, "cache_read_input_tokens": 900,
+                       "cache_creation_input_tokens": 0}}
+    c = parse_reply(json.dumps(reply), "where")
+    assert (c.prompt_tokens, c.cache_read_tokens, c.cache_write_tokens, c.completion_tokens) == (910, 900, 0, 3)
+    assert c.finish_reason == "length"
+
+
+def test_identity_and_endpoint_never_hold_the_key(monkeypatch) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+    monkeypatch.delenv("ANTHROPIC_BASE_URL", raising=False)
+    backend = make_backend(RunSettings(model=MODEL))
+    assert isinstance(backend, AnthropicBackend)
+    assert backend.identity() == {"kind": "anthropic", "model": "claude-sonnet-4-5",
+                                  "base_url": "https://api.anthropic.com"}
+    assert effective_base_url(MODEL, None) == backend.endpoint
+    assert KEY not in repr(backend)
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", "http://user:pw@127.0.0.1:9/")
+    assert effective_base_url(MODEL, None) == "http://***@127.0.0.1:9"
+    assert make_backend(RunSettings(model=MODEL)).endpoint == "http://***@127.0.0.1:9"
+
+
+def test_via_batch_refuses_anthropic_models_in_one_line(tmp_path: Path, key: str, capsys) -> None:
+    with server() as srv:
+        assert run(srv, tmp_path, "--limit", "1", "--via", "batch", method="direct") != 0
+        assert srv.requests == []
+    assert "--via batch needs an OpenAI" in one_line(capsys.readouterr().err)
+
+
+def test_max_cost_prices_an_anthropic_run_and_refuses_an_unpriced_model(tmp_path: Path, key: str, capsys) -> None:
+    """A priced Claude model runs under --max-cost; an unknown one is not priced as a similar
+    name: --max-cost asks for a price before anything is sent."""
+    with server() as srv:
+        assert run(srv, tmp_path, "--limit", "2", "--max-cost", "1.0", method="direct") == 0
+        sent = len(srv.requests)
+        assert main(["run", "--model", "anthropic:claude-sonnet-4-5-29991231", "--base-url", srv.base_url,
+                     "--method", "direct", "--limit", "1", "--max-cost", "1.0", "--out", str(tmp_path / "o3"),
+                     "--cache-dir", str(tmp_path / "cache")]) != 0
+        assert len(srv.requests) == sent
+    assert "needs a price" in one_line(capsys.readouterr().err)
