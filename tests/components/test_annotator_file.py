@@ -22,6 +22,8 @@ from tests.conftest import run_cli
 from tf_prompt.components.annotators import FileAnnotator
 from tf_prompt.data.conll import DataError, Sentence
 from tf_prompt.data.schema import MASAKHANER
+from tf_prompt.experiments.sweep import estimate_sweep, load_config, main_sweep
+from tf_prompt.experiments.sweep.plan import cell_fingerprint
 from tf_prompt.methods.templates import templates_of
 from tf_prompt.parsing import parse_entities
 from tf_prompt.settings import RunSettings
@@ -231,6 +233,45 @@ def test_other_english_entities_make_another_run(capsys, server, tmp_path: Path)
     assert len(server.requests) == sent + 1   # the one fuse prompt that changed; the others are cached
     m = ENTITIES_LINE.search(_user(server.requests[-1]))
     assert m and json.loads(m.group(1)) == [{"text": "Kano", "type": "LOC"}]
+
+
+def test_sweep_fingerprint_follows_the_files_content(tmp_path: Path) -> None:
+    pairs = _jsonl(tmp_path / "pairs.jsonl", RECORDS)
+    settings = RunSettings(method="transfusion", translator=f"file:{pairs}", annotator=f"file:{pairs}")
+    before = cell_fingerprint(settings)
+    assert set(before["component_sha256"]) == {"translator", "annotator"}
+    _jsonl(pairs, RECORDS[:2])
+    assert cell_fingerprint(settings) != before
+    # without a file component the fingerprint has no such key (finished cells keep theirs)
+    assert "component_sha256" not in cell_fingerprint(RunSettings(method="transfusion"))
+
+
+def test_a_finished_sweep_cell_reruns_when_the_entities_change(server, tmp_path: Path) -> None:
+    data = _conll(tmp_path / "hau.txt", HAUSA)
+    pairs = _jsonl(tmp_path / "pairs.jsonl", RECORDS)
+    server.responder = _fuser
+    config = tmp_path / "sweep.toml"
+    config.write_text(
+        f'out = "{tmp_path / "sweep"}"\nlabels = {json.dumps(LABELS)}\nmethods = ["transfusion"]\n'
+        f'datasets = [{{data = "{data}", language = "hau"}}]\n'
+        f'[[prompts]]\nname = "gold-english"\ncombine = "none"\n'
+        f'[[models]]\nname = "m"\nbase_url = "{server.base_url}"\n'
+        f'[run]\nmax_retries = 0\ntranslator = "file:{pairs}"\nannotator = "file:{pairs}"\n', encoding="utf-8")
+    assert main_sweep([str(config)]) == 0
+    assert len(server.requests) == 3 and all(ENTITIES_LINE.search(_user(r)) for r in server.requests)
+    assert [e["status"] for e in asyncio.run(estimate_sweep(load_config(config)))] == ["done"]
+    edited = json.loads(json.dumps(RECORDS))
+    edited[0]["english_entities"] = [{"text": "Kano", "type": "LOC"}]
+    _jsonl(pairs, edited)
+    assert [e["status"] for e in asyncio.run(estimate_sweep(load_config(config)))] == ["to run"]
+    # the cell's run folder holds the other run (its identity has the file's digest, too): as
+    # for an edited template, the sweep replaces it when asked to
+    assert main_sweep([str(config)]) != 0 and len(server.requests) == 3
+    assert main_sweep([str(config), "--overwrite"]) == 0
+    assert len(server.requests) == 4   # only the fuse prompt whose English entities changed
+    m = ENTITIES_LINE.search(_user(server.requests[-1]))
+    assert m and json.loads(m.group(1)) == [{"text": "Kano", "type": "LOC"}]
+    assert [e["status"] for e in asyncio.run(estimate_sweep(load_config(config)))] == ["done"]
 
 
 def test_no_annotate_step_is_declared() -> None:
