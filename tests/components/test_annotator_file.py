@@ -21,7 +21,7 @@ import pytest
 from tests.conftest import run_cli
 from tf_prompt.components.annotators import FileAnnotator
 from tf_prompt.data.conll import DataError, Sentence
-from tf_prompt.data.schema import MASAKHANER
+from tf_prompt.data.schema import MASAKHANER, Label, Schema
 from tf_prompt.experiments.sweep import estimate_sweep, load_config, main_sweep
 from tf_prompt.experiments.sweep.plan import cell_fingerprint
 from tf_prompt.methods.templates import templates_of
@@ -296,7 +296,7 @@ GOOD = [json.dumps(r) for r in RECORDS]
     (_bad([{"source": "Ruwa ya sauka .", "translation": "Rain fell."}]), r"a\.jsonl:1: no 'english_entities' list"),
     (_bad([{"index": 0, "english_entities": [{"type": "PER"}]}]), r"a\.jsonl:1: English entity 1 needs a non-empty"),
     (_bad([{"index": 0, "english_entities": [{"text": "Kano", "type": "MISC"}]}]),
-     r"a\.jsonl:1: unknown entity type 'MISC' \(the masakhaner schema has PER, ORG, LOC, DATE\)"),
+     r"a\.jsonl:1: unknown entity type 'MISC' \(the masakhaner schema has PER, ORG, LOC, DATE; give a --schema"),
     ("\n".join([GOOD[0], GOOD[1], json.dumps({**RECORDS[2], "english_entities": [{"text": "Snow", "type": "LOC"}]})])
      + "\n", r"a\.jsonl:3: English entity 'Snow' is not in the line's translation"),
     ("\n".join([GOOD[0], GOOD[1], json.dumps({**RECORDS[1], "english_entities": []})]) + "\n",
@@ -369,6 +369,19 @@ def test_types_are_read_like_answers_and_those_left_out_by_labels_are_dropped(tm
     with_date = FileAnnotator(path, MASAKHANER)
     assert _annotate(with_date, "Audu saw Kano on Monday.", sentence)[0] == [
         Mention("Audu", "PER"), Mention("Kano", "LOC"), Mention("Monday", "DATE")]
+
+
+def test_a_schema_with_the_type_accepts_it(tmp_path: Path) -> None:
+    path = _jsonl(tmp_path / "a.jsonl", [{"index": 0, "english_entities": [
+        {"text": "Audu", "type": "PER"}, {"text": "Hausa", "type": "MISC"}]}])
+    schema = Schema(name="conll03", labels=[Label(name="PER"), Label(name="MISC")])
+    sentence = Sentence.from_text("Audu yana jin Hausa .", index=0)
+    assert _annotate(FileAnnotator(path, schema), "Audu speaks Hausa.", sentence)[0] == [
+        Mention("Audu", "PER"), Mention("Hausa", "MISC")]
+    assert _annotate(FileAnnotator(path, schema, labels=["PER"]), "Audu speaks Hausa.", sentence)[0] == [
+        Mention("Audu", "PER")]
+    with pytest.raises(DataError, match=r"a\.jsonl:1: unknown entity type 'MISC'"):
+        FileAnnotator(path)   # MasakhaNER has no MISC
 
 
 def test_with_another_translation_only_the_entities_it_contains_are_given(tmp_path: Path) -> None:

@@ -204,7 +204,8 @@ class FileAnnotator:
             label = resolve(kind)
             if label is None:
                 raise DataError(f"{where}: unknown entity type {kind!r} (the {self.schema.name} schema has "
-                                f"{', '.join(self.schema.names)})")
+                                f"{', '.join(self.schema.names)}; give a --schema with it, or leave it out of "
+                                f"the file: project-data --labels marks only the types named)")
             if translation is not None and mention_text not in translation:
                 raise DataError(f"{where}: English entity {mention_text!r} is not in the line's translation")
             raw.append((mention_text, kind))
