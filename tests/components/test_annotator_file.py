@@ -129,6 +129,18 @@ def test_project_data_then_finetune_data_asks_nothing_and_fuses_the_gold_english
         assert sorted((m.text, m.label) for m in answer) == gold
     assert not expected
 
+    # with transfusion's default combination rule the direct question is asked at inference, so it
+    # has examples too; they are written from the gold, and the teacher is still asked nothing
+    code, _, err = run_cli(
+        capsys, "finetune-data", "--data", str(proj / "projected.conll"), "--lang", "hau", "--method", "transfusion",
+        "--translator", f"file:{pairs}", "--annotator", f"file:{pairs}", "--labels", ",".join(LABELS),
+        "--model", "gpt-4o-mini", "--base-url", server.base_url, "--out", str(tmp_path / "ft2"),
+        "--validation-share", "0")
+    assert code == 0, err
+    assert len(server.requests) == 3
+    summary = json.loads((tmp_path / "ft2" / "summary.json").read_text(encoding="utf-8"))
+    assert set(summary["by_step"]) == {"fuse", "direct"} and summary["teacher_usage"]["calls"] == 0
+
 
 # --------------------------------------------------------------------------- tf-prompt run
 
