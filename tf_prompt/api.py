@@ -23,7 +23,7 @@ from typing import Any
 
 from tf_prompt.backends.base import Backend, BackendError
 from tf_prompt.backends.openai_compat import DEFAULT_KEY_ENV, OpenAIBackend
-from tf_prompt.components.annotators import SpacyAnnotator
+from tf_prompt.components.annotators import FileAnnotator, SpacyAnnotator
 from tf_prompt.components.translators import ComponentError, FileTranslator, HFTranslator
 from tf_prompt.data.conll import DataError, Sentence, read_conll
 from tf_prompt.data.datasets import resolve_dataset, sample_path
@@ -198,7 +198,8 @@ def make_components(settings: RunSettings, schema: Schema, sentences: Sequence[S
 
     `total` is the number of sentences in the data (None if unknown: `--limit` stopped reading).
 
-    Everything is loaded and checked here, before any paid call. An estimate (dry run) does not
+    Everything is loaded and checked here, before any paid call (a file annotator's entities
+    against a file translator's English, too). An estimate (dry run) does not
     run a local MT model: the LLM path's stand-in (the source sentence) is used for its size.
     """
     translator: Translator | None = None
@@ -220,6 +221,13 @@ def make_components(settings: RunSettings, schema: Schema, sentences: Sequence[S
         sp = SpacyAnnotator(arg or "en_core_web_sm", schema)
         sp.load()
         annotator = sp
+    elif kind == "file":
+        # the whole schema says which types the file may use; the run's labels which are kept
+        fa = FileAnnotator(arg, get_schema(settings.schema_spec), labels=schema.names)
+        fa.check(total, sentences)
+        if isinstance(translator, FileTranslator):
+            fa.check_translations(translator.translation_of, sentences, f"--translator file:{translator.path}")
+        annotator = fa
     return translator, annotator
 
 

@@ -94,7 +94,10 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     t.add_argument("--translator", default="llm",
                    help="llm (default) | file:PATH (one translation per sentence, or .jsonl) "
                         "| mt:DIR (local NLLB/M2M100)")
-    t.add_argument("--annotator", default="llm", help="English NER: llm (default) | spacy[:MODEL]")
+    t.add_argument("--annotator", default="llm",
+                   help="English NER: llm (default) | spacy[:MODEL] | file:PATH (known English entities, "
+                        ".jsonl with {\"index\"|\"source\", \"english_entities\"}, e.g. project-data's "
+                        "translations.jsonl)")
     t.add_argument("--schema", help="built-in schema name (masakhaner) or a YAML/JSON schema file")
     t.add_argument("--labels", help="comma-separated subset of labels, e.g. PER,ORG,LOC")
     t.add_argument("--shots", type=int, default=0, help="number of few-shot examples (default: 0)")

@@ -41,7 +41,7 @@ class RunSettings(BaseModel):
     # which rules make the headline F1 (scoring/metrics.py); never changes a prompt or a reply
     scorer: Literal["conll", "string", "both"] = "conll"
     translator: str = "llm"           # llm | file:PATH | mt:DIR
-    annotator: str = "llm"            # llm | spacy[:MODEL]
+    annotator: str = "llm"            # llm | spacy[:MODEL] | file:PATH
     batch_sentences: int = 1          # K sentences per prompt (every step)
     data: str | None = None
     language: str | None = None
@@ -160,8 +160,9 @@ class RunSettings(BaseModel):
     @field_validator("annotator")
     @classmethod
     def _annotator(cls, v: str) -> str:
-        if not (v == "llm" or v == "spacy" or v.startswith("spacy:")):
-            raise ValueError(f"unknown annotator {v!r}; use llm or spacy[:MODEL]")
+        kind, _, arg = v.partition(":")
+        if not (v == "llm" or kind == "spacy" or (kind == "file" and arg)):
+            raise ValueError(f"unknown annotator {v!r}; use llm, spacy[:MODEL] or file:PATH")
         return v
 
     @field_validator("batch_sentences", "concurrency")

@@ -1,1 +1,1 @@
-"""Step components that are not the LLM: file and MT translators, the spaCy annotator."""
+"""Step components that are not the LLM: file and MT translators, the spaCy and file annotators."""

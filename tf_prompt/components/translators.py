@@ -143,6 +143,11 @@ class FileTranslator:
             raise DataError(f"{self.path}: {have} translations for {expected} sentences "
                             f"(first missing: sentence {first})")
 
+    def translation_of(self, sentence: Sentence) -> str | None:
+        """The file's translation of `sentence` (None if it has none): what the annotate step will
+        be given, so `--annotator file:` can check its entities against it before any call."""
+        return self._lookup(sentence)
+
     def _lookup(self, sentence: Sentence) -> str | None:
         if self.by_source:
             found = self.by_source.get(_norm(sentence.text))

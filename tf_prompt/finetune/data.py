@@ -10,15 +10,15 @@ calling the model it records the prompt and answers with the known answer:
   - direct, fuse, tf1: the gold entities of the sentence (fuse in GoLLIE-TF style also writes
     `result`, the English entities; tf1 also the translation and the English entities);
   - translate: the translation from the --translator component (file:PATH, mt:DIR) or the LLM;
-  - annotate: the English entities from the --annotator component (spaCy) or the LLM.
+  - annotate: the English entities from the --annotator component (spaCy, file:PATH) or the LLM.
 
 The translation and English entities are obtained first ("teacher pass") with the usual step
 code, so LLM calls go through the client: cached, retried and held to --max-cost like a run.
 
 Which steps yield examples: the steps the model answers at inference with the same settings
 (Method.llm_steps), one example per step and sentence. With --translator file:/mt: there is no
-translate example, with --annotator spacy no annotate example (the model is not asked those at
-inference). When the pivot check turns the translation down, the sentence is answered by direct
+translate example, with --annotator spacy/file: no annotate example (the model is not asked those
+at inference). When the pivot check turns the translation down, the sentence is answered by direct
 at inference, so it gets a direct example and no translate example (a rejected translation is
 not something to learn). A sentence whose translation or English entities are unreadable is
 skipped and listed in the summary.

@@ -16,9 +16,11 @@ of other settings (another English file, language, model or template) is refused
 
 Outputs in --out:
   projected.conll    `token TAG` lines of the target sentences kept (IOB2), blank line between;
-  translations.jsonl {"source": target sentence, "translation": original English, ...} per kept
-                     sentence: `--translator file:translations.jsonl` gives finetune-data (or a
-                     run) the original English as the translation, with no further call;
+  translations.jsonl {"source": target sentence, "translation": original English, "english_line",
+                     "english_entities": its gold entities} per kept sentence:
+                     `--translator file:translations.jsonl` gives finetune-data (or a run) the
+                     original English as the translation, `--annotator file:translations.jsonl`
+                     its gold entities as the English entities, with no further call;
   dropped.jsonl      every sentence not kept: its English line, the reason, the reply;
   summary.json       sentences in, kept, dropped by reason, not done, entities, calls/tokens/$.
 """

@@ -120,7 +120,7 @@ class Method(ABC):
     def llm_steps(self, settings: RunSettings) -> list[Step]:
         """The steps that ask the LLM for `settings`, in the order metrics.json records their
         templates: the method's steps minus translation and annotation done by another component
-        (--translator file:/mt:, --annotator spacy)."""
+        (--translator file:/mt:, --annotator spacy/file:)."""
         skip = set()
         if settings.translator != "llm":
             skip.add("translate")

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 def steps_of(settings: RunSettings) -> list[str]:
     """The steps that ask the LLM, as the method declares them (Method.llm_steps): its steps,
     minus translation and annotation done by another component (--translator file:/mt:,
-    --annotator spacy), plus `direct` when transfusion's combination rule needs its answer.
+    --annotator spacy/file:), plus `direct` when transfusion's combination rule needs its answer.
     GoLLIE-TF has no separate English annotation call."""
     return [step.name for step in get_method(settings.method).llm_steps(settings)]
 

@@ -106,7 +106,22 @@ def cell_fingerprint(settings: RunSettings) -> dict[str, Any]:
     if settings.data is not None:
         data = resolve_dataset(settings.data)
         fields["data_sha256"] = hashlib.sha256(data.read_bytes()).hexdigest()
+    # a file translator's English and a file annotator's entities are answers too: an edited file
+    # reruns the cell (its run folder's identity has the same digests); only with such a component,
+    # so other cells keep the fingerprint they had
+    files = {key: _file_sha256(value.partition(":")[2]) for key, value in
+             (("translator", settings.translator), ("annotator", settings.annotator)) if value.startswith("file:")}
+    if files:
+        fields["component_sha256"] = files
     return fields
+
+
+def _file_sha256(path: str) -> str | None:
+    """The file's SHA-256 (None if it cannot be read: the cell's run then says why, in one line)."""
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
 
 
 def _digest(fingerprint: dict[str, Any]) -> str:
