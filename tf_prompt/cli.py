@@ -19,6 +19,7 @@ from tf_prompt.backends.base import BackendError
 from tf_prompt.components.translators import ComponentError
 from tf_prompt.data.conll import DataError
 from tf_prompt.data.schema import SchemaError
+from tf_prompt.finetune.gguf_export import GGUFExportError
 from tf_prompt.finetune.lora import LoraError
 from tf_prompt.llm.cache import CacheError
 from tf_prompt.llm.client import BudgetExceeded
@@ -435,7 +436,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error(first_problem(e).line())
         return EXIT_USAGE
     # ModelError: a local model file is missing or unreadable; LoraError: a LoRA run cannot start or go on
-    except (BackendError, BudgetExceeded, ModelError, LoraError) as e:
+    except (BackendError, BudgetExceeded, ModelError, LoraError, GGUFExportError) as e:
         _error(e)
         return EXIT_FAILED
     except KeyboardInterrupt:

@@ -228,6 +228,42 @@ def test_the_embedded_gguf_preset_trains_and_answers(gguf_cache_dir: Path, tmp_p
                                        {"temperature": 0.0, "max_tokens": 8}))
     assert "ok" in out.text.lower() and out.finish_reason == "stop"
 
+    # the same weights as a GGUF file llama.cpp runs: the base's metadata, the tuned tensors
+    require_module("xllamacpp")
+    from tf_prompt.backends.gguf import GGUFBackend
+    gguf_path = tmp_path / "tuned" / "model-q8_0.gguf"
+    assert summary["gguf_model"] == f"gguf:{gguf_path}" and gguf_path.is_file()
+
+    async def ask_llama() -> object:
+        llama = GGUFBackend(model=str(gguf_path), n_threads=2, n_ctx=1024)
+        try:
+            return await llama.complete([{"role": "user", "content": "Reply with the single word OK."}],
+                                        {"temperature": 0.0, "max_tokens": 8})
+        finally:
+            await llama.aclose()
+
+    answer = asyncio.run(ask_llama())
+    assert "ok" in answer.text.lower() and answer.finish_reason == "stop"   # type: ignore[attr-defined]
+
+
+def test_weights_of_another_architecture_are_not_written_over_a_gguf_base(
+        bases: dict[str, Path], gguf_cache_dir: Path, tmp_path: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    from tf_prompt.finetune.gguf_export import GGUFExportError, export_gguf
+    from tf_prompt.llm.presets import ModelError, resolve_gguf
+
+    require_module("gguf")
+    try:
+        path = resolve_gguf("qwen2.5-coder-0.5b", gguf_cache_dir)
+    except ModelError as e:
+        require(False, f"the qwen2.5-coder-0.5b preset is not installed: {e}")
+        raise
+    tiny = AutoModelForCausalLM.from_pretrained(bases["chat"])
+    with pytest.raises(GGUFExportError, match=r"no tuned weight for .* tensor"):
+        export_gguf(tiny, path, tmp_path / "x.gguf")
+    assert list(tmp_path.iterdir()) == []   # no file, not even a temporary one
+
 
 def test_the_cli_trains_prints_the_model_string_and_keeps_a_finished_folder(bases: dict[str, Path], tmp_path: Path,
                                                                            capsys: pytest.CaptureFixture[str]) -> None:

@@ -68,6 +68,8 @@ def add_finetune_parser(subparsers: Any) -> None:
                    help="skip (and count) examples longer than T tokens (default: %(default)s)")
     h.add_argument("--seed", type=int, default=0, help="adapter initialisation and example order (default: 0)")
     h.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: torch's)")
+    h.add_argument("--no-gguf", action="store_true",
+                   help="with a GGUF base, do not also write OUT/model-q8_0.gguf for llama.cpp (--model gguf:FILE)")
     h.add_argument("--no-progress", action="store_true", help="no line per step on stderr")
     p.set_defaults(func=cmd_finetune)
 
@@ -175,7 +177,7 @@ def _hf(args: argparse.Namespace) -> int:
         data=str(data), base=base, out=out, max_steps=args.max_steps, max_minutes=args.max_minutes,
         epochs=float(args.epochs or 1), learning_rate=args.learning_rate, rank=args.lora_rank,
         alpha=args.lora_alpha, grad_accum=args.grad_accum, max_length=args.max_length, seed=args.seed,
-        threads=args.threads, progress=not args.no_progress, restart=args.restart))
+        threads=args.threads, gguf=not args.no_gguf, progress=not args.no_progress, restart=args.restart))
     loss = (f"validation loss {result['validation_loss_before']:.4f} -> {result['validation_loss_after']:.4f}"
             if result.get("validation_loss_before") is not None and result.get("validation_loss_after") is not None
             else "no validation examples")
@@ -185,6 +187,8 @@ def _hf(args: argparse.Namespace) -> int:
         _say(f"{result['skipped_too_long']} example(s) longer than --max-length {args.max_length} tokens skipped")
     print(f"tuned model: {result['model']}")
     print(f"run it: {run_command(result['model'], summary, None, None)}")
+    if result.get("gguf_model"):
+        print(f"the same weights for llama.cpp (faster on a CPU): {result['gguf_model']}")
     return 0
 
 

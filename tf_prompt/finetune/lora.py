@@ -18,7 +18,9 @@ Design points:
   `DIR/checkpoint/` (a temporary folder renamed into place); a rerun with the same data and
   settings continues from there. Other data or settings are refused in one line (`--restart`).
 - The result is written last: the merged weights and tokenizer in DIR, the adapter alone in
-  DIR/adapter, and DIR/training.json (settings, losses, minutes) once everything else is in place.
+  DIR/adapter, for a GGUF base also DIR/model-q8_0.gguf (the base file's metadata with the tuned
+  weights, gguf_export.py: llama.cpp runs it several times faster than transformers on a CPU), and
+  DIR/training.json (settings, losses, minutes) once everything else is in place.
   A rerun of a finished DIR prints its model string and trains nothing.
 """
 
@@ -46,6 +48,8 @@ __all__ = ["LoraError", "LoraSettings", "finetune_hf", "read_conversations", "re
 TRAIN_FILE, VALIDATION_FILE = "train.jsonl", "validation.jsonl"
 #: What marks a finished output folder.
 RESULT_FILE = "training.json"
+#: The llama.cpp file written beside the checkpoint when the base was a GGUF file.
+GGUF_FILE = "model-q8_0.gguf"
 CHECKPOINT_DIR = "checkpoint"
 
 
@@ -75,6 +79,7 @@ class LoraSettings:
     save_every: int = 20
     eval_examples: int = 32
     threads: int | None = None
+    gguf: bool = True           # also write OUT/model-q8_0.gguf when the base is a GGUF file
     progress: bool = True
     restart: bool = False
 
@@ -84,7 +89,7 @@ class LoraSettings:
         step bounds stay in: they set the learning-rate schedule."""
         fields = asdict(self)
         for name in ("data", "out", "progress", "restart", "max_minutes", "threads", "save_every",
-                     "eval_examples"):
+                     "eval_examples", "gguf"):
             fields.pop(name)
         blob = json.dumps({"settings": fields, "data": data_digest, "base": base_identity}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -437,8 +442,14 @@ def finetune_hf(settings: LoraSettings) -> dict[str, Any]:
     merged: Any = model.merge_and_unload()
     merged.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
+    exported = None
+    if gguf_file and settings.gguf:
+        from tf_prompt.finetune.gguf_export import export_gguf
+        _say(settings, "writing the GGUF file ...")
+        exported = export_gguf(merged, Path(source) / gguf_file, out / GGUF_FILE)
     summary: dict[str, Any] = {
         "fingerprint": fingerprint, "model": f"hf:{out}", "base": settings.base,
+        "gguf_model": f"gguf:{exported}" if exported else None,
         "settings": {k: v for k, v in asdict(settings).items() if k not in ("progress", "restart")},
         "examples": len(examples), "skipped_too_long": too_long, "validation_examples": len(held_out),
         "steps": step, "steps_planned": total, "stopped_by": stop_reason if step < total else "steps",
