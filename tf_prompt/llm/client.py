@@ -4,7 +4,8 @@ retry policy, the rate limits or the budget, and every call is counted.
 Order of one call:
   1. cache lookup (a hit costs nothing and is counted as a hit);
   2. budget check: the call's worst case (its counted prompt tokens plus `max_tokens` of output,
-     priced) must fit in what is left, or BudgetExceeded is raised and nothing is sent;
+     priced, the prompt as if all written to the provider's prompt cache where that costs more)
+     must fit in what is left, or BudgetExceeded is raised and nothing is sent;
   3. rate limiters (requests and tokens per minute);
   4. the backend call, with retries for transient errors;
   5. the reply is written to the cache *before* it is returned, parsed or used.
@@ -222,6 +223,14 @@ class ModelClient:
         return self.prices.cost(self.backend.model, prompt_tokens, completion_tokens,
                                 cache_read=cache_read, cache_write=cache_write)
 
+    def worst_price(self, prompt_tokens: int, completion_tokens: int) -> float:
+        """The most a call of this many tokens can cost: every prompt token at the input price, or
+        every one written to the provider's prompt cache when a write costs more (Anthropic bills
+        it at 1.25x input), whichever is higher; 0.0 without a price. What --max-cost reserves."""
+        plain = self.price_of(prompt_tokens, completion_tokens) or 0.0
+        written = self.price_of(prompt_tokens, completion_tokens, cache_write=prompt_tokens) or 0.0
+        return max(plain, written)
+
     def _estimated_cache(self, prompt: Prompt, prompt_tokens: int) -> tuple[int, int]:
         """Estimate: the prompt tokens the provider's prompt cache would serve and store for
         `prompt` (read, write), assuming its shared prefix (system message and the fixed part of
@@ -336,7 +345,7 @@ class ModelClient:
             # an approximate count must not let a call slip past the cap
             margin = 1.0 if self.tokenizer.exact else 1.15
             assert prompt_tokens is not None
-            worst = self.price_of(int(prompt_tokens * margin) + 1, int(self.params.get("max_tokens") or 4096)) or 0.0
+            worst = self.worst_price(int(prompt_tokens * margin) + 1, int(self.params.get("max_tokens") or 4096))
             await self.budget.reserve(worst)
         try:
             if self._rpm is not None:
