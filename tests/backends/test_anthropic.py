@@ -241,6 +241,21 @@ def test_reply_usage_counts_every_input_token() -> None:
     assert c.finish_reason == "length"
 
 
+def test_a_refusal_is_a_blocked_reply_not_an_answer() -> None:
+    """Claude's safety classifiers end a reply with stop_reason "refusal" (often with part of an
+    answer already written): like Gemini's SAFETY and Azure's content filter, that sentence
+    fails with the blocked line in the trace, instead of its text being scored as the answer."""
+    from tf_prompt.backends.blocked import block_reason
+
+    reply = {"content": [{"type": "text", "text": '{"entities": ['}], "stop_reason": "refusal", "model": "m",
+             "usage": {"input_tokens": 10, "output_tokens": 3}}
+    c = parse_reply(json.dumps(reply), "where")
+    assert block_reason(c.finish_reason) is not None and "refusal" in str(block_reason(c.finish_reason))
+    assert c.text == "" and c.prompt_tokens == 10 and c.completion_tokens == 3   # still billed
+    ended = {**reply, "stop_reason": "end_turn"}
+    assert block_reason(parse_reply(json.dumps(ended), "where").finish_reason) is None
+
+
 def test_identity_and_endpoint_never_hold_the_key(monkeypatch) -> None:
     monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
     monkeypatch.delenv("ANTHROPIC_BASE_URL", raising=False)

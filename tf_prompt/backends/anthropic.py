@@ -36,6 +36,7 @@ from typing import Any
 import anthropic
 
 from tf_prompt.backends.base import Backend, BackendError, Completion
+from tf_prompt.backends.blocked import blocked_finish
 from tf_prompt.backends.openai_compat import (
     ANTHROPIC_URL,
     LOCAL,
@@ -159,6 +160,8 @@ def parse_reply(raw: bytes | str, where: str) -> Completion:
     write = _count(usage.get("cache_creation_input_tokens")) or 0
     fresh = _count(usage.get("input_tokens"))
     stop = data.get("stop_reason")
+    if stop == "refusal":   # a safety classifier stopped the reply: no answer (blocked.py), still billed
+        text, stop = "", blocked_finish("stop_reason refusal")
     return Completion(
         text=text,
         prompt_tokens=None if fresh is None else fresh + read + write,
