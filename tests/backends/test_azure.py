@@ -180,3 +180,21 @@ def test_azure_and_gemini_cannot_go_through_the_openai_batch_api(tmp_path: Path,
                  "--method", "direct", "--out", str(tmp_path / "o")]) == 1
     line = _last_error(capsys.readouterr().err)
     assert f"{model!r} is a {model.split(':')[0]} model" in line
+
+
+@pytest.mark.parametrize("status", [403, 400])
+def test_a_server_quoting_the_key_in_its_error_never_gets_it_written(sentences, tmp_path: Path, capsys,
+                                                                    status: int) -> None:
+    """A gateway in front of the resource that quotes the api-key it got in its error text: the
+    one line on the terminal and metrics.json's `stopped` must not hold the key."""
+    def fault(body: dict[str, Any], attempt: int) -> Fault:
+        return Fault(status, {"error": {"code": "Denied", "message": f"api-key {KEY} is not allowed here"}})
+
+    srv, gate = azure_server(oracle_responder(sentences, LABELS), key=KEY, deployments={DEPLOYMENT}, fault=fault)
+    with srv:
+        assert _run(endpoint(srv), tmp_path / "o", "--concurrency", "1", "--cache-dir", str(tmp_path / "c")) == 1
+        assert [s["key"] for s in gate.seen] == [KEY]
+    line = _last_error(capsys.readouterr().err)
+    assert f"HTTP {status}" in line and "is not allowed here" in line and KEY not in line
+    assert (tmp_path / "o" / "metrics.json").exists()
+    assert [p for p in tmp_path.rglob("*") if p.is_file() and KEY.encode() in p.read_bytes()] == []

@@ -328,3 +328,18 @@ def test_a_parameter_gemini_has_not_is_refused() -> None:
 
     with pytest.raises(BackendError, match="'logprobs' has no Gemini equivalent"):
         to_gemini([{"role": "user", "content": "x"}], {"logprobs": True})
+
+
+def test_a_server_quoting_the_key_in_its_error_never_gets_it_written(sentences, tmp_path: Path, capsys) -> None:
+    """A proxy or gateway that quotes the key it was sent in its error text: the one line on the
+    terminal and metrics.json's `stopped` (which quote the server's message) must not hold it."""
+    def fault(body: dict[str, Any], attempt: int) -> Fault:
+        return gemini_error(400, "INVALID_ARGUMENT", f"API key not valid: {KEY} (x-goog-api-key)",
+                            [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID"}])
+
+    with GeminiServer(oracle_responder(sentences, LABELS), fault=fault) as srv:
+        assert _run(srv, tmp_path / "o", "--concurrency", "1", "--cache-dir", str(tmp_path / "c")) == 1
+        assert srv.keys == [KEY]
+    line = _last_error(capsys.readouterr().err)
+    assert "API key was refused" in line and KEY not in line
+    assert (tmp_path / "o" / "metrics.json").exists() and _files_with(tmp_path, KEY) == []

@@ -34,7 +34,7 @@ from tf_prompt.backends.openai_compat import (
     _url_problem,
     check_api_key,
 )
-from tf_prompt.util.redact import redact_text, redact_url
+from tf_prompt.util.redact import MASK, redact_text, redact_url
 
 #: The REST API version requests use (`/v1beta/models/MODEL:generateContent`): the one
 #: Google's documentation and the SDK default to, with JSON-schema answers and thinking counts.
@@ -93,12 +93,13 @@ def _error_reason(details: Any) -> str | None:
 
 
 def translate_gemini_error(e: Exception, model: str, base_url: str | None, key_source: str,
-                           *, schema_sent: bool = False) -> BackendError:
+                           *, schema_sent: bool = False, key: str | None = None) -> BackendError:
     """An SDK or HTTP-client exception as a one-line BackendError: retryable or not, saying what
-    to fix. Text from the server is shortened, its URLs masked; the key is never in it (it travels
-    in a header, and header errors are named by type only)."""
+    to fix. Text from the server is shortened, its URLs masked, and `key` masked should the
+    server quote it (a proxy echoing the header it got); header errors are named by type only."""
     err = _translate(e, model, gemini_endpoint(base_url), key_source, schema_sent)
-    err.args = (redact_text(str(err)),)
+    safe = redact_text(str(err))
+    err.args = (safe.replace(key, MASK) if key else safe,)
     return err
 
 
@@ -246,7 +247,7 @@ class GeminiBackend(Backend):
             response = await client.models.generate_content(model=self.model, contents=contents, config=config)
         except Exception as e:
             raise translate_gemini_error(e, self.model, self.base_url, self._key_source,
-                                         schema_sent="response_format" in params) from None
+                                         schema_sent="response_format" in params, key=self._key) from None
         return self._completion(response)
 
     def _completion(self, response: Any) -> Completion:
