@@ -403,13 +403,14 @@ async def estimate_async(settings: RunSettings, backend: Backend | None = None) 
     summary = await run_async(settings, backend=backend, dry_run=True)
     u = summary.metrics["usage"]
     model = summary.metrics["settings"]["model"]   # what answers (a backend= given, too)
-    # priced by the name the client prices calls by (PriceTable.lookup strips an "openai:" prefix itself)
-    priced = backend.model if backend is not None else default_model(settings)[0]
+    # priced by the name the client prices calls by, the backend's model: without its provider
+    # prefix (`azure:gpt-4o-mini` is priced as gpt-4o-mini, as its calls are)
+    kind, priced = (backend.kind, backend.model) if backend is not None else backend_spec(default_model(settings)[0])
     prices = PriceTable.load(settings.prices)
     batch_cost = prices.cost(priced, u["prompt_tokens"], u["completion_tokens"], batch=True)
-    # without the provider's prompt cache: every prompt token at the input price (an upper bound)
+    # without the provider's prompt cache: every prompt token at the input price
     uncached = prices.cost(priced, u["prompt_tokens"], u["completion_tokens"])
-    via_batch = backend_spec(priced)[0] == "openai" and (backend is None or backend.kind == "openai")
+    via_batch = kind == "openai"
     est = {"calls": u["calls"], "cached_calls": u["cache_hits"], "prompt_tokens": u["prompt_tokens"],
            "completion_tokens": u["completion_tokens"], "cost_usd": u["cost_usd"],
            "cache_read_tokens": u["cache_read_tokens"], "cache_write_tokens": u["cache_write_tokens"],

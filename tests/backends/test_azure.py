@@ -198,3 +198,25 @@ def test_a_server_quoting_the_key_in_its_error_never_gets_it_written(sentences, 
     assert f"HTTP {status}" in line and "is not allowed here" in line and KEY not in line
     assert (tmp_path / "o" / "metrics.json").exists()
     assert [p for p in tmp_path.rglob("*") if p.is_file() and KEY.encode() in p.read_bytes()] == []
+
+
+@pytest.mark.parametrize("model", ["azure:gpt-4o-mini", "gemini:gpt-4o-mini"])
+def test_estimate_prices_the_cost_without_the_prompt_cache_for_every_provider(
+        tmp_path: Path, capsys, model: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The estimate's cost without the provider's prompt cache (and the saving line) is priced by
+    the name the backend is priced by, the model after its `azure:`/`gemini:` prefix, as the
+    estimate's own cost is: it was None for those providers, so the saving was never shown."""
+    monkeypatch.setenv("GEMINI_API_KEY", "gk-not-sent")
+    prices = tmp_path / "prices.json"   # a tiny cache minimum: every prefix counts as cached
+    prices.write_text(json.dumps({"models": {"gpt-4o-mini": {"input": 1.0, "output": 2.0, "cached_input": 0.1,
+                                                             "cache_min_tokens": 1}}}))
+    args = ["estimate", "--model", model, "--base-url", "http://127.0.0.1:9", "--method", "direct",
+            "--limit", "3", "--concurrency", "1", "--prices", str(prices), "--cache-dir", str(tmp_path / "c")]
+    assert main([*args, "--json"]) == 0
+    est = json.loads(capsys.readouterr().out)
+    assert est["cost_usd"] is not None and est["cache_read_tokens"] > 0
+    assert est["cost_usd_without_prompt_cache"] == pytest.approx(
+        (est["prompt_tokens"] * 1.0 + est["completion_tokens"] * 2.0) / 1e6)
+    assert est["cost_usd_without_prompt_cache"] > est["cost_usd"]
+    assert main(args) == 0
+    assert "provider prompt cache" in capsys.readouterr().out
