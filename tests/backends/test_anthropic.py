@@ -179,6 +179,35 @@ def test_always_overloaded_ends_in_one_line_after_the_retries(tmp_path: Path, ke
     assert "Traceback" not in err and "overloaded (HTTP 529)" in err
 
 
+def test_a_hanging_endpoint_times_out_and_is_retried_then_ends_in_one_line(tmp_path: Path, key: str, capsys) -> None:
+    """Every attempt hangs past --timeout: each is cut at the timeout (the SDK's own timeout is
+    the one given, its retries off), retried, and the sentence fails with the timeout in its
+    trace; the run ends quickly, without a traceback."""
+    started = time.monotonic()
+    with server(fault=lambda body, n: Fault(500, None, {}, delay=6.0)) as srv:
+        rc = run(srv, tmp_path, "--limit", "1", "--concurrency", "1", "--timeout", "0.3", "--max-retries", "1",
+                 "--retry-initial", "0.01", method="direct")
+        assert rc != 0 and 1 <= len(srv.requests) <= 2
+    assert time.monotonic() - started < 4.5   # not the 6 s a hung attempt would take
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "1 sentence(s) failed" in err
+    trace = (tmp_path / "out" / "trace.jsonl").read_text()
+    assert "timed out" in trace and KEY not in trace
+
+
+def test_a_dead_endpoint_is_one_line(tmp_path: Path, key: str, capsys) -> None:
+    import socket
+
+    with socket.socket() as s:   # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert main(["run", "--model", MODEL, "--base-url", f"http://127.0.0.1:{port}", "--method", "direct",
+                 "--limit", "2", "--out", str(tmp_path / "o"), "--cache-dir", str(tmp_path / "c"),
+                 "--retry-initial", "0.01"]) != 0
+    line = one_line(capsys.readouterr().err)
+    assert "connection refused" in line and KEY not in line
+
+
 def test_keys_are_checked_before_anything_is_sent(tmp_path: Path, monkeypatch, capsys) -> None:
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     monkeypatch.delenv("ANTHROPIC_BASE_URL", raising=False)
