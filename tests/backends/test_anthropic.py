@@ -317,3 +317,21 @@ def test_max_cost_prices_an_anthropic_run_and_refuses_an_unpriced_model(tmp_path
                      "--cache-dir", str(tmp_path / "cache")]) != 0
         assert len(srv.requests) == sent
     assert "needs a price" in one_line(capsys.readouterr().err)
+
+
+def test_the_reply_cache_never_serves_one_providers_reply_for_another(tmp_path: Path, key: str,
+                                                                      monkeypatch) -> None:
+    """The same model name, prompts and cache directory through Anthropic, then through an
+    OpenAI-compatible server: the second run is sent in full (its replies are not Claude's)."""
+    from tf_prompt.testing import LoopbackServer
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-other")
+    with server() as srv:
+        assert run(srv, tmp_path, "--limit", "2", method="direct") == 0
+        claude_calls = srv.served
+    with LoopbackServer(oracle_responder(read_conll(sample_path()), LABELS)) as plain:
+        assert main(["run", "--model", "claude-sonnet-4-5", "--base-url", plain.base_url, "--method", "direct",
+                     "--limit", "2", "--out", str(tmp_path / "o2"), "--cache-dir", str(tmp_path / "cache")]) == 0
+        assert len(plain.requests) == claude_calls == 2
+    usage = json.loads((tmp_path / "o2" / "metrics.json").read_text())["usage"]
+    assert (usage["cache_hits"], usage["calls"]) == (0, 2)

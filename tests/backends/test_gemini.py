@@ -343,3 +343,36 @@ def test_a_server_quoting_the_key_in_its_error_never_gets_it_written(sentences, 
     line = _last_error(capsys.readouterr().err)
     assert "API key was refused" in line and KEY not in line
     assert (tmp_path / "o" / "metrics.json").exists() and _files_with(tmp_path, KEY) == []
+
+
+@pytest.mark.parametrize("library", ["httpx", "httpx2"])
+def test_timeouts_and_refused_connections_are_read_whichever_http_library_the_sdk_uses(
+        library: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """google-genai sends with httpx or httpx2 (its default, an install without one, or
+    $GOOGLE_GENAI_HTTP_CLIENT), not necessarily the one the openai SDK uses: a timeout must still
+    be a retryable timeout and a refused connection a retryable unreachable endpoint, not a
+    request that "could not be built" (which stops the run)."""
+    pytest.importorskip(library)
+    monkeypatch.setenv("GOOGLE_GENAI_HTTP_CLIENT", library)
+    from tf_prompt.backends.gemini import GeminiBackend
+
+    async def go(url: str) -> BackendError:
+        backend = GeminiBackend(model=MODEL, base_url=url, timeout=0.3)
+        try:
+            await backend.complete([{"role": "user", "content": "x"}], {})
+        except BackendError as e:
+            return e
+        finally:
+            await backend.aclose()
+        raise AssertionError("no error")
+
+    with GeminiServer(fault=lambda body, attempt: Fault(500, {}, delay=1.5)) as srv:
+        error = asyncio.run(go(srv.base_url))
+    assert error.retryable and error.timed_out and "timed out" in str(error)
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    error = asyncio.run(go(f"http://127.0.0.1:{port}"))
+    assert error.retryable and error.unreachable and "connection refused" in str(error)

@@ -19,6 +19,7 @@ URL) and the SDK is never left to read the environment itself (nor GOOGLE_GENAI_
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import re
 from dataclasses import dataclass, field
@@ -106,7 +107,7 @@ def translate_gemini_error(e: Exception, model: str, base_url: str | None, key_s
 def _translate(e: Exception, model: str, where: str, key_source: str, schema_sent: bool) -> BackendError:
     from google.genai import errors
 
-    from tf_prompt.backends.openai_compat import LOCAL, httpx
+    from tf_prompt.backends.openai_compat import LOCAL
 
     if isinstance(e, errors.APIError):
         code = int(e.code or 0)
@@ -136,9 +137,10 @@ def _translate(e: Exception, model: str, where: str, key_source: str, schema_sen
                                 f"(sent for --constrain): run with --constrain none. {msg}", status=code)
         return BackendError(f"{where}: {label}: the request was rejected; check the model's parameters. {msg}",
                             status=code)
-    if isinstance(e, httpx.TimeoutException):
+    timeouts, transports = _http_errors()
+    if isinstance(e, timeouts):
         return BackendError(f"request to {where} timed out", retryable=True, timed_out=True)
-    if isinstance(e, (httpx.TransportError, OSError)):
+    if isinstance(e, (*transports, OSError)):
         cause, kind = _connection_cause(e)
         if kind == LOCAL:
             return BackendError(f"{where}: {cause}; check the settings (API key, decoding parameters)")
@@ -146,6 +148,22 @@ def _translate(e: Exception, model: str, where: str, key_source: str, schema_sen
     # anything else was raised while building or reading the request: its text may quote headers
     return BackendError(f"{where}: the request could not be built, sent or read ({type(e).__name__}); "
                         f"check the settings (API key, decoding parameters)")
+
+
+def _http_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    """The timeout and transport exception classes of httpx and httpx2, whichever are installed:
+    google-genai sends with either (its default, what is installed, $GOOGLE_GENAI_HTTP_CLIENT),
+    not necessarily the library the openai SDK uses (openai_compat.httpx)."""
+    timeouts: list[type[BaseException]] = []
+    transports: list[type[BaseException]] = []
+    for name in ("httpx", "httpx2"):
+        try:
+            lib = importlib.import_module(name)
+        except ImportError:
+            continue
+        timeouts.append(lib.TimeoutException)
+        transports.append(lib.TransportError)
+    return tuple(timeouts), tuple(transports)
 
 
 def to_gemini(messages: list[dict[str, str]], params: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
