@@ -376,3 +376,19 @@ def test_timeouts_and_refused_connections_are_read_whichever_http_library_the_sd
         port = s.getsockname()[1]
     error = asyncio.run(go(f"http://127.0.0.1:{port}"))
     assert error.retryable and error.unreachable and "connection refused" in str(error)
+
+
+@pytest.mark.parametrize("mode", ["replay", "record", "auto"])
+def test_the_sdks_record_and_replay_modes_are_never_taken_from_the_environment(
+        mode: str, sentences, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """$GOOGLE_GENAI_CLIENT_MODE (a google-genai testing switch) must not make a run answer from
+    replay files instead of the model (replies then cached as the model's) nor write its prompts
+    and replies to $GOOGLE_GENAI_REPLAYS_DIRECTORY: every request goes to the endpoint."""
+    replays = tmp_path / "replays"
+    monkeypatch.setenv("GOOGLE_GENAI_CLIENT_MODE", mode)
+    monkeypatch.setenv("GOOGLE_GENAI_REPLAYS_DIRECTORY", str(replays))
+    monkeypatch.setenv("GOOGLE_GENAI_REPLAY_ID", "run")
+    with GeminiServer(oracle_responder(sentences, LABELS), key=KEY) as srv:
+        assert _run(srv, tmp_path / "o", "--limit", "2", "--cache-dir", str(tmp_path / "c")) == 0
+        assert srv.served == len(srv.requests) == 2
+    assert not replays.exists() or not any(replays.rglob("*"))

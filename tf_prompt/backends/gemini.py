@@ -254,8 +254,12 @@ class GeminiBackend(Backend):
             # the API version pinned: $GOOGLE_GENAI_API_VERSION must not change what a run sends
             options = types.HttpOptions(base_url=(self.base_url or GEMINI_URL).rstrip("/") + "/",
                                         api_version=API_VERSION, timeout=max(1, int(self.timeout * 1000)))
-            # vertexai=False: GOOGLE_GENAI_USE_VERTEXAI in the environment must not re-route the key
-            self._sdk = genai.Client(api_key=self._key, vertexai=False, http_options=options).aio
+            # vertexai=False: GOOGLE_GENAI_USE_VERTEXAI in the environment must not re-route the key;
+            # a DebugConfig of its own: $GOOGLE_GENAI_CLIENT_MODE (record/replay, an SDK testing
+            # switch) must not answer from replay files nor write prompts and replies to disk
+            debug = genai.client.DebugConfig(client_mode=None, replays_directory=None, replay_id=None)
+            self._sdk = genai.Client(api_key=self._key, vertexai=False, http_options=options,
+                                     debug_config=debug).aio
         return self._sdk
 
     async def complete(self, messages: list[dict[str, str]], params: dict[str, Any]) -> Completion:
