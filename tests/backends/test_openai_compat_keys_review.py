@@ -275,3 +275,21 @@ def test_an_interrupted_run_records_an_interruption_not_cancellederror(tmp_path)
         asyncio.run(go())
     metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["complete"] is False and metrics["stopped"] == "interrupted (Ctrl-C or cancelled)"
+
+
+@pytest.mark.parametrize("status", [401, 400, 500])
+def test_a_server_quoting_the_key_in_its_error_never_gets_it_written(tmp_path, monkeypatch, capsys, status):
+    """An OpenAI-compatible proxy that quotes the key it was sent in its error text (as the
+    anthropic:, gemini: and azure: backends are tested for): the one line on stderr, the trace
+    and metrics.json's `stopped` must not hold it."""
+    monkeypatch.setenv("MY_KEY", SECRET)
+    body = {"error": {"message": f"Invalid proxy token passed: {SECRET}", "code": "bad"}}
+    with LoopbackServer(fault=lambda req, n: Fault(status, body)) as srv:
+        out = tmp_path / "run"
+        code, stdout, err = run_cli(capsys, "run", "--base-url", srv.base_url, "--model", "loopback",
+                                    "--method", "direct", "--limit", "1", "--out", str(out), "--max-retries", "0",
+                                    "--api-key-env", "MY_KEY", "--cache-dir", str(tmp_path / "c"))
+        assert srv.requests
+    assert code != 0
+    assert SECRET not in err + stdout
+    assert out.exists() and SECRET not in _files_text(out)
