@@ -219,6 +219,24 @@ def test_an_overloaded_api_is_alive_so_every_retry_is_made(tmp_path: Path, key: 
     assert "Traceback" not in capsys.readouterr().err
 
 
+def test_a_prices_file_without_a_cache_write_price_still_bills_writes_above_input(tmp_path: Path, key: str) -> None:
+    """A --prices entry for a Claude model with only input and output (a new model, negotiated
+    prices): the prefix tf-prompt marks is still written to Anthropic's cache and billed at 1.25x
+    input, so the cost (and --max-cost's worst case) must price writes so, not as plain input."""
+    prices = tmp_path / "prices.json"
+    prices.write_text(json.dumps({"models": {"claude-new": {"input": 2.0, "output": 10.0}}}))
+    with AnthropicLoopback(oracle_responder(read_conll(sample_path()), LABELS), api_key=KEY,
+                           cache_min_tokens=50) as srv:
+        assert main(["run", "--model", "anthropic:claude-new", "--base-url", srv.base_url, "--method", "direct",
+                     "--limit", "3", "--concurrency", "1", "--prices", str(prices), "--max-cost", "5",
+                     "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache")]) == 0
+        assert srv.cache_write_tokens > 0
+        usage = json.loads((tmp_path / "out" / "metrics.json").read_text())["usage"]
+        expected = (srv.input_tokens * 2.0 + srv.cache_read_tokens * 2.0 + srv.cache_write_tokens * 2.0 * 1.25
+                    + usage["completion_tokens"] * 10.0) / 1e6
+        assert usage["cost_usd"] == pytest.approx(expected, abs=1e-9)
+
+
 def test_keys_are_checked_before_anything_is_sent(tmp_path: Path, monkeypatch, capsys) -> None:
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     monkeypatch.delenv("ANTHROPIC_BASE_URL", raising=False)

@@ -31,6 +31,9 @@ from tf_prompt.prompting.templates import Prompt
 #: Backend kinds that bill per token: a model of theirs missing from the price table has an
 #: unknown cost (None), where any other kind (a local engine) costs nothing.
 PAID_KINDS = frozenset({"openai", "anthropic", "gemini", "azure"})
+#: Anthropic's price of a 5-minute prompt-cache write, as a multiple of the input price: used for
+#: a Claude model whose price entry has no `cache_write`.
+ANTHROPIC_WRITE = 1.25
 
 
 class BudgetExceeded(RuntimeError):
@@ -218,8 +221,16 @@ class ModelClient:
 
     def price_of(self, prompt_tokens: int, completion_tokens: int, cache_read: int = 0,
                  cache_write: int = 0) -> float | None:
-        if self.backend.kind not in PAID_KINDS and self.prices.lookup(self.backend.model) is None:
+        price = self.prices.lookup(self.backend.model)
+        if self.backend.kind not in PAID_KINDS and price is None:
             return 0.0  # local backends cost nothing unless the price file says otherwise
+        if self.backend.kind == "anthropic" and price is not None and price.cache_write is None and cache_write:
+            # the anthropic backend always marks a cached prefix, and Anthropic bills its 5-minute
+            # cache write at 1.25x input: an entry without a cache_write price (a --prices file)
+            # must not count writes as plain input, below what is billed
+            rest = self.prices.cost(self.backend.model, max(0, prompt_tokens - cache_write), completion_tokens,
+                                    cache_read=cache_read)
+            return None if rest is None else rest + cache_write * price.input * ANTHROPIC_WRITE / 1_000_000
         return self.prices.cost(self.backend.model, prompt_tokens, completion_tokens,
                                 cache_read=cache_read, cache_write=cache_write)
 
