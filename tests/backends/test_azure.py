@@ -220,3 +220,21 @@ def test_estimate_prices_the_cost_without_the_prompt_cache_for_every_provider(
     assert est["cost_usd_without_prompt_cache"] > est["cost_usd"]
     assert main(args) == 0
     assert "provider prompt cache" in capsys.readouterr().out
+
+
+def test_openai_base_url_and_key_never_reroute_an_azure_run(sentences, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """$OPENAI_BASE_URL (another server) and $OPENAI_API_KEY set while an azure: model runs: every
+    request goes to the resource endpoint with the Azure key, none to the OpenAI-compatible one."""
+    from tf_prompt.testing import LoopbackServer
+
+    srv, gate = azure_server(oracle_responder(sentences, LABELS), key=KEY, deployments={DEPLOYMENT})
+    with srv, LoopbackServer(oracle_responder(sentences, LABELS)) as other:
+        monkeypatch.setenv("OPENAI_BASE_URL", other.base_url)
+        url = endpoint(srv)
+        monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", url)
+        assert main(["run", "--model", f"azure:{DEPLOYMENT}", "--method", "direct", "--limit", "2",
+                     "--out", str(tmp_path / "o"), "--cache-dir", str(tmp_path / "c")]) == 0
+        assert other.requests == [] and [s["key"] for s in gate.seen] == [KEY, KEY]
+    metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert metrics["settings"]["base_url"] == f"{url}?api-version={DEFAULT_API_VERSION}"
