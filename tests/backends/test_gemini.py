@@ -392,3 +392,18 @@ def test_the_sdks_record_and_replay_modes_are_never_taken_from_the_environment(
         assert _run(srv, tmp_path / "o", "--limit", "2", "--cache-dir", str(tmp_path / "c")) == 0
         assert srv.served == len(srv.requests) == 2
     assert not replays.exists() or not any(replays.rglob("*"))
+
+
+def test_a_quota_that_asks_for_hours_stops_the_run_in_one_line(sentences, tmp_path: Path, capsys) -> None:
+    """A daily quota used up: 429 RESOURCE_EXHAUSTED whose RetryInfo asks to wait hours, longer
+    than tf-prompt ever waits (retry.MAX_RETRY_AFTER). Retrying after its capped wait cannot
+    succeed: every call of the run would grind through its retries, minutes each. The run stops
+    at the first such answer in one line, outputs kept, as for an exhausted OpenAI quota."""
+    with GeminiServer(oracle_responder(sentences, LABELS), fault=lambda b, a: quota_error("43200s")) as srv:
+        started = time.monotonic()
+        rc = _run(srv, tmp_path / "o", "--limit", "3", "--concurrency", "1", "--no-cache")
+        assert rc == 1 and len(srv.requests) == 1
+    assert time.monotonic() - started < 10
+    line = _last_error(capsys.readouterr().err)
+    assert "RESOURCE_EXHAUSTED" in line and "43200" in line
+    assert json.loads((tmp_path / "o" / "metrics.json").read_text())["complete"] is False

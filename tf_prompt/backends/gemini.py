@@ -35,6 +35,7 @@ from tf_prompt.backends.openai_compat import (
     _url_problem,
     check_api_key,
 )
+from tf_prompt.llm.retry import MAX_RETRY_AFTER
 from tf_prompt.util.redact import MASK, redact_text, redact_url
 
 #: The REST API version requests use (`/v1beta/models/MODEL:generateContent`): the one
@@ -116,9 +117,14 @@ def _translate(e: Exception, model: str, where: str, key_source: str, schema_sen
         headers = getattr(e.response, "headers", None)
         label = f"HTTP {code} {status}".strip()
         if code == 429:
+            delay = _retry_delay(e.details, headers)
+            if delay is not None and delay > MAX_RETRY_AFTER:   # a daily quota used up: no retry can pass
+                return BackendError(f"{where}: out of quota ({label}): the server asks to wait {delay:.0f} s, "
+                                    f"longer than tf-prompt waits ({MAX_RETRY_AFTER:.0f} s); rerun once the "
+                                    f"quota is renewed (received replies are cached), or raise it. {msg}",
+                                    status=code)
             return BackendError(f"{where}: rate limited or out of quota ({label}); retried after the delay the "
-                                f"server asked for. {msg}", retryable=True,
-                                retry_after=_retry_delay(e.details, headers), status=code)
+                                f"server asked for. {msg}", retryable=True, retry_after=delay, status=code)
         if code in (408, 409) or code >= 500:
             return BackendError(f"{where}: server error ({label})", retryable=True,
                                 retry_after=_retry_delay(e.details, headers), status=code)
