@@ -364,3 +364,15 @@ def test_the_reply_cache_never_serves_one_providers_reply_for_another(tmp_path: 
         assert len(plain.requests) == claude_calls == 2
     usage = json.loads((tmp_path / "o2" / "metrics.json").read_text())["usage"]
     assert (usage["cache_hits"], usage["calls"]) == (0, 2)
+
+
+@pytest.mark.parametrize("url", ["api.anthropic.com", "ftp://h", "http://u:pw-SECRET@h:99999", "http://[::1",
+                                 "http://u:pw#SECRET@h/", " "])
+def test_an_odd_anthropic_base_url_is_one_line_without_its_credentials(url: str, key: str, monkeypatch,
+                                                                       tmp_path: Path, capsys) -> None:
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", url)
+    assert main(["run", "--model", MODEL, "--method", "direct", "--limit", "1", "--out", str(tmp_path / "o"),
+                 "--cache-dir", str(tmp_path / "c")]) != 0
+    line = one_line(capsys.readouterr().err)
+    assert "ANTHROPIC_BASE_URL" in line and "SECRET" not in line and KEY not in line
+    assert not (tmp_path / "o").exists()
