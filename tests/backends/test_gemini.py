@@ -407,3 +407,64 @@ def test_a_quota_that_asks_for_hours_stops_the_run_in_one_line(sentences, tmp_pa
     line = _last_error(capsys.readouterr().err)
     assert "RESOURCE_EXHAUSTED" in line and "43200" in line
     assert json.loads((tmp_path / "o" / "metrics.json").read_text())["complete"] is False
+
+
+def test_with_aiohttp_installed_each_attempt_is_one_request_and_errors_are_read(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """google-genai sends with aiohttp whenever it is installed (google-genai[aiohttp], or any
+    package that pulls it in). That path retried a failed connection by itself after sleeping 1
+    to 10 s (a hidden second request, not tf-prompt's policy), reported a timeout as a
+    connection error named CancelledError, and a dropped connection as a request that "could
+    not be built" (which stops the run). One attempt per call, each error read for what it is."""
+    pytest.importorskip("aiohttp")
+    from tf_prompt.backends.gemini import GeminiBackend
+
+    async def go(url: str) -> BackendError:
+        backend = GeminiBackend(model=MODEL, base_url=url, timeout=0.3)
+        try:
+            await backend.complete([{"role": "user", "content": "x"}], {})
+        except BackendError as e:
+            return e
+        finally:
+            await backend.aclose()
+        raise AssertionError("no error")
+
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    started = time.monotonic()
+    error = asyncio.run(go(f"http://127.0.0.1:{port}"))
+    assert time.monotonic() - started < 0.9   # no hidden retry after a 1-10 s sleep
+    assert error.retryable and error.unreachable and "connection refused" in str(error)
+    with GeminiServer(fault=lambda body, attempt: Fault(500, {}, delay=1.5)) as srv:
+        error = asyncio.run(go(srv.base_url))
+        assert len(srv.requests) == 1
+    assert error.retryable and error.timed_out and "timed out" in str(error)
+    with GeminiServer(fault=lambda body, attempt: Fault(0, None)) as srv:   # a garbled status line
+        error = asyncio.run(go(srv.base_url))
+        assert len(srv.requests) == 1
+    assert error.retryable and "could not be built" not in str(error)
+    import threading
+
+    accepted: list[int] = []
+    with socket.socket() as listener:   # reads the request, closes without answering
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+
+        def drop() -> None:
+            while True:
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    return
+                accepted.append(1)
+                conn.recv(65536)
+                conn.close()
+
+        threading.Thread(target=drop, daemon=True).start()
+        started = time.monotonic()
+        error = asyncio.run(go(f"http://127.0.0.1:{listener.getsockname()[1]}"))
+        assert time.monotonic() - started < 0.9 and len(accepted) == 1   # sent once, no hidden retry
+    assert error.retryable and "could not be built" not in str(error) and KEY not in str(error)

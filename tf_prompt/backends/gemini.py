@@ -157,10 +157,12 @@ def _translate(e: Exception, model: str, where: str, key_source: str, schema_sen
 
 
 def _http_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
-    """The timeout and transport exception classes of httpx and httpx2, whichever are installed:
-    google-genai sends with either (its default, what is installed, $GOOGLE_GENAI_HTTP_CLIENT),
-    not necessarily the library the openai SDK uses (openai_compat.httpx)."""
-    timeouts: list[type[BaseException]] = []
+    """The timeout and transport exception classes of httpx, httpx2 and aiohttp, whichever are
+    installed: google-genai sends with aiohttp when it is installed, else httpx or httpx2 (its
+    default, what is installed, $GOOGLE_GENAI_HTTP_CLIENT), not necessarily the library the
+    openai SDK uses (openai_compat.httpx). aiohttp's timeout is asyncio's (the builtin
+    TimeoutError); a connection it lost is a ClientConnectionError or a ClientPayloadError."""
+    timeouts: list[type[BaseException]] = [TimeoutError]
     transports: list[type[BaseException]] = []
     for name in ("httpx", "httpx2"):
         try:
@@ -169,6 +171,13 @@ def _http_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseExce
             continue
         timeouts.append(lib.TimeoutException)
         transports.append(lib.TransportError)
+    try:
+        aiohttp = importlib.import_module("aiohttp")
+    except ImportError:
+        pass
+    else:
+        # (a ClientResponseError: a reply that is not HTTP, as httpx's RemoteProtocolError)
+        transports += [aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, aiohttp.ClientResponseError]
     return tuple(timeouts), tuple(transports)
 
 
@@ -258,8 +267,12 @@ class GeminiBackend(Backend):
             except ImportError:
                 raise BackendError(f"--model gemini:{self.model} needs the Gemini SDK: {INSTALL_HINT}") from None
             # the API version pinned: $GOOGLE_GENAI_API_VERSION must not change what a run sends
+            # retry_options of one attempt, not None: with aiohttp installed the SDK sends with it,
+            # and retries a failed connection by itself after a 1-10 s sleep unless retry_options
+            # are given (tenacity then makes exactly the attempts they say: one)
             options = types.HttpOptions(base_url=(self.base_url or GEMINI_URL).rstrip("/") + "/",
-                                        api_version=API_VERSION, timeout=max(1, int(self.timeout * 1000)))
+                                        api_version=API_VERSION, timeout=max(1, int(self.timeout * 1000)),
+                                        retry_options=types.HttpRetryOptions(attempts=1))
             # vertexai=False: GOOGLE_GENAI_USE_VERTEXAI in the environment must not re-route the key;
             # a DebugConfig of its own: $GOOGLE_GENAI_CLIENT_MODE (record/replay, an SDK testing
             # switch) must not answer from replay files nor write prompts and replies to disk
