@@ -8,8 +8,9 @@ tokens (cachedContentTokenCount) and thinking tokens (thoughtsTokenCount, billed
 the compatibility layer folds away; a blocked prompt is `promptFeedback.blockReason` and a blocked
 answer `finishReason: SAFETY`, not a guess from an empty message; system instructions and JSON
 schemas are first-class fields. The SDK is an optional extra (`pip install 'tf-prompt[gemini]'`),
-imported only when a Gemini model runs, and its own retries are off (HttpOptions without
-retry_options makes one attempt) so tf-prompt's policy is the only one.
+imported only when a Gemini model runs, and its own retries are off (HttpOptions with
+retry_options of one attempt, which also turns off its aiohttp path's implicit retry) so
+tf-prompt's policy is the only one.
 
 Keys: the variable named by `--api-key-env`, else GEMINI_API_KEY, else GOOGLE_API_KEY; never
 OPENAI_API_KEY or any other provider's. The key goes in the `x-goog-api-key` header (never the
