@@ -376,3 +376,39 @@ def test_an_odd_anthropic_base_url_is_one_line_without_its_credentials(url: str,
     line = one_line(capsys.readouterr().err)
     assert "ANTHROPIC_BASE_URL" in line and "SECRET" not in line and KEY not in line
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(("args", "variable", "words"), [
+    ([], "ANTHROPIC_API_KEY", "--model anthropic:NAME"),            # no --model: the hosted default is OpenAI's
+    (["--model", "gpt-4o-mini"], "ANTHROPIC_API_KEY", "--model anthropic:NAME"),
+    (["--model", MODEL], "GEMINI_API_KEY", "--model gemini:NAME"),
+    (["--model", "gemini:gemini-2.5-flash"], "ANTHROPIC_API_KEY", "--model anthropic:NAME"),
+    (["--model", MODEL], "AZURE_OPENAI_API_KEY", "--model azure:DEPLOYMENT"),
+])
+def test_another_providers_key_is_never_sent_to_a_providers_own_endpoint(
+        tmp_path: Path, monkeypatch, capsys, args: list[str], variable: str, words: str) -> None:
+    """`--api-key-env ANTHROPIC_API_KEY` without `--model anthropic:...` (the hosted default is
+    gpt-4o-mini at api.openai.com), or a Gemini key named for a Claude model: the key of one
+    provider would go to another provider's own endpoint. Refused in one line before anything
+    is sent or written. Through a --base-url (a proxy of the user's) it is the user's call."""
+    for name in ("OPENAI_BASE_URL", "ANTHROPIC_BASE_URL", "AZURE_OPENAI_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(variable, "their-SECRET-key")
+    assert main(["run", *args, "--api-key-env", variable, "--method", "direct", "--limit", "1",
+                 "--out", str(tmp_path / "o"), "--cache-dir", str(tmp_path / "c")]) != 0
+    line = one_line(capsys.readouterr().err)
+    assert variable in line and words in line and "SECRET" not in line
+    assert not (tmp_path / "o").exists()
+
+
+def test_another_providers_key_may_go_to_the_users_own_base_url(tmp_path: Path, monkeypatch) -> None:
+    """An OpenAI-compatible proxy of the user's (LiteLLM in front of Anthropic) may take the
+    Anthropic key: with --base-url the key goes where the user said."""
+    from tf_prompt.testing import LoopbackServer
+
+    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+    with LoopbackServer(oracle_responder(read_conll(sample_path()), LABELS)) as proxy:
+        assert main(["run", "--model", "claude-sonnet-4-5", "--base-url", proxy.base_url, "--api-key-env",
+                     "ANTHROPIC_API_KEY", "--method", "direct", "--limit", "1", "--out", str(tmp_path / "o"),
+                     "--cache-dir", str(tmp_path / "c")]) == 0
+        assert len(proxy.requests) == 1
