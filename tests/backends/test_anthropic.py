@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -412,3 +413,45 @@ def test_another_providers_key_may_go_to_the_users_own_base_url(tmp_path: Path, 
                      "ANTHROPIC_API_KEY", "--method", "direct", "--limit", "1", "--out", str(tmp_path / "o"),
                      "--cache-dir", str(tmp_path / "c")]) == 0
         assert len(proxy.requests) == 1
+
+
+class _PageServer:
+    """HTTP 200 with `page` (not JSON) on every path: a gateway page quoting the key it got."""
+
+    def __init__(self, page: bytes) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("content-length") or 0))
+                self.send_response(200)
+                self.send_header("content-type", "text/html")
+                self.send_header("content-length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+
+    def __enter__(self) -> str:
+        import threading
+
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def __exit__(self, *exc: Any) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_a_reply_quoting_the_key_that_is_not_json_never_gets_it_written(tmp_path: Path, key: str, capsys) -> None:
+    with _PageServer(f"invalid x-api-key {KEY}".encode()) as url:
+        assert main(["run", "--model", MODEL, "--base-url", url, "--method", "direct", "--limit", "1",
+                     "--out", str(tmp_path / "o"), "--cache-dir", str(tmp_path / "c")]) != 0
+    err = capsys.readouterr().err
+    assert "not valid JSON" in err and KEY not in err
+    assert [p for p in tmp_path.rglob("*") if p.is_file() and KEY.encode() in p.read_bytes()] == []

@@ -238,3 +238,44 @@ def test_openai_base_url_and_key_never_reroute_an_azure_run(sentences, tmp_path:
         assert other.requests == [] and [s["key"] for s in gate.seen] == [KEY, KEY]
     metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())
     assert metrics["settings"]["base_url"] == f"{url}?api-version={DEFAULT_API_VERSION}"
+
+
+class _PageServer:
+    """HTTP 200 with `page` (not JSON) on every path: a gateway page quoting the key it got."""
+
+    def __init__(self, page: bytes) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("content-length") or 0))
+                self.send_response(200)
+                self.send_header("content-type", "text/html")
+                self.send_header("content-length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+
+    def __enter__(self) -> str:
+        import threading
+
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def __exit__(self, *exc: Any) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_a_reply_quoting_the_key_that_is_not_json_never_gets_it_written(tmp_path: Path, capsys) -> None:
+    with _PageServer(f"invalid api-key {KEY}".encode()) as url:
+        assert _run(url, tmp_path / "o", "--limit", "1", "--cache-dir", str(tmp_path / "c")) != 0
+    err = capsys.readouterr().err
+    assert "not valid JSON" in err and KEY not in err
+    assert [p for p in tmp_path.rglob("*") if p.is_file() and KEY.encode() in p.read_bytes()] == []

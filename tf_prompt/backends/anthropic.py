@@ -46,6 +46,7 @@ from tf_prompt.backends.openai_compat import (
     _retry_after,
     _url_problem,
     check_api_key,
+    mask_key,
 )
 from tf_prompt.util.redact import MASK, redact_text, redact_url
 
@@ -288,7 +289,10 @@ class AnthropicBackend(Backend):
         except Exception as e:   # raised while building or sending: its text may quote the headers
             raise BackendError(f"{self.endpoint}: the request could not be built or sent ({type(e).__name__}); "
                                f"check the settings (API key, decoding parameters)") from None
-        return parse_reply(raw, self.endpoint)
+        try:
+            return parse_reply(raw, self.endpoint)
+        except BackendError as e:   # it quotes the start of a reply that is not JSON
+            raise mask_key(e, self._key) from None
 
     async def aclose(self) -> None:
         if self._sdk is not None:

@@ -157,7 +157,10 @@ class AzureBackend(Backend):
             raise self._masked(translate_error(e, self._url)) from None
         except Exception as e:
             raise unsendable(e, self._url) from None
-        return parse_chat_reply(raw, self._url)
+        try:
+            return parse_chat_reply(raw, self._url)
+        except BackendError as e:   # it quotes the start of a reply that is not JSON
+            raise self._masked(e) from None
 
     def _masked(self, err: BackendError) -> BackendError:
         """`err` with URLs masked and the key too, should the server have quoted it (a gateway

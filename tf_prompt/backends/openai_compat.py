@@ -418,7 +418,10 @@ class OpenAIBackend(Backend):
             raise mask_key(rejected or translate_error(e, self.base_url), self._client_options["api_key"]) from None
         except Exception as e:   # raised while building or sending (e.g. a float JSON cannot hold)
             raise unsendable(e, self.base_url) from None
-        return parse_chat_reply(raw, self.base_url)
+        try:
+            return parse_chat_reply(raw, self.base_url)
+        except BackendError as e:   # it quotes the start of a reply that is not JSON
+            raise mask_key(e, self._client_options["api_key"]) from None
 
     async def aclose(self) -> None:
         if self._sdk is not None:
