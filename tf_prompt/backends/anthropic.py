@@ -107,13 +107,14 @@ def check_params(params: dict[str, Any], where: str = "anthropic") -> None:
 def request_body(model: str, messages: list[dict[str, str]], params: dict[str, Any], fixed: int) -> dict[str, Any]:
     """The Messages API body for chat `messages`: system messages as `system`, the rest as
     `messages`, the cache breakpoint after the first `fixed` characters of the last message (or,
-    with none, on the system prompt). The text sent is exactly the messages' text."""
+    with none, on the system prompt; with a negative `fixed`, nothing shared, no breakpoint).
+    The text sent is exactly the messages' text."""
     check_params(params)
     system: list[dict[str, Any]] = [{"type": "text", "text": m["content"]} for m in messages
                                     if m["role"] == "system"]
     turns: list[dict[str, Any]] = [{"role": m["role"], "content": m["content"]}
                                    for m in messages if m["role"] != "system"]
-    marked = False
+    marked = fixed < 0   # nothing is the same for every sentence (Prompt.fixed): no mark would be read
     if turns and fixed > 0:
         content = turns[-1]["content"]
         head, tail = content[:fixed], content[fixed:]

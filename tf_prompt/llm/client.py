@@ -255,7 +255,7 @@ class ModelClient:
         if price is None or price.cached_input is None or price.cache_min_tokens is None:
             return 0, 0
         last = prompt.messages[-1] if prompt.messages else None
-        if last is None:
+        if last is None or prompt.fixed < 0:   # no prefix the same for every sentence
             return 0, 0
         prefix = (self.tokenizer.count_messages(prompt.messages[:-1])
                   + self.tokenizer.count(last["content"][:prompt.fixed]))
