@@ -95,6 +95,37 @@ def backend_spec(model: str) -> tuple[str, str]:
     return "openai", model
 
 
+#: Key variables that belong to one provider (OPENAI_API_KEY, the CLI's default, is not among
+#: them: the other backends read it as "no variable named" and never send it).
+_KEY_OWNERS = {"ANTHROPIC_API_KEY": "anthropic", "GEMINI_API_KEY": "gemini", "GOOGLE_API_KEY": "gemini",
+               "AZURE_OPENAI_API_KEY": "azure"}
+#: How each provider's models are named, for the one line that refuses another's key.
+_MODEL_FORMS = {"anthropic": "--model anthropic:NAME", "gemini": "--model gemini:NAME",
+                "azure": "--model azure:DEPLOYMENT"}
+
+
+def _refuse_foreign_key(settings: RunSettings, kind: str) -> None:
+    """Refuse, before anything is sent or written, a provider's own key variable named for a model
+    of another provider at that provider's own endpoint (`--api-key-env ANTHROPIC_API_KEY` with
+    no --model sends to api.openai.com). Through a --base-url (or the provider's base-URL
+    variable) the key goes where the user said: a proxy of theirs may take it."""
+    named = settings.api_key_env or ""
+    owner = _KEY_OWNERS.get(named)
+    if owner is None or owner == kind or kind in ("gguf", "hf"):
+        return
+    own_endpoint = {"openai": not (settings.base_url or os.environ.get("OPENAI_BASE_URL")),
+                    "anthropic": not (settings.base_url or os.environ.get("ANTHROPIC_BASE_URL")),
+                    "gemini": not settings.base_url}.get(kind, True)   # an Azure resource is Microsoft's
+    if own_endpoint:
+        from tf_prompt.backends.openai_compat import effective_base_url
+
+        model = default_model(settings)[0]
+        where = effective_base_url(model, settings.base_url, settings.api_version)
+        raise BackendError(f"--api-key-env {named} names a key of another provider than {model}'s endpoint "
+                           f"({where}), so it is not sent there: give {_MODEL_FORMS[owner]} to use that key, "
+                           f"or name the variable that holds this endpoint's own key (nothing was sent)")
+
+
 def make_backend(settings: RunSettings) -> Backend:
     """Choose the backend from the model string (`backend_spec`).
 
@@ -105,6 +136,7 @@ def make_backend(settings: RunSettings) -> Backend:
     variable unless --api-key-env names one, and never another provider's.
     """
     kind, model = backend_spec(default_model(settings)[0])
+    _refuse_foreign_key(settings, kind)
     if kind == "anthropic":
         try:
             from tf_prompt.backends.anthropic import AnthropicBackend, check_params, key_env_for
@@ -411,13 +443,14 @@ async def estimate_async(settings: RunSettings, backend: Backend | None = None) 
     summary = await run_async(settings, backend=backend, dry_run=True)
     u = summary.metrics["usage"]
     model = summary.metrics["settings"]["model"]   # what answers (a backend= given, too)
-    # priced by the name the client prices calls by (PriceTable.lookup strips an "openai:" prefix itself)
-    priced = backend.model if backend is not None else default_model(settings)[0]
+    # priced by the name the client prices calls by, the backend's model: without its provider
+    # prefix (`azure:gpt-4o-mini` is priced as gpt-4o-mini, as its calls are)
+    kind, priced = (backend.kind, backend.model) if backend is not None else backend_spec(default_model(settings)[0])
     prices = PriceTable.load(settings.prices)
     batch_cost = prices.cost(priced, u["prompt_tokens"], u["completion_tokens"], batch=True)
-    # without the provider's prompt cache: every prompt token at the input price (an upper bound)
+    # without the provider's prompt cache: every prompt token at the input price
     uncached = prices.cost(priced, u["prompt_tokens"], u["completion_tokens"])
-    via_batch = backend_spec(priced)[0] == "openai" and (backend is None or backend.kind == "openai")
+    via_batch = kind == "openai"
     est = {"calls": u["calls"], "cached_calls": u["cache_hits"], "prompt_tokens": u["prompt_tokens"],
            "completion_tokens": u["completion_tokens"], "cost_usd": u["cost_usd"],
            "cache_read_tokens": u["cache_read_tokens"], "cache_write_tokens": u["cache_write_tokens"],

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -174,9 +175,67 @@ def test_always_overloaded_ends_in_one_line_after_the_retries(tmp_path: Path, ke
     with server(fault=lambda body, n: overloaded(retry_after=0)) as srv:
         rc = run(srv, tmp_path, "--limit", "1", "--concurrency", "1", "--max-retries", "2", method="direct")
         assert rc != 0
-        assert 2 <= len(srv.requests) <= 3   # the dead-endpoint breaker may stop it before the last retry
+        assert len(srv.requests) == 3   # every retry made (529 is a busy API, not a dead one), then it stops
     err = capsys.readouterr().err
     assert "Traceback" not in err and "overloaded (HTTP 529)" in err
+
+
+def test_a_hanging_endpoint_times_out_and_is_retried_then_ends_in_one_line(tmp_path: Path, key: str, capsys) -> None:
+    """Every attempt hangs past --timeout: each is cut at the timeout (the SDK's own timeout is
+    the one given, its retries off), retried, and the sentence fails with the timeout in its
+    trace; the run ends quickly, without a traceback."""
+    started = time.monotonic()
+    with server(fault=lambda body, n: Fault(500, None, {}, delay=6.0)) as srv:
+        rc = run(srv, tmp_path, "--limit", "1", "--concurrency", "1", "--timeout", "0.3", "--max-retries", "1",
+                 "--retry-initial", "0.01", method="direct")
+        assert rc != 0 and 1 <= len(srv.requests) <= 2
+    assert time.monotonic() - started < 4.5   # not the 6 s a hung attempt would take
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "1 sentence(s) failed" in err
+    trace = (tmp_path / "out" / "trace.jsonl").read_text()
+    assert "timed out" in trace and KEY not in trace
+
+
+def test_a_dead_endpoint_is_one_line(tmp_path: Path, key: str, capsys) -> None:
+    import socket
+
+    with socket.socket() as s:   # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert main(["run", "--model", MODEL, "--base-url", f"http://127.0.0.1:{port}", "--method", "direct",
+                 "--limit", "2", "--out", str(tmp_path / "o"), "--cache-dir", str(tmp_path / "c"),
+                 "--retry-initial", "0.01"]) != 0
+    line = one_line(capsys.readouterr().err)
+    assert "connection refused" in line and KEY not in line
+
+
+def test_an_overloaded_api_is_alive_so_every_retry_is_made(tmp_path: Path, key: str, capsys) -> None:
+    """529 overloaded_error is Anthropic answering, in its own error shape, that it is busy: like a
+    429 it says the endpoint is alive, so the dead-endpoint breaker (for endpoints that never
+    answered) must not stop the run before the retries --max-retries allows, then it answers."""
+    with server(fault=lambda body, n: overloaded(retry_after=0) if n < 5 else None) as srv:
+        assert run(srv, tmp_path, "--limit", "1", "--concurrency", "1", "--max-retries", "6",
+                   "--retry-initial", "0.01", method="direct") == 0
+        assert len(srv.requests) == 6 and srv.served == 1
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_prices_file_without_a_cache_write_price_still_bills_writes_above_input(tmp_path: Path, key: str) -> None:
+    """A --prices entry for a Claude model with only input and output (a new model, negotiated
+    prices): the prefix tf-prompt marks is still written to Anthropic's cache and billed at 1.25x
+    input, so the cost (and --max-cost's worst case) must price writes so, not as plain input."""
+    prices = tmp_path / "prices.json"
+    prices.write_text(json.dumps({"models": {"claude-new": {"input": 2.0, "output": 10.0}}}))
+    with AnthropicLoopback(oracle_responder(read_conll(sample_path()), LABELS), api_key=KEY,
+                           cache_min_tokens=50) as srv:
+        assert main(["run", "--model", "anthropic:claude-new", "--base-url", srv.base_url, "--method", "direct",
+                     "--limit", "3", "--concurrency", "1", "--prices", str(prices), "--max-cost", "5",
+                     "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache")]) == 0
+        assert srv.cache_write_tokens > 0
+        usage = json.loads((tmp_path / "out" / "metrics.json").read_text())["usage"]
+        expected = (srv.input_tokens * 2.0 + srv.cache_read_tokens * 2.0 + srv.cache_write_tokens * 2.0 * 1.25
+                    + usage["completion_tokens"] * 10.0) / 1e6
+        assert usage["cost_usd"] == pytest.approx(expected, abs=1e-9)
 
 
 def test_keys_are_checked_before_anything_is_sent(tmp_path: Path, monkeypatch, capsys) -> None:
@@ -241,6 +300,21 @@ def test_reply_usage_counts_every_input_token() -> None:
     assert c.finish_reason == "length"
 
 
+def test_a_refusal_is_a_blocked_reply_not_an_answer() -> None:
+    """Claude's safety classifiers end a reply with stop_reason "refusal" (often with part of an
+    answer already written): like Gemini's SAFETY and Azure's content filter, that sentence
+    fails with the blocked line in the trace, instead of its text being scored as the answer."""
+    from tf_prompt.backends.blocked import block_reason
+
+    reply = {"content": [{"type": "text", "text": '{"entities": ['}], "stop_reason": "refusal", "model": "m",
+             "usage": {"input_tokens": 10, "output_tokens": 3}}
+    c = parse_reply(json.dumps(reply), "where")
+    assert block_reason(c.finish_reason) is not None and "refusal" in str(block_reason(c.finish_reason))
+    assert c.text == "" and c.prompt_tokens == 10 and c.completion_tokens == 3   # still billed
+    ended = {**reply, "stop_reason": "end_turn"}
+    assert block_reason(parse_reply(json.dumps(ended), "where").finish_reason) is None
+
+
 def test_identity_and_endpoint_never_hold_the_key(monkeypatch) -> None:
     monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
     monkeypatch.delenv("ANTHROPIC_BASE_URL", raising=False)
@@ -273,3 +347,111 @@ def test_max_cost_prices_an_anthropic_run_and_refuses_an_unpriced_model(tmp_path
                      "--cache-dir", str(tmp_path / "cache")]) != 0
         assert len(srv.requests) == sent
     assert "needs a price" in one_line(capsys.readouterr().err)
+
+
+def test_the_reply_cache_never_serves_one_providers_reply_for_another(tmp_path: Path, key: str,
+                                                                      monkeypatch) -> None:
+    """The same model name, prompts and cache directory through Anthropic, then through an
+    OpenAI-compatible server: the second run is sent in full (its replies are not Claude's)."""
+    from tf_prompt.testing import LoopbackServer
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-other")
+    with server() as srv:
+        assert run(srv, tmp_path, "--limit", "2", method="direct") == 0
+        claude_calls = srv.served
+    with LoopbackServer(oracle_responder(read_conll(sample_path()), LABELS)) as plain:
+        assert main(["run", "--model", "claude-sonnet-4-5", "--base-url", plain.base_url, "--method", "direct",
+                     "--limit", "2", "--out", str(tmp_path / "o2"), "--cache-dir", str(tmp_path / "cache")]) == 0
+        assert len(plain.requests) == claude_calls == 2
+    usage = json.loads((tmp_path / "o2" / "metrics.json").read_text())["usage"]
+    assert (usage["cache_hits"], usage["calls"]) == (0, 2)
+
+
+@pytest.mark.parametrize("url", ["api.anthropic.com", "ftp://h", "http://u:pw-SECRET@h:99999", "http://[::1",
+                                 "http://u:pw#SECRET@h/", " "])
+def test_an_odd_anthropic_base_url_is_one_line_without_its_credentials(url: str, key: str, monkeypatch,
+                                                                       tmp_path: Path, capsys) -> None:
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", url)
+    assert main(["run", "--model", MODEL, "--method", "direct", "--limit", "1", "--out", str(tmp_path / "o"),
+                 "--cache-dir", str(tmp_path / "c")]) != 0
+    line = one_line(capsys.readouterr().err)
+    assert "ANTHROPIC_BASE_URL" in line and "SECRET" not in line and KEY not in line
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(("args", "variable", "words"), [
+    ([], "ANTHROPIC_API_KEY", "--model anthropic:NAME"),            # no --model: the hosted default is OpenAI's
+    (["--model", "gpt-4o-mini"], "ANTHROPIC_API_KEY", "--model anthropic:NAME"),
+    (["--model", MODEL], "GEMINI_API_KEY", "--model gemini:NAME"),
+    (["--model", "gemini:gemini-2.5-flash"], "ANTHROPIC_API_KEY", "--model anthropic:NAME"),
+    (["--model", MODEL], "AZURE_OPENAI_API_KEY", "--model azure:DEPLOYMENT"),
+])
+def test_another_providers_key_is_never_sent_to_a_providers_own_endpoint(
+        tmp_path: Path, monkeypatch, capsys, args: list[str], variable: str, words: str) -> None:
+    """`--api-key-env ANTHROPIC_API_KEY` without `--model anthropic:...` (the hosted default is
+    gpt-4o-mini at api.openai.com), or a Gemini key named for a Claude model: the key of one
+    provider would go to another provider's own endpoint. Refused in one line before anything
+    is sent or written. Through a --base-url (a proxy of the user's) it is the user's call."""
+    for name in ("OPENAI_BASE_URL", "ANTHROPIC_BASE_URL", "AZURE_OPENAI_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(variable, "their-SECRET-key")
+    assert main(["run", *args, "--api-key-env", variable, "--method", "direct", "--limit", "1",
+                 "--out", str(tmp_path / "o"), "--cache-dir", str(tmp_path / "c")]) != 0
+    line = one_line(capsys.readouterr().err)
+    assert variable in line and words in line and "SECRET" not in line
+    assert not (tmp_path / "o").exists()
+
+
+def test_another_providers_key_may_go_to_the_users_own_base_url(tmp_path: Path, monkeypatch) -> None:
+    """An OpenAI-compatible proxy of the user's (LiteLLM in front of Anthropic) may take the
+    Anthropic key: with --base-url the key goes where the user said."""
+    from tf_prompt.testing import LoopbackServer
+
+    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+    with LoopbackServer(oracle_responder(read_conll(sample_path()), LABELS)) as proxy:
+        assert main(["run", "--model", "claude-sonnet-4-5", "--base-url", proxy.base_url, "--api-key-env",
+                     "ANTHROPIC_API_KEY", "--method", "direct", "--limit", "1", "--out", str(tmp_path / "o"),
+                     "--cache-dir", str(tmp_path / "c")]) == 0
+        assert len(proxy.requests) == 1
+
+
+class _PageServer:
+    """HTTP 200 with `page` (not JSON) on every path: a gateway page quoting the key it got."""
+
+    def __init__(self, page: bytes) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("content-length") or 0))
+                self.send_response(200)
+                self.send_header("content-type", "text/html")
+                self.send_header("content-length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+
+    def __enter__(self) -> str:
+        import threading
+
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def __exit__(self, *exc: Any) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_a_reply_quoting_the_key_that_is_not_json_never_gets_it_written(tmp_path: Path, key: str, capsys) -> None:
+    with _PageServer(f"invalid x-api-key {KEY}".encode()) as url:
+        assert main(["run", "--model", MODEL, "--base-url", url, "--method", "direct", "--limit", "1",
+                     "--out", str(tmp_path / "o"), "--cache-dir", str(tmp_path / "c")]) != 0
+    err = capsys.readouterr().err
+    assert "not valid JSON" in err and KEY not in err
+    assert [p for p in tmp_path.rglob("*") if p.is_file() and KEY.encode() in p.read_bytes()] == []

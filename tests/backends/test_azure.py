@@ -180,3 +180,102 @@ def test_azure_and_gemini_cannot_go_through_the_openai_batch_api(tmp_path: Path,
                  "--method", "direct", "--out", str(tmp_path / "o")]) == 1
     line = _last_error(capsys.readouterr().err)
     assert f"{model!r} is a {model.split(':')[0]} model" in line
+
+
+@pytest.mark.parametrize("status", [403, 400])
+def test_a_server_quoting_the_key_in_its_error_never_gets_it_written(sentences, tmp_path: Path, capsys,
+                                                                    status: int) -> None:
+    """A gateway in front of the resource that quotes the api-key it got in its error text: the
+    one line on the terminal and metrics.json's `stopped` must not hold the key."""
+    def fault(body: dict[str, Any], attempt: int) -> Fault:
+        return Fault(status, {"error": {"code": "Denied", "message": f"api-key {KEY} is not allowed here"}})
+
+    srv, gate = azure_server(oracle_responder(sentences, LABELS), key=KEY, deployments={DEPLOYMENT}, fault=fault)
+    with srv:
+        assert _run(endpoint(srv), tmp_path / "o", "--concurrency", "1", "--cache-dir", str(tmp_path / "c")) == 1
+        assert [s["key"] for s in gate.seen] == [KEY]
+    line = _last_error(capsys.readouterr().err)
+    assert f"HTTP {status}" in line and "is not allowed here" in line and KEY not in line
+    assert (tmp_path / "o" / "metrics.json").exists()
+    assert [p for p in tmp_path.rglob("*") if p.is_file() and KEY.encode() in p.read_bytes()] == []
+
+
+@pytest.mark.parametrize("model", ["azure:gpt-4o-mini", "gemini:gpt-4o-mini"])
+def test_estimate_prices_the_cost_without_the_prompt_cache_for_every_provider(
+        tmp_path: Path, capsys, model: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The estimate's cost without the provider's prompt cache (and the saving line) is priced by
+    the name the backend is priced by, the model after its `azure:`/`gemini:` prefix, as the
+    estimate's own cost is: it was None for those providers, so the saving was never shown."""
+    monkeypatch.setenv("GEMINI_API_KEY", "gk-not-sent")
+    prices = tmp_path / "prices.json"   # a tiny cache minimum: every prefix counts as cached
+    prices.write_text(json.dumps({"models": {"gpt-4o-mini": {"input": 1.0, "output": 2.0, "cached_input": 0.1,
+                                                             "cache_min_tokens": 1}}}))
+    args = ["estimate", "--model", model, "--base-url", "http://127.0.0.1:9", "--method", "direct",
+            "--limit", "3", "--concurrency", "1", "--prices", str(prices), "--cache-dir", str(tmp_path / "c")]
+    assert main([*args, "--json"]) == 0
+    est = json.loads(capsys.readouterr().out)
+    assert est["cost_usd"] is not None and est["cache_read_tokens"] > 0
+    assert est["cost_usd_without_prompt_cache"] == pytest.approx(
+        (est["prompt_tokens"] * 1.0 + est["completion_tokens"] * 2.0) / 1e6)
+    assert est["cost_usd_without_prompt_cache"] > est["cost_usd"]
+    assert main(args) == 0
+    assert "provider prompt cache" in capsys.readouterr().out
+
+
+def test_openai_base_url_and_key_never_reroute_an_azure_run(sentences, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """$OPENAI_BASE_URL (another server) and $OPENAI_API_KEY set while an azure: model runs: every
+    request goes to the resource endpoint with the Azure key, none to the OpenAI-compatible one."""
+    from tf_prompt.testing import LoopbackServer
+
+    srv, gate = azure_server(oracle_responder(sentences, LABELS), key=KEY, deployments={DEPLOYMENT})
+    with srv, LoopbackServer(oracle_responder(sentences, LABELS)) as other:
+        monkeypatch.setenv("OPENAI_BASE_URL", other.base_url)
+        url = endpoint(srv)
+        monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", url)
+        assert main(["run", "--model", f"azure:{DEPLOYMENT}", "--method", "direct", "--limit", "2",
+                     "--out", str(tmp_path / "o"), "--cache-dir", str(tmp_path / "c")]) == 0
+        assert other.requests == [] and [s["key"] for s in gate.seen] == [KEY, KEY]
+    metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert metrics["settings"]["base_url"] == f"{url}?api-version={DEFAULT_API_VERSION}"
+
+
+class _PageServer:
+    """HTTP 200 with `page` (not JSON) on every path: a gateway page quoting the key it got."""
+
+    def __init__(self, page: bytes) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("content-length") or 0))
+                self.send_response(200)
+                self.send_header("content-type", "text/html")
+                self.send_header("content-length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+
+    def __enter__(self) -> str:
+        import threading
+
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def __exit__(self, *exc: Any) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_a_reply_quoting_the_key_that_is_not_json_never_gets_it_written(tmp_path: Path, capsys) -> None:
+    with _PageServer(f"invalid api-key {KEY}".encode()) as url:
+        assert _run(url, tmp_path / "o", "--limit", "1", "--cache-dir", str(tmp_path / "c")) != 0
+    err = capsys.readouterr().err
+    assert "not valid JSON" in err and KEY not in err
+    assert [p for p in tmp_path.rglob("*") if p.is_file() and KEY.encode() in p.read_bytes()] == []

@@ -328,3 +328,143 @@ def test_a_parameter_gemini_has_not_is_refused() -> None:
 
     with pytest.raises(BackendError, match="'logprobs' has no Gemini equivalent"):
         to_gemini([{"role": "user", "content": "x"}], {"logprobs": True})
+
+
+def test_a_server_quoting_the_key_in_its_error_never_gets_it_written(sentences, tmp_path: Path, capsys) -> None:
+    """A proxy or gateway that quotes the key it was sent in its error text: the one line on the
+    terminal and metrics.json's `stopped` (which quote the server's message) must not hold it."""
+    def fault(body: dict[str, Any], attempt: int) -> Fault:
+        return gemini_error(400, "INVALID_ARGUMENT", f"API key not valid: {KEY} (x-goog-api-key)",
+                            [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID"}])
+
+    with GeminiServer(oracle_responder(sentences, LABELS), fault=fault) as srv:
+        assert _run(srv, tmp_path / "o", "--concurrency", "1", "--cache-dir", str(tmp_path / "c")) == 1
+        assert srv.keys == [KEY]
+    line = _last_error(capsys.readouterr().err)
+    assert "API key was refused" in line and KEY not in line
+    assert (tmp_path / "o" / "metrics.json").exists() and _files_with(tmp_path, KEY) == []
+
+
+@pytest.mark.parametrize("library", ["httpx", "httpx2"])
+def test_timeouts_and_refused_connections_are_read_whichever_http_library_the_sdk_uses(
+        library: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """google-genai sends with httpx or httpx2 (its default, an install without one, or
+    $GOOGLE_GENAI_HTTP_CLIENT), not necessarily the one the openai SDK uses: a timeout must still
+    be a retryable timeout and a refused connection a retryable unreachable endpoint, not a
+    request that "could not be built" (which stops the run)."""
+    pytest.importorskip(library)
+    monkeypatch.setenv("GOOGLE_GENAI_HTTP_CLIENT", library)
+    from tf_prompt.backends.gemini import GeminiBackend
+
+    async def go(url: str) -> BackendError:
+        backend = GeminiBackend(model=MODEL, base_url=url, timeout=0.3)
+        try:
+            await backend.complete([{"role": "user", "content": "x"}], {})
+        except BackendError as e:
+            return e
+        finally:
+            await backend.aclose()
+        raise AssertionError("no error")
+
+    with GeminiServer(fault=lambda body, attempt: Fault(500, {}, delay=1.5)) as srv:
+        error = asyncio.run(go(srv.base_url))
+    assert error.retryable and error.timed_out and "timed out" in str(error)
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    error = asyncio.run(go(f"http://127.0.0.1:{port}"))
+    assert error.retryable and error.unreachable and "connection refused" in str(error)
+
+
+@pytest.mark.parametrize("mode", ["replay", "record", "auto"])
+def test_the_sdks_record_and_replay_modes_are_never_taken_from_the_environment(
+        mode: str, sentences, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """$GOOGLE_GENAI_CLIENT_MODE (a google-genai testing switch) must not make a run answer from
+    replay files instead of the model (replies then cached as the model's) nor write its prompts
+    and replies to $GOOGLE_GENAI_REPLAYS_DIRECTORY: every request goes to the endpoint."""
+    replays = tmp_path / "replays"
+    monkeypatch.setenv("GOOGLE_GENAI_CLIENT_MODE", mode)
+    monkeypatch.setenv("GOOGLE_GENAI_REPLAYS_DIRECTORY", str(replays))
+    monkeypatch.setenv("GOOGLE_GENAI_REPLAY_ID", "run")
+    with GeminiServer(oracle_responder(sentences, LABELS), key=KEY) as srv:
+        assert _run(srv, tmp_path / "o", "--limit", "2", "--cache-dir", str(tmp_path / "c")) == 0
+        assert srv.served == len(srv.requests) == 2
+    assert not replays.exists() or not any(replays.rglob("*"))
+
+
+def test_a_quota_that_asks_for_hours_stops_the_run_in_one_line(sentences, tmp_path: Path, capsys) -> None:
+    """A daily quota used up: 429 RESOURCE_EXHAUSTED whose RetryInfo asks to wait hours, longer
+    than tf-prompt ever waits (retry.MAX_RETRY_AFTER). Retrying after its capped wait cannot
+    succeed: every call of the run would grind through its retries, minutes each. The run stops
+    at the first such answer in one line, outputs kept, as for an exhausted OpenAI quota."""
+    with GeminiServer(oracle_responder(sentences, LABELS), fault=lambda b, a: quota_error("43200s")) as srv:
+        started = time.monotonic()
+        rc = _run(srv, tmp_path / "o", "--limit", "3", "--concurrency", "1", "--no-cache")
+        assert rc == 1 and len(srv.requests) == 1
+    assert time.monotonic() - started < 10
+    line = _last_error(capsys.readouterr().err)
+    assert "RESOURCE_EXHAUSTED" in line and "43200" in line
+    assert json.loads((tmp_path / "o" / "metrics.json").read_text())["complete"] is False
+
+
+def test_with_aiohttp_installed_each_attempt_is_one_request_and_errors_are_read(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """google-genai sends with aiohttp whenever it is installed (google-genai[aiohttp], or any
+    package that pulls it in). That path retried a failed connection by itself after sleeping 1
+    to 10 s (a hidden second request, not tf-prompt's policy), reported a timeout as a
+    connection error named CancelledError, and a dropped connection as a request that "could
+    not be built" (which stops the run). One attempt per call, each error read for what it is."""
+    pytest.importorskip("aiohttp")
+    from tf_prompt.backends.gemini import GeminiBackend
+
+    async def go(url: str) -> BackendError:
+        backend = GeminiBackend(model=MODEL, base_url=url, timeout=0.3)
+        try:
+            await backend.complete([{"role": "user", "content": "x"}], {})
+        except BackendError as e:
+            return e
+        finally:
+            await backend.aclose()
+        raise AssertionError("no error")
+
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    started = time.monotonic()
+    error = asyncio.run(go(f"http://127.0.0.1:{port}"))
+    assert time.monotonic() - started < 0.9   # no hidden retry after a 1-10 s sleep
+    assert error.retryable and error.unreachable and "connection refused" in str(error)
+    with GeminiServer(fault=lambda body, attempt: Fault(500, {}, delay=1.5)) as srv:
+        error = asyncio.run(go(srv.base_url))
+        assert len(srv.requests) == 1
+    assert error.retryable and error.timed_out and "timed out" in str(error)
+    with GeminiServer(fault=lambda body, attempt: Fault(0, None)) as srv:   # a garbled status line
+        error = asyncio.run(go(srv.base_url))
+        assert len(srv.requests) == 1
+    assert error.retryable and "could not be built" not in str(error)
+    import threading
+
+    accepted: list[int] = []
+    with socket.socket() as listener:   # reads the request, closes without answering
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+
+        def drop() -> None:
+            while True:
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    return
+                accepted.append(1)
+                conn.recv(65536)
+                conn.close()
+
+        threading.Thread(target=drop, daemon=True).start()
+        started = time.monotonic()
+        error = asyncio.run(go(f"http://127.0.0.1:{listener.getsockname()[1]}"))
+        assert time.monotonic() - started < 0.9 and len(accepted) == 1   # sent once, no hidden retry
+    assert error.retryable and "could not be built" not in str(error) and KEY not in str(error)

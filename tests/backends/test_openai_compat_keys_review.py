@@ -78,7 +78,7 @@ def test_password_with_a_hash_in_the_base_url_is_never_shown(tmp_path, capsys):
 class _HtmlServer:
     """A web page on every path, HTTP 200 (a --base-url that points at a web UI, not its API)."""
 
-    def __init__(self) -> None:
+    def __init__(self, page: bytes = b"<!doctype html><html><body>My web UI</body></html>") -> None:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
@@ -87,7 +87,7 @@ class _HtmlServer:
 
             def _page(self) -> None:
                 self.rfile.read(int(self.headers.get("content-length") or 0))
-                body = b"<!doctype html><html><body>My web UI</body></html>"
+                body = page
                 self.send_response(200)
                 self.send_header("content-type", "text/html")
                 self.send_header("content-length", str(len(body)))
@@ -275,3 +275,35 @@ def test_an_interrupted_run_records_an_interruption_not_cancellederror(tmp_path)
         asyncio.run(go())
     metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["complete"] is False and metrics["stopped"] == "interrupted (Ctrl-C or cancelled)"
+
+
+@pytest.mark.parametrize("status", [401, 400, 500])
+def test_a_server_quoting_the_key_in_its_error_never_gets_it_written(tmp_path, monkeypatch, capsys, status):
+    """An OpenAI-compatible proxy that quotes the key it was sent in its error text (as the
+    anthropic:, gemini: and azure: backends are tested for): the one line on stderr, the trace
+    and metrics.json's `stopped` must not hold it."""
+    monkeypatch.setenv("MY_KEY", SECRET)
+    body = {"error": {"message": f"Invalid proxy token passed: {SECRET}", "code": "bad"}}
+    with LoopbackServer(fault=lambda req, n: Fault(status, body)) as srv:
+        out = tmp_path / "run"
+        code, stdout, err = run_cli(capsys, "run", "--base-url", srv.base_url, "--model", "loopback",
+                                    "--method", "direct", "--limit", "1", "--out", str(out), "--max-retries", "0",
+                                    "--api-key-env", "MY_KEY", "--cache-dir", str(tmp_path / "c"))
+        assert srv.requests
+    assert code != 0
+    assert SECRET not in err + stdout
+    assert out.exists() and SECRET not in _files_text(out)
+
+
+def test_a_reply_quoting_the_key_that_is_not_json_never_gets_it_written(tmp_path, monkeypatch, capsys):
+    """A 200 that is not JSON is quoted (its first 80 characters) in the error line: a gateway
+    page that echoes the token it was sent must not put the key on stderr or in the run folder."""
+    monkeypatch.setenv("MY_KEY", SECRET)
+    with _HtmlServer(f"Invalid token {SECRET}".encode()) as url:
+        out = tmp_path / "run"
+        code, stdout, err = run_cli(capsys, "run", "--base-url", url, "--model", "loopback", "--method", "direct",
+                                    "--limit", "1", "--out", str(out), "--api-key-env", "MY_KEY",
+                                    "--cache-dir", str(tmp_path / "c"))
+    assert code != 0 and "not valid JSON" in err
+    assert SECRET not in err + stdout
+    assert out.exists() and SECRET not in _files_text(out)

@@ -91,3 +91,20 @@ def test_api_version_is_a_models_key_and_not_a_run_key(tmp_path: Path) -> None:
     config.write_text(base + '[run]\napi_version = "2024-06-01"\n', encoding="utf-8")
     with pytest.raises(SweepError, match=r"run.api_version: set by the sweep: use \[\[models\]\] api_version"):
         load_config(config)
+
+
+def test_a_key_variable_is_a_models_key_and_not_a_run_key(tmp_path: Path) -> None:
+    """[run] applies to every model: an api_key_env there would send one provider's key to every
+    other provider's endpoint in a sweep that mixes them (an OpenAI-compatible server's key to
+    Anthropic, Google and Azure). The key variable goes with its endpoint, in [[models]]."""
+    config = tmp_path / "s.toml"
+    base = (f'methods = ["direct"]\ndatasets = ["{sample_path()}"]\n'
+            f'[[models]]\nname = "local"\nbase_url = "http://h/v1"\napi_key_env = "TF_SW_OPENAI"\n'
+            f'[[models]]\nname = "anthropic:claude-sonnet-4-5"\n')
+    config.write_text(base, encoding="utf-8")
+    cells = load_config(config).cells
+    assert [c.settings.api_key_env for c in cells] == ["TF_SW_OPENAI", "OPENAI_API_KEY"]
+    config.write_text(base + '[run]\napi_key_env = "TF_SW_OPENAI"\n', encoding="utf-8")
+    with pytest.raises(SweepError,
+                       match=r"s.toml:10: run.api_key_env: set by the sweep: use \[\[models\]\] api_key_env"):
+        load_config(config)

@@ -77,3 +77,48 @@ def test_worst_output_is_max_tokens_else_4096(server, max_tokens: int | None, wo
     output_only = Price(input=0.0, output=PER_TOKEN)   # the worst case is the output alone
     assert not sent(server, cap=worst_output - 1, exact=True, max_tokens=max_tokens, price=output_only)
     assert sent(server, cap=worst_output, exact=True, max_tokens=max_tokens, price=output_only)
+
+
+def test_worst_case_covers_a_prompt_written_to_the_providers_cache(tmp_path) -> None:
+    """Anthropic bills a prompt-cache write above the input price (1.25x): a call whose whole
+    prompt is written must still cost no more than the budget reserved for it, so --max-cost
+    stays a cap. Real `anthropic` SDK against the loopback Messages API server, whose usage
+    reports the marked prefix as written (first sight of it)."""
+    pytest.importorskip("anthropic")
+    from tf_prompt.backends.anthropic import AnthropicBackend
+    from tf_prompt.testing.anthropic_server import AnthropicLoopback
+
+    tok = counter(True)
+    long = " ".join(["Shehu Gusau ya isa Kano ranar Litinin, in ji Hukumar INEC."] * 12)
+    messages = [{"role": "system", "content": "You find named entities."}, {"role": "user", "content": long}]
+    prompt = Prompt(step="direct", template="direct.test", digest="0" * 12, messages=messages,
+                    fixed=len(long))   # the whole user message is the shared prefix
+    p = tok.count_messages(messages)
+    price = Price(input=PER_TOKEN, output=PER_TOKEN, cached_input=PER_TOKEN / 10, cache_write=PER_TOKEN * 1.25)
+    old_worst = (p + 1) + 1   # every prompt token (+1) at the input price, one token of output
+
+    def go(srv: AnthropicLoopback, cap: float) -> tuple[bool, float]:
+        async def run() -> tuple[bool, float]:
+            client = ModelClient(AnthropicBackend(model="claude-test", base_url=srv.base_url, api_key="k"),
+                                 {"temperature": 0.0, "max_tokens": 1},
+                                 options=ClientOptions(max_cost=cap, max_retries=0),
+                                 prices=PriceTable("test", "test", {"claude-test": price}), tokenizer=tok)
+            try:
+                await client.ask(prompt)
+                return True, client.budget.spent if client.budget else 0.0
+            except BudgetExceeded:
+                return False, client.budget.spent if client.budget else 0.0
+            finally:
+                await client.aclose()
+        return asyncio.run(run())
+
+    # the server counts what it caches with the same tokenizer, and answers one token
+    with AnthropicLoopback(lambda body: "a", count_tokens=tok.count) as srv:
+        ok, spent = go(srv, old_worst)
+        assert spent <= old_worst, f"spent ${spent} of a ${old_worst} cap"
+        assert not ok and srv.served == 0
+    with AnthropicLoopback(lambda body: "a", count_tokens=tok.count) as srv:
+        cap = (p + 1) * 1.25 + 1
+        ok, spent = go(srv, cap)
+        assert ok and srv.served == 1 and srv.cache_write_tokens > 0.8 * p
+        assert spent <= cap

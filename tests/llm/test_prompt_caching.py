@@ -204,3 +204,29 @@ def test_openai_cached_tokens_reach_metrics_cache_and_cost(tmp_path: Path) -> No
         assert sum(r.get("cache_read_tokens", 0) for r in stored) == srv.cached_tokens
         assert main([*args, "--overwrite"]) == 0
         assert srv.served == served
+
+
+def test_a_template_with_the_sentence_before_its_last_message_claims_no_shared_prefix(tmp_path: Path) -> None:
+    """A --prompts template that puts the sentence in its system message: nothing is the same for
+    every sentence from the first message on. Marking the last message (or, with no prefix, the
+    system prompt) for Anthropic's cache would write a new prefix on every call, billed at 1.25x
+    input and never read; and the estimate would assume reads. No prefix is claimed, nothing is
+    marked, and the estimate assumes no caching."""
+    pytest.importorskip("anthropic")
+    from tf_prompt.backends.anthropic import request_body
+
+    folder = tmp_path / "prompts"
+    folder.mkdir()
+    (folder / "direct.v9.jinja").write_text(
+        "{% block system %}Annotate this sentence: {{ text }}{% endblock %}"
+        "{% block user %}Answer with the entities as JSON. Types: {{ label_names | join(', ') }}.{% endblock %}",
+        encoding="utf-8")
+    ts = TemplateSet(folder)
+    for text in ("Amina ta je Kano .", "Kano ce birni ."):
+        prompt = ts.render("direct", text=text, label_names=["PER", "LOC"])
+        assert prompt.fixed < 0
+        body = request_body("claude-test", prompt.messages, {}, prompt.fixed)
+        assert "cache_control" not in json.dumps(body)
+        # the text sent is still exactly the prompt's
+        assert body["system"][0]["text"] == prompt.messages[0]["content"]
+        assert body["messages"][0]["content"] == prompt.messages[1]["content"]

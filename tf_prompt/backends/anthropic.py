@@ -36,6 +36,7 @@ from typing import Any
 import anthropic
 
 from tf_prompt.backends.base import Backend, BackendError, Completion
+from tf_prompt.backends.blocked import blocked_finish
 from tf_prompt.backends.openai_compat import (
     ANTHROPIC_URL,
     LOCAL,
@@ -45,6 +46,7 @@ from tf_prompt.backends.openai_compat import (
     _retry_after,
     _url_problem,
     check_api_key,
+    mask_key,
 )
 from tf_prompt.util.redact import MASK, redact_text, redact_url
 
@@ -105,13 +107,14 @@ def check_params(params: dict[str, Any], where: str = "anthropic") -> None:
 def request_body(model: str, messages: list[dict[str, str]], params: dict[str, Any], fixed: int) -> dict[str, Any]:
     """The Messages API body for chat `messages`: system messages as `system`, the rest as
     `messages`, the cache breakpoint after the first `fixed` characters of the last message (or,
-    with none, on the system prompt). The text sent is exactly the messages' text."""
+    with none, on the system prompt; with a negative `fixed`, nothing shared, no breakpoint).
+    The text sent is exactly the messages' text."""
     check_params(params)
     system: list[dict[str, Any]] = [{"type": "text", "text": m["content"]} for m in messages
                                     if m["role"] == "system"]
     turns: list[dict[str, Any]] = [{"role": m["role"], "content": m["content"]}
                                    for m in messages if m["role"] != "system"]
-    marked = False
+    marked = fixed < 0   # nothing is the same for every sentence (Prompt.fixed): no mark would be read
     if turns and fixed > 0:
         content = turns[-1]["content"]
         head, tail = content[:fixed], content[fixed:]
@@ -159,6 +162,8 @@ def parse_reply(raw: bytes | str, where: str) -> Completion:
     write = _count(usage.get("cache_creation_input_tokens")) or 0
     fresh = _count(usage.get("input_tokens"))
     stop = data.get("stop_reason")
+    if stop == "refusal":   # a safety classifier stopped the reply: no answer (blocked.py), still billed
+        text, stop = "", blocked_finish("stop_reason refusal")
     return Completion(
         text=text,
         prompt_tokens=None if fresh is None else fresh + read + write,
@@ -285,7 +290,10 @@ class AnthropicBackend(Backend):
         except Exception as e:   # raised while building or sending: its text may quote the headers
             raise BackendError(f"{self.endpoint}: the request could not be built or sent ({type(e).__name__}); "
                                f"check the settings (API key, decoding parameters)") from None
-        return parse_reply(raw, self.endpoint)
+        try:
+            return parse_reply(raw, self.endpoint)
+        except BackendError as e:   # it quotes the start of a reply that is not JSON
+            raise mask_key(e, self._key) from None
 
     async def aclose(self) -> None:
         if self._sdk is not None:

@@ -38,7 +38,7 @@ from tf_prompt.backends.openai_compat import (
     translate_error,
     unsendable,
 )
-from tf_prompt.util.redact import redact_text, redact_url
+from tf_prompt.util.redact import MASK, redact_text, redact_url
 
 KEY_ENV = "AZURE_OPENAI_API_KEY"
 
@@ -152,14 +152,22 @@ class AzureBackend(Backend):
                 return Completion("", None, 0, blocked_finish(f"Azure {filtered}"), None)
             rejected = schema_rejected(e, self._url) if "response_format" in params else None
             err = rejected or _azure_error(e, self.model, where, self._key_source) or translate_error(e, self._url)
-            raise BackendError(redact_text(str(err)), retryable=err.retryable, retry_after=err.retry_after,
-                               status=err.status, timed_out=err.timed_out, unreachable=err.unreachable,
-                               not_an_api=err.not_an_api) from None
+            raise self._masked(err) from None
         except openai.OpenAIError as e:
-            raise translate_error(e, self._url) from None
+            raise self._masked(translate_error(e, self._url)) from None
         except Exception as e:
             raise unsendable(e, self._url) from None
-        return parse_chat_reply(raw, self._url)
+        try:
+            return parse_chat_reply(raw, self._url)
+        except BackendError as e:   # it quotes the start of a reply that is not JSON
+            raise self._masked(e) from None
+
+    def _masked(self, err: BackendError) -> BackendError:
+        """`err` with URLs masked and the key too, should the server have quoted it (a gateway
+        echoing the api-key header it got): the text reaches the terminal and metrics.json."""
+        text = redact_text(str(err)).replace(self._options["api_key"], MASK)
+        return BackendError(text, retryable=err.retryable, retry_after=err.retry_after, status=err.status,
+                            timed_out=err.timed_out, unreachable=err.unreachable, not_an_api=err.not_an_api)
 
     async def aclose(self) -> None:
         if self._sdk is not None:

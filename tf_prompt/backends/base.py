@@ -63,7 +63,8 @@ class Backend(ABC):
     async def complete_prompt(self, messages: list[dict[str, str]], params: dict[str, Any],
                               fixed: int = 0) -> Completion:
         """`complete`, told that the first `fixed` characters of the last message's content are
-        the same for every sentence of the run (guidelines, examples: prompting/templates.py).
+        the same for every sentence of the run (guidelines, examples: prompting/templates.py);
+        negative: nothing is (an earlier message already holds the sentence's data).
 
         A provider whose prompt cache must be told where the shared prefix ends (Anthropic's
         `cache_control`) marks it there; the default ignores the hint: OpenAI caches prefixes

@@ -8,8 +8,9 @@ tokens (cachedContentTokenCount) and thinking tokens (thoughtsTokenCount, billed
 the compatibility layer folds away; a blocked prompt is `promptFeedback.blockReason` and a blocked
 answer `finishReason: SAFETY`, not a guess from an empty message; system instructions and JSON
 schemas are first-class fields. The SDK is an optional extra (`pip install 'tf-prompt[gemini]'`),
-imported only when a Gemini model runs, and its own retries are off (HttpOptions without
-retry_options makes one attempt) so tf-prompt's policy is the only one.
+imported only when a Gemini model runs, and its own retries are off (HttpOptions with
+retry_options of one attempt, which also turns off its aiohttp path's implicit retry) so
+tf-prompt's policy is the only one.
 
 Keys: the variable named by `--api-key-env`, else GEMINI_API_KEY, else GOOGLE_API_KEY; never
 OPENAI_API_KEY or any other provider's. The key goes in the `x-goog-api-key` header (never the
@@ -19,6 +20,7 @@ URL) and the SDK is never left to read the environment itself (nor GOOGLE_GENAI_
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import re
 from dataclasses import dataclass, field
@@ -34,7 +36,8 @@ from tf_prompt.backends.openai_compat import (
     _url_problem,
     check_api_key,
 )
-from tf_prompt.util.redact import redact_text, redact_url
+from tf_prompt.llm.retry import MAX_RETRY_AFTER
+from tf_prompt.util.redact import MASK, redact_text, redact_url
 
 #: The REST API version requests use (`/v1beta/models/MODEL:generateContent`): the one
 #: Google's documentation and the SDK default to, with JSON-schema answers and thinking counts.
@@ -93,19 +96,20 @@ def _error_reason(details: Any) -> str | None:
 
 
 def translate_gemini_error(e: Exception, model: str, base_url: str | None, key_source: str,
-                           *, schema_sent: bool = False) -> BackendError:
+                           *, schema_sent: bool = False, key: str | None = None) -> BackendError:
     """An SDK or HTTP-client exception as a one-line BackendError: retryable or not, saying what
-    to fix. Text from the server is shortened, its URLs masked; the key is never in it (it travels
-    in a header, and header errors are named by type only)."""
+    to fix. Text from the server is shortened, its URLs masked, and `key` masked should the
+    server quote it (a proxy echoing the header it got); header errors are named by type only."""
     err = _translate(e, model, gemini_endpoint(base_url), key_source, schema_sent)
-    err.args = (redact_text(str(err)),)
+    safe = redact_text(str(err))
+    err.args = (safe.replace(key, MASK) if key else safe,)
     return err
 
 
 def _translate(e: Exception, model: str, where: str, key_source: str, schema_sent: bool) -> BackendError:
     from google.genai import errors
 
-    from tf_prompt.backends.openai_compat import LOCAL, httpx
+    from tf_prompt.backends.openai_compat import LOCAL
 
     if isinstance(e, errors.APIError):
         code = int(e.code or 0)
@@ -114,9 +118,14 @@ def _translate(e: Exception, model: str, where: str, key_source: str, schema_sen
         headers = getattr(e.response, "headers", None)
         label = f"HTTP {code} {status}".strip()
         if code == 429:
+            delay = _retry_delay(e.details, headers)
+            if delay is not None and delay > MAX_RETRY_AFTER:   # a daily quota used up: no retry can pass
+                return BackendError(f"{where}: out of quota ({label}): the server asks to wait {delay:.0f} s, "
+                                    f"longer than tf-prompt waits ({MAX_RETRY_AFTER:.0f} s); rerun once the "
+                                    f"quota is renewed (received replies are cached), or raise it. {msg}",
+                                    status=code)
             return BackendError(f"{where}: rate limited or out of quota ({label}); retried after the delay the "
-                                f"server asked for. {msg}", retryable=True,
-                                retry_after=_retry_delay(e.details, headers), status=code)
+                                f"server asked for. {msg}", retryable=True, retry_after=delay, status=code)
         if code in (408, 409) or code >= 500:
             return BackendError(f"{where}: server error ({label})", retryable=True,
                                 retry_after=_retry_delay(e.details, headers), status=code)
@@ -135,9 +144,10 @@ def _translate(e: Exception, model: str, where: str, key_source: str, schema_sen
                                 f"(sent for --constrain): run with --constrain none. {msg}", status=code)
         return BackendError(f"{where}: {label}: the request was rejected; check the model's parameters. {msg}",
                             status=code)
-    if isinstance(e, httpx.TimeoutException):
+    timeouts, transports = _http_errors()
+    if isinstance(e, timeouts):
         return BackendError(f"request to {where} timed out", retryable=True, timed_out=True)
-    if isinstance(e, (httpx.TransportError, OSError)):
+    if isinstance(e, (*transports, OSError)):
         cause, kind = _connection_cause(e)
         if kind == LOCAL:
             return BackendError(f"{where}: {cause}; check the settings (API key, decoding parameters)")
@@ -145,6 +155,31 @@ def _translate(e: Exception, model: str, where: str, key_source: str, schema_sen
     # anything else was raised while building or reading the request: its text may quote headers
     return BackendError(f"{where}: the request could not be built, sent or read ({type(e).__name__}); "
                         f"check the settings (API key, decoding parameters)")
+
+
+def _http_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    """The timeout and transport exception classes of httpx, httpx2 and aiohttp, whichever are
+    installed: google-genai sends with aiohttp when it is installed, else httpx or httpx2 (its
+    default, what is installed, $GOOGLE_GENAI_HTTP_CLIENT), not necessarily the library the
+    openai SDK uses (openai_compat.httpx). aiohttp's timeout is asyncio's (the builtin
+    TimeoutError); a connection it lost is a ClientConnectionError or a ClientPayloadError."""
+    timeouts: list[type[BaseException]] = [TimeoutError]
+    transports: list[type[BaseException]] = []
+    for name in ("httpx", "httpx2"):
+        try:
+            lib = importlib.import_module(name)
+        except ImportError:
+            continue
+        timeouts.append(lib.TimeoutException)
+        transports.append(lib.TransportError)
+    try:
+        aiohttp = importlib.import_module("aiohttp")
+    except ImportError:
+        pass
+    else:
+        # (a ClientResponseError: a reply that is not HTTP, as httpx's RemoteProtocolError)
+        transports += [aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, aiohttp.ClientResponseError]
+    return tuple(timeouts), tuple(transports)
 
 
 def to_gemini(messages: list[dict[str, str]], params: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -233,10 +268,18 @@ class GeminiBackend(Backend):
             except ImportError:
                 raise BackendError(f"--model gemini:{self.model} needs the Gemini SDK: {INSTALL_HINT}") from None
             # the API version pinned: $GOOGLE_GENAI_API_VERSION must not change what a run sends
+            # retry_options of one attempt, not None: with aiohttp installed the SDK sends with it,
+            # and retries a failed connection by itself after a 1-10 s sleep unless retry_options
+            # are given (tenacity then makes exactly the attempts they say: one)
             options = types.HttpOptions(base_url=(self.base_url or GEMINI_URL).rstrip("/") + "/",
-                                        api_version=API_VERSION, timeout=max(1, int(self.timeout * 1000)))
-            # vertexai=False: GOOGLE_GENAI_USE_VERTEXAI in the environment must not re-route the key
-            self._sdk = genai.Client(api_key=self._key, vertexai=False, http_options=options).aio
+                                        api_version=API_VERSION, timeout=max(1, int(self.timeout * 1000)),
+                                        retry_options=types.HttpRetryOptions(attempts=1))
+            # vertexai=False: GOOGLE_GENAI_USE_VERTEXAI in the environment must not re-route the key;
+            # a DebugConfig of its own: $GOOGLE_GENAI_CLIENT_MODE (record/replay, an SDK testing
+            # switch) must not answer from replay files nor write prompts and replies to disk
+            debug = genai.client.DebugConfig(client_mode=None, replays_directory=None, replay_id=None)
+            self._sdk = genai.Client(api_key=self._key, vertexai=False, http_options=options,
+                                     debug_config=debug).aio
         return self._sdk
 
     async def complete(self, messages: list[dict[str, str]], params: dict[str, Any]) -> Completion:
@@ -246,7 +289,7 @@ class GeminiBackend(Backend):
             response = await client.models.generate_content(model=self.model, contents=contents, config=config)
         except Exception as e:
             raise translate_gemini_error(e, self.model, self.base_url, self._key_source,
-                                         schema_sent="response_format" in params) from None
+                                         schema_sent="response_format" in params, key=self._key) from None
         return self._completion(response)
 
     def _completion(self, response: Any) -> Completion:

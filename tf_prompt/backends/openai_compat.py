@@ -26,7 +26,7 @@ import openai
 
 from tf_prompt.backends.base import Backend, BackendError, Completion
 from tf_prompt.backends.endpoints import azure_endpoint, gemini_endpoint
-from tf_prompt.util.redact import redact_text, redact_url
+from tf_prompt.util.redact import MASK, redact_text, redact_url
 
 
 def _sdk_http_library() -> ModuleType:
@@ -212,6 +212,15 @@ def translate_error(e: Exception, base_url: str | None) -> BackendError:
     safe = redact_text(str(err))
     if safe != str(err):
         err.args = (safe,)   # the same error (flags kept), its text masked
+    return err
+
+
+def mask_key(err: BackendError, key: str | None) -> BackendError:
+    """`err` (the same error, its flags kept) with `key` masked, should the server have quoted it
+    in the text the error carries (a proxy echoing the token it was sent): that text reaches the
+    terminal, the trace and metrics.json."""
+    if key and key != PLACEHOLDER_KEY and key in str(err):
+        err.args = (str(err).replace(key, MASK),)
     return err
 
 
@@ -406,10 +415,13 @@ class OpenAIBackend(Backend):
                                           options={"security": {"bearer_auth": True}})
         except openai.OpenAIError as e:
             rejected = schema_rejected(e, self.base_url) if "response_format" in params else None
-            raise (rejected or translate_error(e, self.base_url)) from None
+            raise mask_key(rejected or translate_error(e, self.base_url), self._client_options["api_key"]) from None
         except Exception as e:   # raised while building or sending (e.g. a float JSON cannot hold)
             raise unsendable(e, self.base_url) from None
-        return parse_chat_reply(raw, self.base_url)
+        try:
+            return parse_chat_reply(raw, self.base_url)
+        except BackendError as e:   # it quotes the start of a reply that is not JSON
+            raise mask_key(e, self._client_options["api_key"]) from None
 
     async def aclose(self) -> None:
         if self._sdk is not None:

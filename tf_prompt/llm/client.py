@@ -4,7 +4,8 @@ retry policy, the rate limits or the budget, and every call is counted.
 Order of one call:
   1. cache lookup (a hit costs nothing and is counted as a hit);
   2. budget check: the call's worst case (its counted prompt tokens plus `max_tokens` of output,
-     priced) must fit in what is left, or BudgetExceeded is raised and nothing is sent;
+     priced, the prompt as if all written to the provider's prompt cache where that costs more)
+     must fit in what is left, or BudgetExceeded is raised and nothing is sent;
   3. rate limiters (requests and tokens per minute);
   4. the backend call, with retries for transient errors;
   5. the reply is written to the cache *before* it is returned, parsed or used.
@@ -30,6 +31,9 @@ from tf_prompt.prompting.templates import Prompt
 #: Backend kinds that bill per token: a model of theirs missing from the price table has an
 #: unknown cost (None), where any other kind (a local engine) costs nothing.
 PAID_KINDS = frozenset({"openai", "anthropic", "gemini", "azure"})
+#: Anthropic's price of a 5-minute prompt-cache write, as a multiple of the input price: used for
+#: a Claude model whose price entry has no `cache_write`.
+ANTHROPIC_WRITE = 1.25
 
 
 class BudgetExceeded(RuntimeError):
@@ -217,10 +221,26 @@ class ModelClient:
 
     def price_of(self, prompt_tokens: int, completion_tokens: int, cache_read: int = 0,
                  cache_write: int = 0) -> float | None:
-        if self.backend.kind not in PAID_KINDS and self.prices.lookup(self.backend.model) is None:
+        price = self.prices.lookup(self.backend.model)
+        if self.backend.kind not in PAID_KINDS and price is None:
             return 0.0  # local backends cost nothing unless the price file says otherwise
+        if self.backend.kind == "anthropic" and price is not None and price.cache_write is None and cache_write:
+            # the anthropic backend always marks a cached prefix, and Anthropic bills its 5-minute
+            # cache write at 1.25x input: an entry without a cache_write price (a --prices file)
+            # must not count writes as plain input, below what is billed
+            rest = self.prices.cost(self.backend.model, max(0, prompt_tokens - cache_write), completion_tokens,
+                                    cache_read=cache_read)
+            return None if rest is None else rest + cache_write * price.input * ANTHROPIC_WRITE / 1_000_000
         return self.prices.cost(self.backend.model, prompt_tokens, completion_tokens,
                                 cache_read=cache_read, cache_write=cache_write)
+
+    def worst_price(self, prompt_tokens: int, completion_tokens: int) -> float:
+        """The most a call of this many tokens can cost: every prompt token at the input price, or
+        every one written to the provider's prompt cache when a write costs more (Anthropic bills
+        it at 1.25x input), whichever is higher; 0.0 without a price. What --max-cost reserves."""
+        plain = self.price_of(prompt_tokens, completion_tokens) or 0.0
+        written = self.price_of(prompt_tokens, completion_tokens, cache_write=prompt_tokens) or 0.0
+        return max(plain, written)
 
     def _estimated_cache(self, prompt: Prompt, prompt_tokens: int) -> tuple[int, int]:
         """Estimate: the prompt tokens the provider's prompt cache would serve and store for
@@ -235,7 +255,7 @@ class ModelClient:
         if price is None or price.cached_input is None or price.cache_min_tokens is None:
             return 0, 0
         last = prompt.messages[-1] if prompt.messages else None
-        if last is None:
+        if last is None or prompt.fixed < 0:   # no prefix the same for every sentence
             return 0, 0
         prefix = (self.tokenizer.count_messages(prompt.messages[:-1])
                   + self.tokenizer.count(last["content"][:prompt.fixed]))
@@ -336,7 +356,7 @@ class ModelClient:
             # an approximate count must not let a call slip past the cap
             margin = 1.0 if self.tokenizer.exact else 1.15
             assert prompt_tokens is not None
-            worst = self.price_of(int(prompt_tokens * margin) + 1, int(self.params.get("max_tokens") or 4096)) or 0.0
+            worst = self.worst_price(int(prompt_tokens * margin) + 1, int(self.params.get("max_tokens") or 4096))
             await self.budget.reserve(worst)
         try:
             if self._rpm is not None:

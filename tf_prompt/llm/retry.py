@@ -63,6 +63,10 @@ async def with_retries(call: Callable[[], Awaitable[T]], *, max_retries: int, in
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+#: Anthropic's "overloaded" status (overloaded_error): the API is up and says it is busy.
+OVERLOADED = 529
+
+
 class DeadEndpoint:
     """A per-run circuit breaker: an endpoint that has never answered is not retried for long.
 
@@ -79,7 +83,9 @@ class DeadEndpoint:
     on the `attempts`-th failed attempt of one call (a server that keeps answering 5xx after a
     few retries), or when a call has used all its retries. Once any request has succeeded it
     never trips: from then on transient errors and malformed replies are retried per call as
-    before. 429 neither counts nor resets: a server that rate limits is alive.
+    before. 429 neither counts nor resets: a server that rate limits is alive. Anthropic's 529
+    (overloaded) counts, but trips only when a call has used all its retries: the API is up and
+    busy, and --max-retries says how long to wait for it.
     """
 
     def __init__(self, min_failures: int = 3, attempts: int = 4):
@@ -107,6 +113,8 @@ class DeadEndpoint:
         if self.failures < self.min_failures:
             return None
         assert isinstance(e, BackendError)
+        if e.status == OVERLOADED and not last:
+            return None   # the API answering that it is busy: every retry allowed is made first
         certain = e.unreachable or e.not_an_api
         no_answer = e.status is None   # timed out, dropped or reset: wants a second try of one call
         if certain or (no_answer and attempt >= 2) or attempt >= self.attempts or last:

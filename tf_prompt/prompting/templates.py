@@ -58,7 +58,9 @@ class Prompt:
     messages: list[dict[str, str]]
     #: How many leading characters of the last message's content are the same for every sentence
     #: of the run (everything before the first per-sentence variable): the prefix a provider's
-    #: prompt cache can reuse. Not part of the cache key: it never changes what is sent.
+    #: prompt cache can reuse. NO_SHARED_PREFIX (-1): an earlier message already changes from one
+    #: sentence to the next, so nothing is shared. Not part of the cache key: it never changes
+    #: what is sent.
     fixed: int = field(default=0, compare=False)
 
     @property
@@ -110,6 +112,10 @@ def remove_method_templates(folder: Folder) -> None:
     for name in [n for n, f in _METHOD_FOLDERS.items() if str(f) == str(folder)]:
         del _METHOD_FOLDERS[name]
 
+
+#: Prompt.fixed of a prompt that shares nothing: a message before the last one holds a
+#: per-sentence variable.
+NO_SHARED_PREFIX = -1
 
 #: The variables that change from one call to the next (a sentence, its translation, the English
 #: entities, a batch's items); all others a template sees (language, labels, examples) are the
@@ -197,6 +203,7 @@ class TemplateSet:
         self.env.filters["pystr"] = _json   # a JSON string is a valid Python string literal
         self._cache: dict[str, tuple[str, str, Any, Folder]] = {}
         self._prefixes: dict[str, str] = {}   # template name -> its last known fixed prefix
+        self._earlier: dict[str, list[str]] = {}   # template name -> the messages before it, then
 
     def _find(self, step: str) -> Folder:
         wanted = self.pins.get(step, step)
@@ -280,15 +287,19 @@ class TemplateSet:
         calls only check that their message starts with it (a second rendering of every prompt
         would add to the framework's CPU cost per call). 0 when it cannot be told."""
         content = messages[-1]["content"]
+        earlier = [m["content"] for m in messages[:-1]]
         known = self._prefixes.get(name)
-        if known is not None and content.startswith(known):
+        if known is not None and content.startswith(known) and self._earlier.get(name) == earlier:
             return len(known)
-        render_block = template.blocks.get(messages[-1]["role"])
         varying = {k: _varied(v) if k in PER_SENTENCE else v for k, v in variables.items()}
         try:
-            other = encodable("".join(render_block(template.new_context(varying))).strip())
+            others = [encodable("".join(template.blocks[m["role"]](template.new_context(varying))).strip())
+                      for m in messages]
         except Exception:   # a template that cannot render the changed values: no prefix claimed
             return 0
-        n = _common_prefix(content, other)
+        if others[:-1] != earlier:   # an earlier message holds this sentence's data: nothing is shared
+            return NO_SHARED_PREFIX
+        n = _common_prefix(content, others[-1])
         self._prefixes[name] = content[:n]
+        self._earlier[name] = earlier
         return n

@@ -29,6 +29,8 @@ from tf_prompt.util.validation import did_you_mean, first_problem
 #: [[prompts]]); [run] may not set them, so each value has exactly one place in the config.
 _SET_BY_SWEEP = {
     "model": "[[models]] name", "base_url": "[[models]] base_url", "api_version": "[[models]] api_version",
+    # a key variable goes with its endpoint: in [run] it would send one provider's key to every model's
+    "api_key_env": "[[models]] api_key_env",
     "method": "methods",
     "data": "datasets", "language": "datasets (as {data = ..., language = ...})", "out": "out",
     "limit": "limit", "concurrency": "concurrency", "labels": "labels", "max_cost": "max_cost",
