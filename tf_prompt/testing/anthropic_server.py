@@ -15,17 +15,16 @@ later request with the same prefix (`cache_read_input_tokens`), if it has at lea
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
 from tf_prompt.testing import Fault, Responder, approx_tokens
+from tf_prompt.testing.http import JsonHTTPServer, Reply
 
 #: Anthropic's error type for each status it uses.
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
@@ -66,12 +65,13 @@ def _texts(content: Any) -> list[dict[str, Any]]:
     return [b for b in content if isinstance(b, dict)] if isinstance(content, list) else []
 
 
-class AnthropicLoopback:
+class AnthropicLoopback(JsonHTTPServer):
     """`with AnthropicLoopback(responder) as srv: AsyncAnthropic(base_url=srv.base_url, api_key="k")`."""
 
     def __init__(self, responder: Responder | None = None, *, fault: FaultFn | None = None,
                  api_key: str | None = None, cache_min_tokens: int = 0,
                  count_tokens: Callable[[str], int] = approx_tokens):
+        super().__init__()
         self.responder = responder or (lambda body: '{"entities": []}')
         self.fault = fault
         self.api_key = api_key                 # when set, any other x-api-key gets 401
@@ -86,73 +86,15 @@ class AnthropicLoopback:
         self.input_tokens = 0
         self._prefixes: set[str] = set()             # digests of the prefixes written to the "cache"
         self._lock = threading.Lock()
-        self._httpd: ThreadingHTTPServer | None = None
 
-    @property
-    def base_url(self) -> str:
-        assert self._httpd is not None, "server not started"
-        host, port = self._httpd.server_address[:2]
-        host = host.decode() if isinstance(host, bytes) else host
-        return f"http://{host}:{port}"
-
-    def start(self) -> AnthropicLoopback:
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                raw = self.rfile.read(int(self.headers.get("content-length") or 0))
-                if urlsplit(self.path).path.rstrip("/") != "/v1/messages":
-                    self._send(404, error_body(404, f"no route {self.path}"))
-                    return
-                try:
-                    body = json.loads(raw)
-                except json.JSONDecodeError:
-                    self._send(400, error_body(400, "invalid JSON"))
-                    return
-                status, payload, headers = server._answer(body, {k.lower(): v for k, v in self.headers.items()})
-                if status == 0:
-                    self.close_connection = True
-                    return
-                self._send(status, payload, headers)
-
-            def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-                data = json.dumps(payload).encode("utf-8")
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.end_headers()
-                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                    self.wfile.write(data)
-
-        class Server(ThreadingHTTPServer):
-            request_queue_size = 256
-            daemon_threads = True
-
-            def handle_error(self, request: Any, client_address: Any) -> None:
-                pass
-
-        self._httpd = Server(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-
-    def __enter__(self) -> AnthropicLoopback:
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
+    def answer_post(self, path: str, headers: dict[str, str], raw: bytes) -> Reply:
+        if urlsplit(path).path.rstrip("/") != "/v1/messages":
+            return 404, error_body(404, f"no route {path}"), {}
+        try:
+            body = json.loads(raw)
+        except json.JSONDecodeError:
+            return 400, error_body(400, "invalid JSON"), {}
+        return self._answer(body, headers)
 
     # -- one request -----------------------------------------------------------------------
     def _answer(self, body: dict[str, Any], headers: dict[str, str]) -> tuple[int, dict[str, Any], dict[str, str]]:

@@ -12,17 +12,16 @@ prompt come back blocked (`promptFeedback.blockReason`) or an answer stopped (`f
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
 from tf_prompt.testing import Fault, Responder, approx_tokens
+from tf_prompt.testing.http import JsonHTTPServer, Reply
 
 #: (chat body, attempt number) -> a Fault to answer with instead, or None
 GeminiFault = Callable[[dict[str, Any], int], "Fault | None"]
@@ -52,7 +51,7 @@ def bad_key_error() -> Fault:
                           "domain": "googleapis.com"}])
 
 
-class GeminiServer:
+class GeminiServer(JsonHTTPServer):
     """`with GeminiServer(responder, key="k") as srv:` then
     `genai.Client(api_key="k", http_options={"base_url": srv.base_url})`.
 
@@ -65,6 +64,7 @@ class GeminiServer:
                  models: set[str] | None = None, fault: GeminiFault | None = None, block: Block | None = None,
                  cached_tokens: int = 0, thoughts_tokens: int = 0,
                  count_tokens: Callable[[str], int] = approx_tokens):
+        super().__init__()
         self.responder = responder or (lambda body: '{"entities": []}')
         self.key = key
         self.models = models
@@ -80,58 +80,9 @@ class GeminiServer:
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self._lock = threading.Lock()
-        self._httpd: ThreadingHTTPServer | None = None
 
-    @property
-    def base_url(self) -> str:
-        assert self._httpd is not None, "server not started"
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def start(self) -> GeminiServer:
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                raw = self.rfile.read(int(self.headers.get("content-length") or 0))
-                status, payload, headers = server._handle(self.path, self.headers.get("x-goog-api-key"), raw)
-                data = json.dumps(payload).encode("utf-8")
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.end_headers()
-                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                    self.wfile.write(data)
-
-        class Server(ThreadingHTTPServer):
-            request_queue_size = 256
-            daemon_threads = True
-
-            def handle_error(self, request: Any, client_address: Any) -> None:
-                pass
-
-        self._httpd = Server(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-
-    def __enter__(self) -> GeminiServer:
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
+    def answer_post(self, path: str, headers: dict[str, str], raw: bytes) -> Reply:
+        return self._handle(path, headers.get("x-goog-api-key"), raw)
 
     def _handle(self, path: str, key: str | None, raw: bytes) -> tuple[int, dict[str, Any], dict[str, str]]:
         with self._lock:
