@@ -274,3 +274,22 @@ def test_a_component_annotator_gives_no_annotate_example_and_its_entities_reach_
     assert '"Zanzibar"' in fuse.messages[-1]["content"]
     assert _read_back(fuse.answer, "", "json")[1] == _pairs(gold_mentions(SENTENCES[0], LABELS))
     assert len(server.requests) == 1   # the translation only
+
+
+def test_the_price_table_is_read_once_before_any_call(server, tmp_path, monkeypatch) -> None:
+    """A price file edited (or the package upgraded) during a long run must not fail it at the end,
+    after the teacher's replies were paid for: the table is read once, before the first call."""
+    from tf_prompt.llm import cost
+
+    real, loads = cost.PriceTable.load, []
+
+    def once(*args: Any, **kwargs: Any) -> Any:
+        loads.append(len(server.requests))
+        if len(loads) > 1:
+            raise cost.PriceError("prices.json: edited during the run")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cost.PriceTable, "load", staticmethod(once))
+    out, summary = _make(server, tmp_path, "--method", "transfusion")
+    assert loads == [0] and server.requests   # read before the first request, and only then
+    assert (out / "train.jsonl").is_file() and summary["training_cost_usd"] is not None

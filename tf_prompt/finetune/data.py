@@ -274,7 +274,9 @@ async def finetune_data_async(settings: RunSettings, *, fmt: str = "openai",
                 client.cache.close()
     model = train_model or default_model(settings)[0]
     return write_examples(Path(settings.out or "."), outcomes, fmt=fmt, validation_share=validation_share,
-                          train_model=model, epochs=epochs, prices=PriceTable.load(settings.prices),
+                          # the table the client loaded before any call: read again here, a price file
+                          # edited (or a package upgraded) during a long run would fail the finished run
+                          train_model=model, epochs=epochs, prices=client.prices,
                           extra={"method": settings.method, "style": settings.style, "data_path": data_path,
                                  "translator": settings.translator, "annotator": settings.annotator,
                                  "teacher_model": default_model(settings)[0],
