@@ -104,10 +104,11 @@ def test_the_prompt_tokens_are_those_the_backend_sends(bases: dict[str, Path]) -
     assert lora.encode_example(tok, conv, [tok.convert_tokens_to_ids("<|end|>")])[1] == answer_ids[:-1]
 
 
+@pytest.mark.parametrize("dropout", [0.0, 0.05])   # 0.05: the CLI's, whose random masks must resume too
 def test_a_killed_run_continues_to_the_same_weights(bases: dict[str, Path], tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+                                                    monkeypatch: pytest.MonkeyPatch, dropout: float) -> None:
     data = write_data(tmp_path / "data")
-    straight = finetune_hf(settings(data, bases["chat"], tmp_path / "straight", max_steps=25))
+    straight = finetune_hf(settings(data, bases["chat"], tmp_path / "straight", max_steps=25, dropout=dropout))
 
     real_loss, calls = lora._loss, {"n": 0}
 
@@ -119,11 +120,11 @@ def test_a_killed_run_continues_to_the_same_weights(bases: dict[str, Path], tmp_
 
     monkeypatch.setattr(lora, "_loss", dies_at_step_17)
     with pytest.raises(KeyboardInterrupt):
-        finetune_hf(settings(data, bases["chat"], tmp_path / "resumed", max_steps=25))
+        finetune_hf(settings(data, bases["chat"], tmp_path / "resumed", max_steps=25, dropout=dropout))
     state = json.loads((tmp_path / "resumed" / "checkpoint" / "state.json").read_text())
     assert state["step"] == 10 and not (tmp_path / "resumed" / "training.json").exists()
     monkeypatch.setattr(lora, "_loss", real_loss)
-    resumed = finetune_hf(settings(data, bases["chat"], tmp_path / "resumed", max_steps=25))
+    resumed = finetune_hf(settings(data, bases["chat"], tmp_path / "resumed", max_steps=25, dropout=dropout))
     assert resumed["steps"] == 25
     assert resumed["train_loss_history"] == straight["train_loss_history"]
     from safetensors.torch import load_file

@@ -407,6 +407,9 @@ def finetune_hf(settings: LoraSettings) -> dict[str, Any]:
             stop_reason = "minutes"
             break
         losses = []
+        # The dropout masks of a step depend on the seed and the step alone, not on how many steps
+        # this process made: a run continued from a checkpoint draws what an unbroken one draws.
+        torch.manual_seed(settings.seed * 1_000_003 + step)
         for k in range(settings.grad_accum):
             position = step * settings.grad_accum + k
             epoch, i = divmod(position, len(examples))
