@@ -260,3 +260,15 @@ def test_the_cli_refuses_bad_numbers_in_one_line(tmp_path: Path, capsys: pytest.
     assert main(["finetune", "--provider", "hf", "--data", str(data), *flags]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"tf-prompt: error: {message}"]
+
+
+def test_out_cannot_be_the_base_models_folder(bases: dict[str, Path], tmp_path: Path) -> None:
+    """The merged weights would be written over the base's own model.safetensors and config."""
+    import shutil
+    base = Path(shutil.copytree(bases["chat"], tmp_path / "base"))
+    before = {p.name: p.read_bytes() for p in base.iterdir() if p.is_file()}
+    data = write_data(tmp_path / "data")
+    for out in (base, tmp_path / "." / "base"):
+        with pytest.raises(LoraError, match=r"--out .*the base model's folder"):
+            finetune_hf(settings(data, base, out, max_steps=1))
+    assert {p.name: p.read_bytes() for p in base.iterdir() if p.is_file()} == before

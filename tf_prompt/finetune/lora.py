@@ -310,6 +310,9 @@ def finetune_hf(settings: LoraSettings) -> dict[str, Any]:
         raise DataError(f"{train_path}: no examples")
     validation = read_conversations(validation_path) if validation_path else []
     source, gguf_file = resolve_base(settings.base)
+    if Path(source).is_dir() and out.resolve() == Path(source).resolve():
+        raise LoraError(f"--out {out}: is the base model's folder ({settings.base}); the merged weights would "
+                        "replace its own: give another --out")
     fingerprint = settings.fingerprint(_digest([train_path, validation_path]), _base_identity(source, gguf_file))
 
     done = out / RESULT_FILE
