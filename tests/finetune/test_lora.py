@@ -272,3 +272,27 @@ def test_out_cannot_be_the_base_models_folder(bases: dict[str, Path], tmp_path: 
         with pytest.raises(LoraError, match=r"--out .*the base model's folder"):
             finetune_hf(settings(data, base, out, max_steps=1))
     assert {p.name: p.read_bytes() for p in base.iterdir() if p.is_file()} == before
+
+
+def test_a_second_run_into_the_same_out_is_refused_while_one_trains(bases: dict[str, Path], tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two runs swapping checkpoints and writing weights in one folder would leave a mix of both."""
+    data = write_data(tmp_path / "data")
+    out = tmp_path / "tuned"
+    real_loss, seen = lora._loss, []
+
+    def second_run_meanwhile(*args: object) -> object:
+        if not seen:
+            with pytest.raises(LoraError, match=r"--out .* is being written by another"):
+                finetune_hf(settings(data, bases["chat"], out, max_steps=3))
+            seen.append(True)
+        return real_loss(*args)
+
+    monkeypatch.setattr(lora, "_loss", second_run_meanwhile)
+    first = finetune_hf(settings(data, bases["chat"], out, max_steps=3))
+    assert seen and first["steps"] == 3
+    monkeypatch.setattr(lora, "_loss", real_loss)
+    stale = out / ".checkpoint.999999.tmp"   # what a run killed while saving a checkpoint leaves
+    stale.mkdir()
+    assert finetune_hf(settings(data, bases["chat"], out, max_steps=3))["steps"] == 3
+    assert not stale.exists()

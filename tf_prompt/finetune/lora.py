@@ -17,6 +17,8 @@ Design points:
 - Resumable: every `--save-every` steps the adapter, the optimizer and the step are written to
   `DIR/checkpoint/` (a temporary folder renamed into place); a rerun with the same data and
   settings continues from there. Other data or settings are refused in one line (`--restart`).
+- One run per output folder: DIR is locked (util/folderlock.py) for the whole run, so a second
+  run into it is refused instead of swapping checkpoints and weights with the first.
 - The result is written last: the merged weights and tokenizer in DIR, the adapter alone in
   DIR/adapter, and DIR/training.json (settings, losses, minutes) once everything else is in place.
   A rerun of a finished DIR prints its model string and trains nothing.
@@ -39,6 +41,7 @@ from typing import Any
 
 from tf_prompt.types import DataError
 from tf_prompt.util import atomic
+from tf_prompt.util.folderlock import FolderBusy, exclusive
 
 __all__ = ["LoraError", "LoraSettings", "finetune_hf", "read_conversations", "resolve_base"]
 
@@ -314,22 +317,41 @@ def finetune_hf(settings: LoraSettings) -> dict[str, Any]:
         raise LoraError(f"--out {out}: is the base model's folder ({settings.base}); the merged weights would "
                         "replace its own: give another --out")
     fingerprint = settings.fingerprint(_digest([train_path, validation_path]), _base_identity(source, gguf_file))
+    if out.exists() and not out.is_dir():
+        raise LoraError(f"--out {out}: exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise LoraError(f"--out {out}: cannot create the folder ({e.strerror or e})") from None
+    try:
+        with exclusive(out):
+            for stale in out.glob(f".{CHECKPOINT_DIR}.*.tmp"):   # a kill while saving (we hold the lock)
+                shutil.rmtree(stale, ignore_errors=True)
+            return _finetune_in(out, settings, fingerprint, source, gguf_file, train_path, train, validation)
+    except FolderBusy:
+        raise LoraError(f"--out {out} is being written by another tf-prompt finetune: wait for it to end, "
+                        "or give another --out") from None
 
+
+def _finetune_in(out: Path, settings: LoraSettings, fingerprint: str, source: str, gguf_file: str | None,
+                 train_path: Path, train: list[list[dict[str, str]]],
+                 validation: list[list[dict[str, str]]]) -> dict[str, Any]:
+    """finetune_hf in its locked --out folder."""
     done = out / RESULT_FILE
     if done.is_file() and not settings.restart:
         try:
             previous = json.loads(done.read_text(encoding="utf-8"))
         except ValueError:
             previous = {}
+        if not isinstance(previous, dict):
+            previous = {}
         same = previous.get("fingerprint") == fingerprint
         if same and previous.get("stopped_by") != "minutes":
             _say(settings, f"tf-prompt: {out} is already trained from this data and these settings")
             return dict(previous)
         if not same:
-                raise LoraError(f"{out} holds a model trained from other data or settings: give another --out, "
+            raise LoraError(f"{out} holds a model trained from other data or settings: give another --out, "
                             "or --restart to train again and replace it")
-    if out.exists() and not out.is_dir():
-        raise LoraError(f"--out {out}: exists and is not a folder")
     checkpoint = _read_checkpoint(out)
     if checkpoint and checkpoint.get("fingerprint") != fingerprint and not settings.restart:
         raise LoraError(f"{out}/{CHECKPOINT_DIR} is a run with other data or settings: rerun that command to "
@@ -400,7 +422,6 @@ def finetune_hf(settings: LoraSettings) -> dict[str, Any]:
         random.Random(settings.seed * 1_000_003 + epoch).shuffle(idx)
         return idx
 
-    out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     model.train()
     stop_reason = "steps"
