@@ -191,6 +191,24 @@ def test_kill_after_job_creation_rerun_adopts_the_job(srv: LoopbackServer, tmp_p
     assert "fine-tuned model: ft:" in out
 
 
+def test_a_second_run_on_the_folder_is_refused_while_one_runs(srv: LoopbackServer, tmp_path: Path, capsys) -> None:
+    """Two runs on one folder (the command started twice) would both list, both find nothing
+    and both create a paid job; the second is refused in one line and sends nothing."""
+    folder = _folder(tmp_path)
+    srv.fine_tuning.hold["upload"] = 60
+    proc = _spawn(srv, folder)
+    try:
+        _wait_for(lambda: srv.uploads == 1, proc)   # the first run is waiting for its upload's answer
+        code, _, err = _ft(capsys, srv, folder)
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert code == 2
+    line = _one_error_line(err)
+    assert str(folder) in line and "another tf-prompt finetune" in line
+    assert srv.uploads == 1 and srv.fine_tuning.jobs_created == 0
+
+
 def test_adoption_skips_other_jobs_across_pages(srv: LoopbackServer, tmp_path: Path, capsys,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """Killed after its job was created, the run finds it behind newer jobs on later pages of the

@@ -18,6 +18,8 @@ data and settings get exactly one job, whatever is killed when.
     file list is searched for that name; before creating a job, the provider's job list is
     searched for a job on that training file carrying this key in its metadata. A process killed
     after an upload or a job creation but before recording it finds them again on the rerun.
+  - One run per folder at a time (util/folderlock.py): two runs listing at the same moment
+    would both find nothing and both create a job.
   - The SDK's own retries are off: a create retried after a lost answer could make a second
     job. A failed request that may be retried is retried here, after looking again.
 
@@ -44,6 +46,7 @@ from tf_prompt.backends.base import BackendError
 from tf_prompt.backends.openai_compat import DEFAULT_KEY_ENV, OpenAIBackend, translate_error
 from tf_prompt.types import DataError
 from tf_prompt.util import atomic, jsontext
+from tf_prompt.util.folderlock import FolderBusy, exclusive
 from tf_prompt.util.redact import redact_text
 
 #: The state file in the data folder.
@@ -475,7 +478,17 @@ class FineTuneJob:
     async def run(self, *, restart: bool = False) -> dict[str, Any]:
         """Make sure the spec's job exists and has ended; the state (with `fine_tuned_model`).
 
-        A job that failed or was cancelled is a BackendError with the provider's message."""
+        A job that failed or was cancelled is a BackendError with the provider's message. The
+        folder is locked for the whole run: a second run on it (which could list, find nothing
+        and create a second paid job at the same moment as this one) is refused in one line."""
+        try:
+            with exclusive(self.spec.folder):
+                return await self._run(restart)
+        except FolderBusy:
+            raise DataError(f"--data {self.spec.folder}: another tf-prompt finetune is running on this folder "
+                            f"(uploading, creating or following its job): wait for it, or stop it and rerun") from None
+
+    async def _run(self, restart: bool) -> dict[str, Any]:
         self._open(restart)
         spec = self.spec
         if self.state.get("status") == "succeeded" and self.state.get("fine_tuned_model"):
