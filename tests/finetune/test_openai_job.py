@@ -455,3 +455,17 @@ def test_key_goes_to_its_endpoint_only(srv: LoopbackServer, tmp_path: Path, caps
     monkeypatch.delenv("MY_FT_KEY")
     code, _, err = _ft(capsys, srv, _folder(tmp_path, name="other"), "--api-key-env", "MY_FT_KEY")
     assert code == 1 and "MY_FT_KEY is not set" in _one_error_line(err)
+
+
+@pytest.mark.parametrize(("flags", "said"), [
+    (["--poll-interval", "nan"], "--poll-interval nan"),    # polled with no pause at all
+    (["--poll-interval", "inf"], "--poll-interval inf"),    # never polled again
+    (["--max-wait", "nan"], "--max-wait nan"),
+    (["--max-wait", "-5"], "--max-wait -5"),
+])
+def test_bad_waiting_numbers_are_one_line(srv: LoopbackServer, tmp_path: Path, capsys, flags: list[str],
+                                         said: str) -> None:
+    folder = _folder(tmp_path)
+    code = main(["finetune", "--provider", "openai", "--data", str(folder), "--base-url", srv.base_url, *flags])
+    assert code == 2 and said in _one_error_line(capsys.readouterr().err)
+    assert srv.fine_tuning.authorizations == [] and not (folder / STATE_FILE).exists()

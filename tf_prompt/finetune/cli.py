@@ -86,6 +86,8 @@ def _say(msg: str) -> None:
 
 
 def _openai(args: argparse.Namespace) -> int:
+    import math
+
     from tf_prompt.finetune.openai_job import (
         FineTuneJob,
         FineTunePending,
@@ -94,12 +96,14 @@ def _openai(args: argparse.Namespace) -> int:
         make_api,
         make_spec,
     )
+    from tf_prompt.types import DataError
     from tf_prompt.util.formatting import money
 
-    if args.poll_interval <= 0:
-        from tf_prompt.types import DataError
-
+    # NaN would poll with no pause and infinity never again: both are refused, as are negative waits
+    if not (args.poll_interval > 0 and math.isfinite(args.poll_interval)):
         raise DataError(f"--poll-interval {args.poll_interval}: expected a number of seconds above 0")
+    if args.max_wait is not None and not args.max_wait >= 0:
+        raise DataError(f"--max-wait {args.max_wait}: expected a number of seconds, 0 or more")
     from tf_prompt.backends.openai_compat import effective_base_url
 
     # The data is checked before the key is read: a bad line is reported as such, with or without a key.
