@@ -274,3 +274,24 @@ def test_a_component_annotator_gives_no_annotate_example_and_its_entities_reach_
     assert '"Zanzibar"' in fuse.messages[-1]["content"]
     assert _read_back(fuse.answer, "", "json")[1] == _pairs(gold_mentions(SENTENCES[0], LABELS))
     assert len(server.requests) == 1   # the translation only
+
+
+def test_the_printed_run_command_asks_the_prompts_the_model_was_trained_on(server, tmp_path) -> None:
+    """The `run it:` line of finetune must render the same prompts as the examples: every setting
+    finetune-data rendered them with (few-shot examples, combination rule, language, labels...)
+    has to be in it, or the tuned model is measured on prompts it never saw."""
+    import shlex
+
+    from tf_prompt.cli import _settings, build_parser
+    from tf_prompt.finetune.cli import run_command
+
+    flags = ["--shots", "2", "--shots-from", str(sample_path()), "--combine", "none", "--no-pivot-check",
+             "--lang", "hau", "--labels", "PER,LOC", "--no-checks"]
+    out, summary = _make(server, tmp_path, *flags)
+    argv = shlex.split(run_command("ft:gpt-4o-mini:x", summary, server.base_url, None))
+    assert argv[:2] == ["tf-prompt", "run"]
+    ran = _settings(build_parser().parse_args(argv[1:]))
+    trained = _settings(build_parser().parse_args(["finetune-data", "--out", str(out), *flags]))
+    for field in ("method", "style", "combine", "checks", "pivot_check", "language", "labels", "shots",
+                  "shots_from", "schema_spec", "prompts", "translator", "annotator"):
+        assert getattr(ran, field) == getattr(trained, field), field

@@ -202,6 +202,7 @@ def run_command(model: str, summary: dict[str, Any], base_url: str | None, api_k
     for key in ("translator", "annotator"):
         if summary.get(key) and summary[key] != "llm":
             argv += [f"--{key}", str(summary[key])]
+    argv += _prompt_flags(summary.get("prompt_settings"))
     data = summary.get("data_path")
     if isinstance(data, str) and (m := re.fullmatch(r"(masakhaner2:[^:]+)(:(train|dev))?", data)):
         argv += ["--data", f"{m.group(1)}:test"]
@@ -212,3 +213,23 @@ def run_command(model: str, summary: dict[str, Any], base_url: str | None, api_k
     if api_key_env:
         argv += ["--api-key-env", api_key_env]
     return shlex.join(argv)
+
+
+def _prompt_flags(recorded: Any) -> list[str]:
+    """The run flags that give back the prompt settings finetune-data recorded (data.prompt_settings)."""
+    if not isinstance(recorded, dict):
+        return []
+    argv: list[str] = []
+    for key, value in recorded.items():
+        if value is None:
+            continue
+        if key == "checks":   # on by default: only --no-checks exists
+            argv += [] if value else ["--no-checks"]
+        elif key == "pivot_check":
+            argv.append("--pivot-check" if value else "--no-pivot-check")
+        elif key == "labels" and isinstance(value, list):
+            argv += ["--labels", ",".join(map(str, value))]
+        else:
+            flag = {"language": "lang", "schema_spec": "schema"}.get(key, str(key)).replace("_", "-")
+            argv += [f"--{flag}", str(value)]
+    return argv

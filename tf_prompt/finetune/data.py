@@ -220,6 +220,19 @@ async def sentence_examples(pipeline: Pipeline, sentence: Sentence) -> SentenceO
     return SentenceOutcome(sentence, examples, pivot_rejected=rejected)
 
 
+#: The settings besides method, style, translator and annotator that change what a prompt says:
+#: a run of the tuned model must repeat them to be asked what it was trained on.
+PROMPT_SETTINGS = ("combine", "checks", "pivot_check", "language", "schema_spec", "labels", "shots", "shots_from",
+                   "prompts")
+
+
+def prompt_settings(settings: RunSettings) -> dict[str, Any]:
+    """PROMPT_SETTINGS that differ from their defaults (summary.json, for finetune's run command)."""
+    defaults = RunSettings()
+    return {name: getattr(settings, name) for name in PROMPT_SETTINGS
+            if getattr(settings, name) != getattr(defaults, name)}
+
+
 def check_options(settings: RunSettings, fmt: str, validation_share: float, epochs: int) -> None:
     """Refuse what finetune-data cannot do, before anything is loaded or paid for."""
     if fmt not in FORMATS:
@@ -277,6 +290,7 @@ async def finetune_data_async(settings: RunSettings, *, fmt: str = "openai",
                           train_model=model, epochs=epochs, prices=PriceTable.load(settings.prices),
                           extra={"method": settings.method, "style": settings.style, "data_path": data_path,
                                  "translator": settings.translator, "annotator": settings.annotator,
+                                 "prompt_settings": prompt_settings(settings),
                                  "teacher_model": default_model(settings)[0],
                                  "teacher_usage": client.usage.to_dict()})
 
