@@ -469,3 +469,19 @@ def test_bad_waiting_numbers_are_one_line(srv: LoopbackServer, tmp_path: Path, c
     code = main(["finetune", "--provider", "openai", "--data", str(folder), "--base-url", srv.base_url, *flags])
     assert code == 2 and said in _one_error_line(capsys.readouterr().err)
     assert srv.fine_tuning.authorizations == [] and not (folder / STATE_FILE).exists()
+
+
+@pytest.mark.parametrize(("model", "summary_model"), [(None, "gguf:qwen2.5-coder-1.5b"), ("hf:/models/base", None),
+                                                      ("anthropic:claude-3-5-haiku", None)])
+def test_a_base_of_another_backend_is_refused_before_anything_is_sent(srv: LoopbackServer, tmp_path: Path, capsys,
+                                                                      model: str | None,
+                                                                      summary_model: str | None) -> None:
+    """finetune-data made with a local teacher records it as train_model; OpenAI cannot tune it, and
+    learning that from the provider would come after the uploads."""
+    folder = _folder(tmp_path, summary={"format": "openai", "train_model": summary_model or "gpt-4o-mini"})
+    code, _, err = _ft(capsys, srv, folder, *(["--model", model] if model else []))
+    named = model or summary_model
+    assert code == 2
+    line = _one_error_line(err)
+    assert str(named) in line and "--provider hf" in line
+    assert srv.fine_tuning.authorizations == [] and srv.uploads == 0

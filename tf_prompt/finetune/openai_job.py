@@ -78,6 +78,8 @@ PAGE = 100
 #: Jobs created this many seconds before their training file was (clock skew) are still looked at.
 _SKEW: Final = 600
 SPLIT_FILES: Final = {"train": "train.jsonl", "validation": "validation.jsonl"}
+#: Model-string prefixes of the other backends (api.BACKEND_KINDS): their models are not OpenAI's to tune.
+OTHER_BACKENDS: Final = frozenset({"gguf", "hf", "gemini", "azure", "anthropic"})
 
 
 class FineTunePending(BackendError):
@@ -220,6 +222,10 @@ def make_spec(folder: str | Path, *, model: str | None, epochs: int | None, suff
     if epochs is None and isinstance(summary.get("epochs"), int):
         epochs = summary["epochs"]   # what finetune-data's $ estimate assumed
     base, note = base_model_of(model, summary)
+    if base.partition(":")[0] in OTHER_BACKENDS:
+        where = "--model" if model else f"train_model in {folder / 'summary.json'}"
+        raise DataError(f"{where}: {base} is no OpenAI model the fine-tuning API can tune: give an OpenAI base "
+                        f"such as --model gpt-4o-mini (LoRA on a local model is --provider hf)")
     return JobSpec(folder, base, epochs, suffix, base_url, endpoint, data, examples, summary), note
 
 
