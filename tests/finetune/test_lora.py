@@ -104,9 +104,18 @@ def test_the_prompt_tokens_are_those_the_backend_sends(bases: dict[str, Path]) -
     assert lora.encode_example(tok, conv, [tok.convert_tokens_to_ids("<|end|>")])[1] == answer_ids[:-1]
 
 
-@pytest.mark.parametrize("dropout", [0.0, 0.05])   # 0.05: the CLI's, whose random masks must resume too
+class Killed(BaseException):
+    """A SIGKILL: nothing in the run may catch it (KeyboardInterrupt, Ctrl-C, it may)."""
+
+
+@pytest.mark.parametrize(("stop", "dropout", "saved_at"), [
+    (Killed, 0.0, 10),              # the last checkpoint (--save-every 10)
+    (Killed, 0.05, 10),             # 0.05: the CLI's dropout, whose random masks must resume too
+    (KeyboardInterrupt, 0.05, 16),  # Ctrl-C in step 17 keeps the 16 steps made
+])
 def test_a_killed_run_continues_to_the_same_weights(bases: dict[str, Path], tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch, dropout: float) -> None:
+                                                    monkeypatch: pytest.MonkeyPatch, stop: type[BaseException],
+                                                    dropout: float, saved_at: int) -> None:
     data = write_data(tmp_path / "data")
     straight = finetune_hf(settings(data, bases["chat"], tmp_path / "straight", max_steps=25, dropout=dropout))
 
@@ -115,14 +124,14 @@ def test_a_killed_run_continues_to_the_same_weights(bases: dict[str, Path], tmp_
     def dies_at_step_17(*args: object) -> object:
         calls["n"] += 1
         if calls["n"] == 17 + 1:   # + 1: the validation loss before training
-            raise KeyboardInterrupt
+            raise stop
         return real_loss(*args)
 
     monkeypatch.setattr(lora, "_loss", dies_at_step_17)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(stop):
         finetune_hf(settings(data, bases["chat"], tmp_path / "resumed", max_steps=25, dropout=dropout))
     state = json.loads((tmp_path / "resumed" / "checkpoint" / "state.json").read_text())
-    assert state["step"] == 10 and not (tmp_path / "resumed" / "training.json").exists()
+    assert state["step"] == saved_at and not (tmp_path / "resumed" / "training.json").exists()
     monkeypatch.setattr(lora, "_loss", real_loss)
     resumed = finetune_hf(settings(data, bases["chat"], tmp_path / "resumed", max_steps=25, dropout=dropout))
     assert resumed["steps"] == 25

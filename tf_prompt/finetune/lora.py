@@ -17,6 +17,7 @@ Design points:
 - Resumable: every `--save-every` steps the adapter, the optimizer and the step are written to
   `DIR/checkpoint/` (a temporary folder renamed into place); a rerun with the same data and
   settings continues from there. Other data or settings are refused in one line (`--restart`).
+  Ctrl-C between two optimizer updates also writes the checkpoint, so it costs no finished step.
 - One run per output folder: DIR is locked (util/folderlock.py) for the whole run, so a second
   run into it is refused instead of swapping checkpoints and weights with the first.
 - The result is written last: the merged weights and tokenizer in DIR, the adapter alone in
@@ -425,34 +426,50 @@ def _finetune_in(out: Path, settings: LoraSettings, fingerprint: str, source: st
     started = time.monotonic()
     model.train()
     stop_reason = "steps"
-    while step < total:
-        elapsed = seconds_before + time.monotonic() - started
-        if settings.max_minutes is not None and elapsed >= settings.max_minutes * 60:
-            stop_reason = "minutes"
-            break
-        losses = []
-        # The dropout masks of a step depend on the seed and the step alone, not on how many steps
-        # this process made: a run continued from a checkpoint draws what an unbroken one draws.
-        torch.manual_seed(settings.seed * 1_000_003 + step)
-        for k in range(settings.grad_accum):
-            position = step * settings.grad_accum + k
-            epoch, i = divmod(position, len(examples))
-            prompt, answer = examples[order(epoch)[i]]
-            loss = _loss(model, prompt, answer)
-            (loss / settings.grad_accum).backward()
-            losses.append(float(loss.detach()))
-        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        history.append(round(sum(losses) / len(losses), 4))
-        elapsed = seconds_before + time.monotonic() - started
-        _say(settings, f"step {step}/{total}  loss {history[-1]:.4f}  {elapsed / 60:.1f} min")
-        if step % settings.save_every == 0 or step == total:
+    saved, phase = step, "forward"
+    try:
+        while step < total:
+            elapsed = seconds_before + time.monotonic() - started
+            if settings.max_minutes is not None and elapsed >= settings.max_minutes * 60:
+                stop_reason = "minutes"
+                break
+            losses = []
+            # The dropout masks of a step depend on the seed and the step alone, not on how many steps
+            # this process made: a run continued from a checkpoint draws what an unbroken one draws.
+            torch.manual_seed(settings.seed * 1_000_003 + step)
+            for k in range(settings.grad_accum):
+                position = step * settings.grad_accum + k
+                epoch, i = divmod(position, len(examples))
+                prompt, answer = examples[order(epoch)[i]]
+                loss = _loss(model, prompt, answer)
+                (loss / settings.grad_accum).backward()
+                losses.append(float(loss.detach()))
+            phase = "update"   # the weights change in place: an interrupt now leaves them half updated
+            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            history.append(round(sum(losses) / len(losses), 4))
+            phase = "forward"
+            elapsed = seconds_before + time.monotonic() - started
+            _say(settings, f"step {step}/{total}  loss {history[-1]:.4f}  {elapsed / 60:.1f} min")
+            if step % settings.save_every == 0 or step == total:
+                phase = "saving"
+                _save_checkpoint(out, model, optimizer, {
+                    "fingerprint": fingerprint, "step": step, "history": history, "seconds": elapsed,
+                    "validation_loss_before": loss_before})
+                saved, phase = step, "forward"
+    except KeyboardInterrupt:
+        # Ctrl-C between updates: the steps made since the last checkpoint are kept (a rerun goes
+        # on from here; the gradients of the step it broke are dropped, and redone the same way).
+        if step > saved and phase == "forward":
+            optimizer.zero_grad(set_to_none=True)
+            _say(settings, f"interrupted: saving step {step} in {out / CHECKPOINT_DIR}")
             _save_checkpoint(out, model, optimizer, {
-                "fingerprint": fingerprint, "step": step, "history": history, "seconds": elapsed,
-                "validation_loss_before": loss_before})
+                "fingerprint": fingerprint, "step": step, "history": history,
+                "seconds": seconds_before + time.monotonic() - started, "validation_loss_before": loss_before})
+        raise
     seconds = seconds_before + time.monotonic() - started
     if step < total and stop_reason == "minutes":
         _save_checkpoint(out, model, optimizer, {
