@@ -305,3 +305,30 @@ def test_a_second_run_into_the_same_out_is_refused_while_one_trains(bases: dict[
     stale.mkdir()
     assert finetune_hf(settings(data, bases["chat"], out, max_steps=3))["steps"] == 3
     assert not stale.exists()
+
+
+@pytest.mark.parametrize("how", ["oserror", "torch"])
+def test_a_full_disk_is_one_line(bases: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                 capsys: pytest.CaptureFixture[str], how: str) -> None:
+    import errno
+
+    from tf_prompt.cli import main
+
+    def no_space(*args: object, **kw: object) -> None:
+        if how == "torch":   # what torch.save says on a full disk (seen writing to /dev/full)
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    if how == "torch":
+        monkeypatch.setattr(torch, "save", no_space)
+    else:
+        monkeypatch.setattr(lora, "_save_checkpoint", no_space)
+    data = write_data(tmp_path / "data")
+    out = tmp_path / "tuned"
+    code = main(["finetune", "--provider", "hf", "--data", str(data), "--model", f"hf:{bases['chat']}",
+                 "--out", str(out), "--max-steps", "2", "--grad-accum", "1", "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and "Traceback" not in "\n".join(err)
+    assert err[-1].startswith(f"tf-prompt: error: --out {out}: cannot write")
+    assert ("No space left" if how == "oserror" else "unexpected pos") in err[-1]
+    assert not [p for p in out.iterdir() if p.name.startswith(".checkpoint")]   # no half-written checkpoint

@@ -282,10 +282,17 @@ def _save_checkpoint(out: Path, model: Any, optimizer: Any, state: dict[str, Any
     from peft import get_peft_model_state_dict
     tmp = out / f".{CHECKPOINT_DIR}.{os.getpid()}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    torch.save(get_peft_model_state_dict(model), tmp / "adapter.pt")
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    atomic.write_text(tmp / "state.json", json.dumps(state, indent=1))
+    try:
+        tmp.mkdir(parents=True)
+        try:
+            torch.save(get_peft_model_state_dict(model), tmp / "adapter.pt")
+            torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        except RuntimeError as e:   # how torch.save says a write failed (a full disk)
+            raise OSError(f"writing {tmp.name}: {str(e).strip().splitlines()[0] if str(e).strip() else e!r}") from None
+        atomic.write_text(tmp / "state.json", json.dumps(state, indent=1))
+    except BaseException:   # the previous checkpoint stays; the half-written one goes
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     final, old = out / CHECKPOINT_DIR, out / f".{CHECKPOINT_DIR}.old"
     shutil.rmtree(old, ignore_errors=True)
     if final.exists():
@@ -332,6 +339,9 @@ def finetune_hf(settings: LoraSettings) -> dict[str, Any]:
     except FolderBusy:
         raise LoraError(f"--out {out} is being written by another tf-prompt finetune: wait for it to end, "
                         "or give another --out") from None
+    except OSError as e:   # a full disk, a read-only folder: the last checkpoint written is still whole
+        raise LoraError(f"--out {out}: cannot write ({e.strerror or e}); free the space or fix the folder and "
+                        "rerun to continue from its last checkpoint") from None
 
 
 def _finetune_in(out: Path, settings: LoraSettings, fingerprint: str, source: str, gguf_file: str | None,
