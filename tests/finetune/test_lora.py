@@ -172,6 +172,12 @@ def test_a_time_box_stops_and_more_minutes_continue(bases: dict[str, Path], tmp_
     boxed = finetune_hf(settings(data, bases["chat"], out, max_steps=30, max_minutes=0.0))
     assert boxed["steps"] == 0 and boxed["stopped_by"] == "minutes"
     assert (out / "model.safetensors").is_file()     # a usable model even so
+    # the same time box again has no minute left: the model is kept as it is, not merged and
+    # written again (a new mtime would also make `run --model hf:OUT` miss its reply cache)
+    mtime = (out / "model.safetensors").stat().st_mtime_ns
+    again = finetune_hf(settings(data, bases["chat"], out, max_steps=30, max_minutes=0.0))
+    assert again["steps"] == 0 and again["stopped_by"] == "minutes"
+    assert (out / "model.safetensors").stat().st_mtime_ns == mtime
     more = finetune_hf(settings(data, bases["chat"], out, max_steps=30, max_minutes=10.0))
     assert more["steps"] == 30 and more["stopped_by"] == "steps"
 

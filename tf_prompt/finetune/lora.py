@@ -349,6 +349,7 @@ def _finetune_in(out: Path, settings: LoraSettings, fingerprint: str, source: st
                  validation: list[list[dict[str, str]]]) -> dict[str, Any]:
     """finetune_hf in its locked --out folder."""
     done = out / RESULT_FILE
+    previous: Any = {}
     if done.is_file() and not settings.restart:
         try:
             previous = json.loads(done.read_text(encoding="utf-8"))
@@ -364,6 +365,14 @@ def _finetune_in(out: Path, settings: LoraSettings, fingerprint: str, source: st
             raise LoraError(f"{out} holds a model trained from other data or settings: give another --out, "
                             "or --restart to train again and replace it")
     checkpoint = _read_checkpoint(out)
+    if (done.is_file() and not settings.restart and settings.max_minutes is not None and checkpoint
+            and checkpoint.get("fingerprint") == fingerprint and previous.get("steps") == checkpoint.get("step")
+            and float(checkpoint.get("seconds", 0.0)) >= settings.max_minutes * 60):
+        # Time-boxed before and no minute left: training would stop at once, and merging and
+        # writing the same weights again would only cost minutes and a new mtime for hf:OUT.
+        _say(settings, f"tf-prompt: {out} already used its --max-minutes {settings.max_minutes:g} "
+                       f"({previous.get('steps')} steps): give more minutes to continue it")
+        return dict(previous)
     if checkpoint and checkpoint.get("fingerprint") != fingerprint and not settings.restart:
         raise LoraError(f"{out}/{CHECKPOINT_DIR} is a run with other data or settings: rerun that command to "
                         "continue it, give another --out, or --restart to discard it")
