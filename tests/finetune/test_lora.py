@@ -338,3 +338,25 @@ def test_a_full_disk_is_one_line(bases: dict[str, Path], tmp_path: Path, monkeyp
     assert err[-1].startswith(f"tf-prompt: error: --out {out}: cannot write")
     assert ("No space left" if how == "oserror" else "unexpected pos") in err[-1]
     assert not [p for p in out.iterdir() if p.name.startswith(".checkpoint")]   # no half-written checkpoint
+
+
+def test_a_kill_while_the_model_is_rewritten_leaves_no_stale_training_json(bases: dict[str, Path], tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """training.json says what DIR holds: while a continued run writes new weights over the old
+    ones it must not still describe the old ones (a kill there leaves the new weights)."""
+    data = write_data(tmp_path / "data")
+    out = tmp_path / "tuned"
+    assert finetune_hf(settings(data, bases["chat"], out, max_steps=6, max_minutes=0.0))["steps"] == 0
+    real_save = lora._write_model
+
+    def killed_after_the_weights(model: object, tokenizer: object, where: Path) -> None:
+        real_save(model, tokenizer, where)
+        raise Killed
+
+    monkeypatch.setattr(lora, "_write_model", killed_after_the_weights)
+    with pytest.raises(Killed):
+        finetune_hf(settings(data, bases["chat"], out, max_steps=6))
+    assert not (out / "training.json").exists()
+    monkeypatch.undo()
+    assert finetune_hf(settings(data, bases["chat"], out, max_steps=6))["steps"] == 6   # the rerun finishes
+    assert json.loads((out / "training.json").read_text())["steps"] == 6

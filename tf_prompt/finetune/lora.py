@@ -301,6 +301,14 @@ def _save_checkpoint(out: Path, model: Any, optimizer: Any, state: dict[str, Any
     shutil.rmtree(old, ignore_errors=True)
 
 
+def _write_model(model: Any, tokenizer: Any, out: Path) -> None:
+    """The adapter in out/adapter, the merged weights and the tokenizer in out."""
+    model.save_pretrained(str(out / "adapter"))
+    merged: Any = model.merge_and_unload()
+    merged.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+
+
 def _read_checkpoint(out: Path) -> dict[str, Any] | None:
     for folder in (out / CHECKPOINT_DIR, out / f".{CHECKPOINT_DIR}.old"):   # .old: killed mid-swap
         try:
@@ -496,10 +504,9 @@ def _finetune_in(out: Path, settings: LoraSettings, fingerprint: str, source: st
             "validation_loss_before": loss_before})
     loss_after = _mean_loss(model, held_out)
 
-    model.save_pretrained(str(out / "adapter"))
-    merged: Any = model.merge_and_unload()
-    merged.save_pretrained(out, safe_serialization=True)
-    tokenizer.save_pretrained(out)
+    # training.json describes the weights in DIR: it goes before they are replaced, and comes back last
+    (out / RESULT_FILE).unlink(missing_ok=True)
+    _write_model(model, tokenizer, out)
     summary: dict[str, Any] = {
         "fingerprint": fingerprint, "model": f"hf:{out}", "base": settings.base,
         "settings": {k: v for k, v in asdict(settings).items() if k not in ("progress", "restart")},
