@@ -360,3 +360,16 @@ def test_a_kill_while_the_model_is_rewritten_leaves_no_stale_training_json(bases
     monkeypatch.undo()
     assert finetune_hf(settings(data, bases["chat"], out, max_steps=6))["steps"] == 6   # the rerun finishes
     assert json.loads((out / "training.json").read_text())["steps"] == 6
+
+
+def test_the_default_out_of_data_dot_is_beside_the_data_folder(bases: dict[str, Path], tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """`--data .` (run inside the folder) must not train into a hidden `.-lora` inside the data."""
+    from tf_prompt.cli import main
+    data = write_data(tmp_path / "data")
+    monkeypatch.chdir(data)
+    assert main(["finetune", "--provider", "hf", "--data", ".", "--model", f"hf:{bases['chat']}",
+                 "--max-steps", "1", "--grad-accum", "1", "--no-progress"]) == 0
+    assert f"tuned model: hf:{tmp_path / 'data-lora'}\n" in capsys.readouterr().out
+    assert (tmp_path / "data-lora" / "training.json").is_file() and not list(data.glob("*lora*"))

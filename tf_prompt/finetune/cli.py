@@ -173,7 +173,9 @@ def _hf(args: argparse.Namespace) -> int:
     summary: dict[str, Any] = loaded if isinstance(loaded, dict) else {}
     named = summary.get("train_model")
     base = args.model or (named if isinstance(named, str) and named.startswith(("hf:", "gguf:")) else HF_DEFAULT_BASE)
-    out = args.out or f"{str(data).rstrip('/')}-lora"
+    # beside the data folder; `--data .` or `..` has no name of its own to put -lora after
+    named = data if data.name not in ("", ".", "..") else data.resolve()
+    out = args.out or f"{str(named).rstrip('/')}-lora"
     _say(f"LoRA on {base} from {data} into {out}")
     result = finetune_hf(LoraSettings(
         data=str(data), base=base, out=out, max_steps=args.max_steps, max_minutes=args.max_minutes,
