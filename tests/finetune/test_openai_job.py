@@ -485,3 +485,29 @@ def test_a_base_of_another_backend_is_refused_before_anything_is_sent(srv: Loopb
     line = _one_error_line(err)
     assert str(named) in line and "--provider hf" in line
     assert srv.fine_tuning.authorizations == [] and srv.uploads == 0
+
+
+def test_a_state_file_that_cannot_be_written_is_one_line(srv: LoopbackServer, tmp_path: Path, capsys,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk (or a read-only data folder) when the state is saved after the job was created:
+    one line, and the rerun adopts the job instead of making a second one."""
+    import errno
+
+    from tf_prompt.util import atomic
+
+    real_write, folder = atomic.write_text, _folder(tmp_path)
+
+    def full_once_the_job_exists(path: Any, text: str, *args: Any, **kw: Any) -> Any:
+        if srv.fine_tuning.jobs_created and '"job_id": "ftjob' in text:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(path, text, *args, **kw)
+
+    monkeypatch.setattr(atomic, "write_text", full_once_the_job_exists)
+    code, _, err = _ft(capsys, srv, folder)
+    line = _one_error_line(err)
+    assert code == 2 and str(folder / STATE_FILE) in line and "No space left" in line
+    monkeypatch.undo()
+    code, out, err = _ft(capsys, srv, folder)
+    assert "fine-tuned model: ft:" in out
+    assert code == 0, err
+    assert srv.fine_tuning.jobs_created == 1 and "found, created for this data by an earlier run" in err

@@ -251,7 +251,12 @@ class StateFile:
 
     def save(self, state: dict[str, Any]) -> None:
         state["updated_at"] = time.time()
-        atomic.write_text(self.path, jsontext.dumps(state, indent=2) + "\n")
+        try:
+            atomic.write_text(self.path, jsontext.dumps(state, indent=2) + "\n")
+        except OSError as e:   # a full disk, a read-only data folder: the old state file is whole
+            raise DataError(f"{self.path}: cannot write the fine-tuning state ({e.strerror or e}); make room or "
+                            f"make the folder writable and rerun (an upload or job made meanwhile is found "
+                            f"again at the provider, not made twice)") from None
 
 
 def _changes(old: dict[str, Any], new: dict[str, Any]) -> str:
