@@ -295,3 +295,27 @@ def test_the_printed_run_command_asks_the_prompts_the_model_was_trained_on(serve
     for field in ("method", "style", "combine", "checks", "pivot_check", "language", "labels", "shots",
                   "shots_from", "schema_spec", "prompts", "translator", "annotator"):
         assert getattr(ran, field) == getattr(trained, field), field
+
+
+def test_an_out_that_is_a_file_or_cannot_be_written_is_one_line(server, tmp_path, capsys, monkeypatch) -> None:
+    """--out naming a file is refused before any teacher call; a full disk at the end is one line."""
+    import errno
+
+    from tf_prompt.finetune import data as data_module
+
+    a_file = tmp_path / "afile"
+    a_file.write_text("x", encoding="utf-8")
+    server.responder = oracle_responder(SENTENCES, LABELS)
+    base = ["finetune-data", "--model", "gpt-4o-mini", "--base-url", server.base_url]
+    assert main([*base, "--out", str(a_file)]) == 2
+    line = _one_error_line(capsys)
+    assert f"--out {a_file}" in line and "not a folder" in line
+    assert not server.requests
+
+    def no_space(*args: Any, **kw: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(data_module, "write_text", no_space)
+    assert main([*base, "--out", str(tmp_path / "o")]) == 2
+    line = _one_error_line(capsys)
+    assert f"--out {tmp_path / 'o'}" in line and "No space left" in line

@@ -248,6 +248,8 @@ def check_options(settings: RunSettings, fmt: str, validation_share: float, epoc
                         "are not trained on)")
     if settings.out is None:
         raise DataError("finetune-data needs --out DIR")
+    if Path(settings.out).exists() and not Path(settings.out).is_dir():
+        raise DataError(f"--out {settings.out}: exists and is not a folder")
 
 
 async def finetune_data_async(settings: RunSettings, *, fmt: str = "openai",
@@ -327,10 +329,14 @@ def write_examples(out: Path, outcomes: Sequence[SentenceOutcome], *, fmt: str, 
         "training_cost_usd_per_epoch": per_epoch,
         "training_cost_usd": None if per_epoch is None else per_epoch * epochs,
     }
-    out.mkdir(parents=True, exist_ok=True)
-    for split in SPLITS:
-        write_text(out / FILES[split], "".join(line + "\n" for line in lines[split]))
-    write_text(out / "summary.json", json.dumps(summary, ensure_ascii=False, indent=2) + "\n")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for split in SPLITS:
+            write_text(out / FILES[split], "".join(line + "\n" for line in lines[split]))
+        write_text(out / "summary.json", json.dumps(summary, ensure_ascii=False, indent=2) + "\n")
+    except OSError as e:   # a full disk, a read-only folder: the teacher's replies are cached, a rerun is free
+        raise DataError(f"--out {out}: cannot write ({e.strerror or e}); the teacher's replies are cached: "
+                        f"rerun once it can be written") from None
     return summary
 
 

@@ -154,6 +154,8 @@ async def project_data_async(settings: RunSettings, english: str, *, labels: Seq
         raise DataError("--lang: the target language is needed (a code such as hau, or a name)")
     if settings.out is None:
         raise DataError("project-data needs --out DIR")
+    if Path(settings.out).exists() and not Path(settings.out).is_dir():
+        raise DataError(f"--out {settings.out}: exists and is not a folder")
     language = language_name(settings.language) or settings.language
     sentences, path, _ = load_sentences(english, settings.limit)
     unlabelled = next((s for s in sentences if s.tags is None), None)
@@ -248,11 +250,15 @@ def write_outputs(out: Path, outcomes: Sequence[Outcome], *, extra: dict[str, An
                                                   and o.result.reordered),
         "markers_inside_a_word_widened": sum(o.result.widened for o in kept if isinstance(o.result, Projected)),
     }
-    out.mkdir(parents=True, exist_ok=True)
-    write_text(out / FILES["conll"], "".join(conll))
-    write_text(out / FILES["translations"], "".join(translations))
-    write_text(out / FILES["dropped"], "".join(dropped))
-    write_text(out / FILES["summary"], json.dumps(summary, ensure_ascii=False, indent=2) + "\n")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        write_text(out / FILES["conll"], "".join(conll))
+        write_text(out / FILES["translations"], "".join(translations))
+        write_text(out / FILES["dropped"], "".join(dropped))
+        write_text(out / FILES["summary"], json.dumps(summary, ensure_ascii=False, indent=2) + "\n")
+    except OSError as e:   # a full disk, a read-only folder: the replies are cached, a rerun is free
+        raise DataError(f"--out {out}: cannot write ({e.strerror or e}); the replies are cached: rerun once "
+                        f"it can be written") from None
     return summary
 
 
