@@ -291,6 +291,24 @@ def test_max_wait_then_resume(srv: LoopbackServer, tmp_path: Path, capsys) -> No
     assert (srv.uploads, srv.fine_tuning.jobs_created) == (2, 1)
 
 
+def test_max_wait_holds_when_the_endpoint_hangs_or_the_poll_interval_is_long(srv: LoopbackServer, tmp_path: Path,
+                                                                               capsys,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """--max-wait 1 is one second, not the SDK's 300 s request timeout (times its retries) of an
+    endpoint that stopped answering, nor a --poll-interval of ten minutes."""
+    monkeypatch.setattr(openai_job, "MIN_POLL_WAIT", 0.5)
+    folder = _folder(tmp_path)
+    srv.fine_tuning.polls_per_state = None
+    started = time.monotonic()
+    code, _, err = _ft(capsys, srv, folder, "--max-wait", "1", "--poll-interval", "600")
+    assert code == 3 and "is still validating_files" in err and time.monotonic() - started < 8
+    srv.fine_tuning.hold["job"] = 30   # the status request is never answered in time
+    started = time.monotonic()
+    code, _, err = _ft(capsys, srv, folder, "--max-wait", "1")
+    assert code == 3 and "rerun the same command" in err and time.monotonic() - started < 8
+    srv.fine_tuning.hold.clear()
+
+
 def test_ctrl_c_leaves_the_job_running(srv: LoopbackServer, tmp_path: Path) -> None:
     folder = _folder(tmp_path)
     srv.fine_tuning.polls_per_state = None

@@ -73,6 +73,8 @@ FINAL: Final = frozenset({"succeeded", "failed", "cancelled"})
 ATTEMPTS: Final = 4
 #: Seconds before the first retry (doubled for each next one); the tests lower it.
 RETRY_INITIAL = 1.0
+#: Seconds a status request may take even when --max-wait has (nearly) passed; the tests lower it.
+MIN_POLL_WAIT = 10.0
 #: Items per page when listing files and jobs (the SDK follows the pages).
 PAGE = 100
 #: Jobs created this many seconds before their training file was (clock skew) are still looked at.
@@ -444,16 +446,19 @@ class FineTuneJob:
         last_status = None
         while True:
             try:
-                job = await self._request(f"checking job {job_id}",
-                                          lambda: self.api.fine_tuning.jobs.retrieve(job_id))
-                page = await self._request(f"reading the events of {job_id}",
-                                           lambda: self.api.fine_tuning.jobs.list_events(job_id, limit=50))
+                job = await self._bounded(self._request(f"checking job {job_id}",
+                                                        lambda: self.api.fine_tuning.jobs.retrieve(job_id)))
+                page = await self._bounded(self._request(
+                    f"reading the events of {job_id}", lambda: self.api.fine_tuning.jobs.list_events(job_id, limit=50)))
+            except TimeoutError:   # the endpoint did not answer before --max-wait: the job goes on
+                self._check_deadline(job_id, self.state.get("status") or "unknown", force=True)
+                raise AssertionError("unreachable") from None
             except BackendError as e:   # the job runs for hours: an outage of the endpoint is waited out
                 if not e.retryable:
                     raise
                 self.say(f"job {job_id}: cannot check it now ({e}); still waiting")
                 self._check_deadline(job_id, self.state.get("status") or "unknown")
-                await asyncio.sleep(self.poll_interval)
+                await self._pause()
                 continue
             fresh = []
             for event in page.data:   # newest first
@@ -475,11 +480,26 @@ class FineTuneJob:
             if job.status in FINAL:
                 return job
             self._check_deadline(job_id, job.status)
-            await asyncio.sleep(self.poll_interval)
+            await self._pause()
 
-    def _check_deadline(self, job_id: str, status: str) -> None:
-        """FineTunePending once --max-wait has passed."""
-        if self.deadline is None or time.monotonic() < self.deadline:
+    async def _bounded(self, request: Any) -> Any:
+        """A status request, given up (TimeoutError) once --max-wait has passed: a hanging endpoint
+        would otherwise hold the command for the SDK's timeout times the retries. Each request
+        still gets MIN_POLL_WAIT seconds, so that --max-wait 0 checks the status once."""
+        if self.deadline is None:
+            return await request
+        return await asyncio.wait_for(request, max(self.deadline - time.monotonic(), MIN_POLL_WAIT))
+
+    async def _pause(self) -> None:
+        """The wait between two polls, cut short at --max-wait (then the last poll tells the status)."""
+        pause = self.poll_interval
+        if self.deadline is not None:
+            pause = min(pause, max(0.0, self.deadline - time.monotonic()))
+        await asyncio.sleep(pause)
+
+    def _check_deadline(self, job_id: str, status: str, *, force: bool = False) -> None:
+        """FineTunePending once --max-wait has passed (`force`: it has)."""
+        if not force and (self.deadline is None or time.monotonic() < self.deadline):
             return
         progress = self.state.get("progress") or {}
         at = f", step {progress['step']}/{progress['total_steps']}" if progress.get("step") else ""
