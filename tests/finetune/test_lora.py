@@ -373,3 +373,12 @@ def test_the_default_out_of_data_dot_is_beside_the_data_folder(bases: dict[str, 
                  "--max-steps", "1", "--grad-accum", "1", "--no-progress"]) == 0
     assert f"tuned model: hf:{tmp_path / 'data-lora'}\n" in capsys.readouterr().out
     assert (tmp_path / "data-lora" / "training.json").is_file() and not list(data.glob("*lora*"))
+
+
+def test_line_separators_inside_a_json_string_do_not_split_the_line(tmp_path: Path) -> None:
+    """finetune-data writes UTF-8 (ensure_ascii=False), and json leaves U+0085, U+2028 and U+2029
+    raw inside strings: str.splitlines() would cut such a valid line in two."""
+    sentence = "Kano\u2028ya isa\x85Dodoma\u2029."
+    path = tmp_path / "train.jsonl"
+    path.write_text(json.dumps({"messages": conversation(sentence)}, ensure_ascii=False) + "\n", encoding="utf-8")
+    assert lora.read_conversations(path) == [conversation(sentence)]

@@ -107,7 +107,8 @@ def read_conversations(path: Path) -> list[list[dict[str, str]]]:
     except (OSError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: cannot read: {e}") from None
     out: list[list[dict[str, str]]] = []
-    for n, line in enumerate(text.splitlines(), 1):
+    # split("\n"), not splitlines(): JSON leaves U+0085, U+2028 and U+2029 raw inside strings
+    for n, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         try:
