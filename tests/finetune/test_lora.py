@@ -200,6 +200,9 @@ def test_examples_over_max_length_are_skipped_and_counted(bases: dict[str, Path]
     ('{"messages": [{"role": "user", "content": 3}, {"role": "assistant", "content": "y"}]}',
      r"train.jsonl:2: every message needs"),
     ('{"text": "x"}', r"train.jsonl:2: expected 'messages'"),
+    # JSON can escape half of a surrogate pair; no tokenizer can encode it (a TypeError traceback)
+    ('{"messages": [{"role": "user", "content": "x\\udc80"}, {"role": "assistant", "content": "y"}]}',
+     r"train.jsonl:2: a message holds a lone surrogate \\udc80"),
 ])
 def test_a_bad_line_is_named_by_file_and_line(tmp_path: Path, line: str, message: str) -> None:
     data = tmp_path / "data"

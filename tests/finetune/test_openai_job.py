@@ -433,6 +433,8 @@ def test_invalid_file_rejected_by_provider(srv: LoopbackServer, tmp_path: Path, 
     ('{"messages": [{"role": "robot", "content": "x"}]}', "messages[0]: role 'robot' is not one of"),
     ('{"messages": [{"role": "user", "content": "x"}]}', "no assistant message"),
     ("", "an empty line"),
+    ('{"messages": [{"role": "user", "content": "x\\ud800"}, {"role": "assistant", "content": "y"}]}',
+     "messages[0] (user): content holds a lone surrogate \\ud800"),
 ])
 def test_bad_line_named_before_anything_is_sent(srv: LoopbackServer, tmp_path: Path, capsys, line: str,
                                                 said: str) -> None:

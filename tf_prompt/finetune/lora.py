@@ -32,6 +32,7 @@ import json
 import math
 import os
 import random
+import re
 import shutil
 import sys
 import time
@@ -127,6 +128,10 @@ def read_conversations(path: Path) -> list[list[dict[str, str]]]:
         for m in messages:
             if not (isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)):
                 raise DataError(f"{path}:{n}: every message needs a string 'role' and 'content'")
+            lone = re.search("[\ud800-\udfff]", m["content"])
+            if lone:   # JSON can escape half a surrogate pair; no tokenizer encodes it
+                raise DataError(f"{path}:{n}: a message holds a lone surrogate \\u{ord(lone.group()):04x} "
+                                "(not text)")
         if messages[-1]["role"] != "assistant" or len(messages) < 2:
             raise DataError(f"{path}:{n}: the last message must be the assistant's answer, after the prompt")
         out.append([{"role": m["role"], "content": m["content"]} for m in messages])

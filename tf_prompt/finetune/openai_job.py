@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -139,6 +140,9 @@ def validate_chat_file(path: Path, data: bytes) -> int:
     return len(lines)
 
 
+_LONE_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
+
 def _line_problem(line: str) -> str | None:
     if not line.strip():
         return "an empty line"
@@ -162,6 +166,9 @@ def _line_problem(line: str) -> str | None:
         content = message.get("content")
         if not isinstance(content, (str, list)) and not (role == "assistant" and message.get("tool_calls")):
             return f"messages[{i}] ({role}): content is not text"
+        lone = _LONE_SURROGATE.search(content) if isinstance(content, str) else None
+        if lone:   # JSON can escape half a surrogate pair; it is no character, and no UTF-8
+            return f"messages[{i}] ({role}): content holds a lone surrogate \\u{ord(lone.group()):04x}"
     if not any(m.get("role") == "assistant" for m in messages):
         return "no assistant message (nothing to learn)"
     return None
