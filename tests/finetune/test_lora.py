@@ -269,6 +269,7 @@ def test_the_cli_trains_prints_the_model_string_and_keeps_a_finished_folder(base
 @pytest.mark.parametrize(("flags", "message"), [
     (["--max-steps", "0"], "--max-steps 0: expected at least 1"),
     (["--learning-rate", "nan"], "--learning-rate nan: expected a number >= 0"),
+    (["--learning-rate", "inf"], "--learning-rate inf: expected a finite number"),
     (["--lora-rank", "-2"], "--lora-rank -2: expected at least 1"),
 ])
 def test_the_cli_refuses_bad_numbers_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
@@ -385,3 +386,14 @@ def test_line_separators_inside_a_json_string_do_not_split_the_line(tmp_path: Pa
     path = tmp_path / "train.jsonl"
     path.write_text(json.dumps({"messages": conversation(sentence)}, ensure_ascii=False) + "\n", encoding="utf-8")
     assert lora.read_conversations(path) == [conversation(sentence)]
+
+
+def test_a_loss_that_is_no_longer_a_number_stops_the_run_and_writes_no_model(bases: dict[str, Path],
+                                                                            tmp_path: Path) -> None:
+    """A learning rate far too high makes the weights inf/NaN: the run must stop saying so, not
+    go on for hours and then write a model that can only answer noise."""
+    data = write_data(tmp_path / "data")
+    out = tmp_path / "tuned"
+    with pytest.raises(LoraError, match=r"loss is nan at step \d+ .*--learning-rate"):
+        finetune_hf(settings(data, bases["chat"], out, max_steps=6, learning_rate=1e30))
+    assert not (out / "model.safetensors").exists() and not (out / "training.json").exists()

@@ -166,6 +166,8 @@ def _hf(args: argparse.Namespace) -> int:
     for flag, number in (("--learning-rate", args.learning_rate), ("--max-minutes", args.max_minutes)):
         if number is not None and not number >= 0:   # also NaN
             raise DataError(f"{flag} {number}: expected a number >= 0")
+    if args.learning_rate == float("inf"):   # the first update makes every weight inf
+        raise DataError(f"--learning-rate {args.learning_rate}: expected a finite number")
     data = Path(args.data)
     loaded: Any = None
     with contextlib.suppress(OSError, ValueError):   # no summary.json: a JSONL folder made by hand

@@ -475,8 +475,13 @@ def _finetune_in(out: Path, settings: LoraSettings, fingerprint: str, source: st
                 epoch, i = divmod(position, len(examples))
                 prompt, answer = examples[order(epoch)[i]]
                 loss = _loss(model, prompt, answer)
+                value = float(loss.detach())
+                if not math.isfinite(value):   # the weights diverged: every later step is noise too
+                    raise LoraError(f"the training loss is {value} at step {step + 1} of {total}: the weights "
+                                    f"diverged; lower --learning-rate (now {settings.learning_rate:g}) and rerun "
+                                    "with --restart (no model was written)")
                 (loss / settings.grad_accum).backward()
-                losses.append(float(loss.detach()))
+                losses.append(value)
             phase = "update"   # the weights change in place: an interrupt now leaves them half updated
             torch.nn.utils.clip_grad_norm_(trainable, 1.0)
             optimizer.step()
