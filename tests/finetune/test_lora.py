@@ -397,3 +397,30 @@ def test_a_loss_that_is_no_longer_a_number_stops_the_run_and_writes_no_model(bas
     with pytest.raises(LoraError, match=r"loss is nan at step \d+ .*--learning-rate"):
         finetune_hf(settings(data, bases["chat"], out, max_steps=6, learning_rate=1e30))
     assert not (out / "model.safetensors").exists() and not (out / "training.json").exists()
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated"])
+def test_a_damaged_checkpoint_is_one_line_naming_it(bases: dict[str, Path], tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch, damage: str) -> None:
+    data = write_data(tmp_path / "data")
+    out = tmp_path / "tuned"
+    real_loss, calls = lora._loss, {"n": 0}
+
+    def dies_at_step_12(*args: object) -> object:
+        calls["n"] += 1
+        if calls["n"] == 12 + 1:
+            raise Killed
+        return real_loss(*args)
+
+    monkeypatch.setattr(lora, "_loss", dies_at_step_12)
+    with pytest.raises(Killed):
+        finetune_hf(settings(data, bases["chat"], out, max_steps=20))
+    monkeypatch.undo()
+    adapter = out / "checkpoint" / "adapter.pt"
+    if damage == "missing":
+        adapter.unlink()
+    else:
+        adapter.write_bytes(adapter.read_bytes()[:100])
+    with pytest.raises(LoraError, match=rf"{out / 'checkpoint'}: cannot read the checkpoint .*--restart"):
+        finetune_hf(settings(data, bases["chat"], out, max_steps=20))
+    assert finetune_hf(settings(data, bases["chat"], out, max_steps=20, restart=True))["steps"] == 20

@@ -442,10 +442,15 @@ def _finetune_in(out: Path, settings: LoraSettings, fingerprint: str, source: st
     step, history, seconds_before = 0, [], 0.0
     if checkpoint:
         folder = Path(checkpoint["folder"])
-        set_peft_model_state_dict(model, torch.load(folder / "adapter.pt"))
-        optimizer.load_state_dict(torch.load(folder / "optimizer.pt"))
-        step, history = int(checkpoint["step"]), list(checkpoint.get("history", []))
-        seconds_before = float(checkpoint.get("seconds", 0.0))
+        try:
+            set_peft_model_state_dict(model, torch.load(folder / "adapter.pt"))
+            optimizer.load_state_dict(torch.load(folder / "optimizer.pt"))
+            step, history = int(checkpoint["step"]), list(checkpoint.get("history", []))
+            seconds_before = float(checkpoint.get("seconds", 0.0))
+        except Exception as e:   # a file removed or cut short by hand, an old format: not a traceback
+            said = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+            raise LoraError(f"{folder}: cannot read the checkpoint ({said}); --restart discards it and trains "
+                            "anew") from None
         for _ in range(step):
             scheduler.step()
         _say(settings, f"continuing {out} from step {step} of {total}")
