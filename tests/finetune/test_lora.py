@@ -424,3 +424,40 @@ def test_a_damaged_checkpoint_is_one_line_naming_it(bases: dict[str, Path], tmp_
     with pytest.raises(LoraError, match=rf"{out / 'checkpoint'}: cannot read the checkpoint .*--restart"):
         finetune_hf(settings(data, bases["chat"], out, max_steps=20))
     assert finetune_hf(settings(data, bases["chat"], out, max_steps=20, restart=True))["steps"] == 20
+
+
+def test_a_second_kill_while_swapping_checkpoints_keeps_one(bases: dict[str, Path], tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Killed mid-swap, a run leaves only .checkpoint.old; the rerun continues from it, and a kill
+    in its own next swap must still leave a whole checkpoint (never neither)."""
+    import shutil
+    data = write_data(tmp_path / "data")
+    out = tmp_path / "tuned"
+    real_loss, calls = lora._loss, {"n": 0}
+
+    def dies_at_step_12(*args: object) -> object:
+        calls["n"] += 1
+        if calls["n"] == 12 + 1:
+            raise Killed
+        return real_loss(*args)
+
+    monkeypatch.setattr(lora, "_loss", dies_at_step_12)
+    with pytest.raises(Killed):
+        finetune_hf(settings(data, bases["chat"], out, max_steps=25))
+    monkeypatch.undo()
+    (out / "checkpoint").rename(out / ".checkpoint.old")   # as a kill between the two renames leaves it
+    real_rmtree = shutil.rmtree
+
+    def killed_removing_the_old_one(path: object, *args: object, **kw: object) -> None:
+        there = str(path).endswith(".checkpoint.old") and Path(str(path)).exists()
+        real_rmtree(path, *args, **kw)  # type: ignore[arg-type]
+        if there:   # killed right after it is gone
+            raise Killed
+
+    monkeypatch.setattr(lora.shutil, "rmtree", killed_removing_the_old_one)
+    with pytest.raises(Killed):
+        finetune_hf(settings(data, bases["chat"], out, max_steps=25))
+    monkeypatch.undo()
+    kept = lora._read_checkpoint(out)
+    assert kept is not None and kept["step"] in (10, 20)
+    assert finetune_hf(settings(data, bases["chat"], out, max_steps=25))["steps"] == 25

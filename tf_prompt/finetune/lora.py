@@ -300,8 +300,8 @@ def _save_checkpoint(out: Path, model: Any, optimizer: Any, state: dict[str, Any
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     final, old = out / CHECKPOINT_DIR, out / f".{CHECKPOINT_DIR}.old"
-    shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
+    if final.exists():   # else .old may be the only whole checkpoint (a kill mid-swap): it stays until tmp is in
+        shutil.rmtree(old, ignore_errors=True)
         final.rename(old)
     tmp.rename(final)
     shutil.rmtree(old, ignore_errors=True)
