@@ -14,7 +14,7 @@ Design points:
 - Only the answer tokens (and the turn's end marker) carry loss; the prompt is context.
 - Bounded by `--max-steps`, `--max-minutes` and `--epochs`, whichever comes first, so a CPU run
   fits a time box. Examples longer than `--max-length` tokens are skipped and counted.
-- Resumable: every `--save-every` steps the adapter, the optimizer and the step are written to
+- Resumable: every `save_every` steps (20; no flag) the adapter, the optimizer and the step are written to
   `DIR/checkpoint/` (a temporary folder renamed into place); a rerun with the same data and
   settings continues from there. Other data or settings are refused in one line (`--restart`).
   Ctrl-C between two optimizer updates also writes the checkpoint, so it costs no finished step.
