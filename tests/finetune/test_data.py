@@ -319,3 +319,19 @@ def test_an_out_that_is_a_file_or_cannot_be_written_is_one_line(server, tmp_path
     assert main([*base, "--out", str(tmp_path / "o")]) == 2
     line = _one_error_line(capsys)
     assert f"--out {tmp_path / 'o'}" in line and "No space left" in line
+
+
+def test_the_data_of_a_running_finetune_is_not_rewritten(server, tmp_path, capsys) -> None:
+    """While `tf-prompt finetune` works on a folder (it holds the folder's lock), finetune-data into
+    that folder must not replace the train.jsonl it uploads or trains on."""
+    from tf_prompt.util.folderlock import exclusive
+
+    out, _ = _make(server, tmp_path)
+    before = (out / "train.jsonl").read_bytes()
+    capsys.readouterr()
+    with exclusive(out):   # what a running finetune --provider openai holds
+        code = main(["finetune-data", "--model", "gpt-4o-mini", "--base-url", server.base_url, "--out", str(out),
+                     "--method", "direct", "--validation-share", "0.3"])
+        line = _one_error_line(capsys)
+    assert code == 2 and f"--out {out}" in line and "another tf-prompt" in line
+    assert (out / "train.jsonl").read_bytes() == before

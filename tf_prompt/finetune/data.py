@@ -55,6 +55,7 @@ from tf_prompt.prompting.templates import Prompt
 from tf_prompt.settings import RunSettings
 from tf_prompt.types import DataError, Mention, SentenceFailed, Trace
 from tf_prompt.util.atomic import write_text
+from tf_prompt.util.folderlock import FolderBusy, exclusive
 
 #: --format: OpenAI chat fine-tuning ({"messages"}), Hugging Face conversational ({"messages"},
 #: what TRL's SFTTrainer reads) or Hugging Face prompt/completion ({"prompt", "completion"}).
@@ -331,9 +332,14 @@ def write_examples(out: Path, outcomes: Sequence[SentenceOutcome], *, fmt: str, 
     }
     try:
         out.mkdir(parents=True, exist_ok=True)
-        for split in SPLITS:
-            write_text(out / FILES[split], "".join(line + "\n" for line in lines[split]))
-        write_text(out / "summary.json", json.dumps(summary, ensure_ascii=False, indent=2) + "\n")
+        # not under a running `finetune` (it holds the folder) or another finetune-data
+        with exclusive(out):
+            for split in SPLITS:
+                write_text(out / FILES[split], "".join(line + "\n" for line in lines[split]))
+            write_text(out / "summary.json", json.dumps(summary, ensure_ascii=False, indent=2) + "\n")
+    except FolderBusy:
+        raise DataError(f"--out {out}: another tf-prompt command (a finetune on this data, or a finetune-data) is "
+                        "using this folder: rerun once it has ended (the teacher's replies are cached)") from None
     except OSError as e:   # a full disk, a read-only folder: the teacher's replies are cached, a rerun is free
         raise DataError(f"--out {out}: cannot write ({e.strerror or e}); the teacher's replies are cached: "
                         f"rerun once it can be written") from None
