@@ -86,9 +86,18 @@ def test_base_vs_tuned_direct_vs_transfusion(tmp_path: Path, capsys: pytest.Capt
         config = tmp_path / "sweep_finetune.toml"
         config.write_text(text, encoding="utf-8")
 
+        srv.requests.clear()
         assert main_sweep([str(config)]) == 0
         asked = {str(body["model"]) for body in srv.requests}
+        tuned_prompts = {json.dumps(body["messages"], sort_keys=True) for body in srv.requests
+                         if body["model"] == tuned_model}
     assert {"gpt-4o-mini-2024-07-18", tuned_model} <= asked   # each cell asked its own model
+    # The sweep asks the tuned model exactly the prompts it was tuned on (system, user, byte for byte):
+    # the example config's labels and prompt style must be finetune-data's.
+    trained = {json.dumps(json.loads(line)["messages"][:-1], sort_keys=True)
+               for name in ("train.jsonl", "validation.jsonl")
+               for line in (data / name).read_text(encoding="utf-8").split("\n") if line}
+    assert tuned_prompts and tuned_prompts <= trained, sorted(tuned_prompts - trained)[:1]
 
     results = json.loads((tmp_path / "sweep" / "results.json").read_text(encoding="utf-8"))
     f1 = {(c["model"], c["method"]): c["f1"] for c in results["cells"]}

@@ -293,3 +293,64 @@ def test_the_price_table_is_read_once_before_any_call(server, tmp_path, monkeypa
     out, summary = _make(server, tmp_path, "--method", "transfusion")
     assert loads == [0] and server.requests   # read before the first request, and only then
     assert (out / "train.jsonl").is_file() and summary["training_cost_usd"] is not None
+
+
+def test_the_printed_run_command_asks_the_prompts_the_model_was_trained_on(server, tmp_path) -> None:
+    """The `run it:` line of finetune must render the same prompts as the examples: every setting
+    finetune-data rendered them with (few-shot examples, combination rule, language, labels...)
+    has to be in it, or the tuned model is measured on prompts it never saw."""
+    import shlex
+
+    from tf_prompt.cli import _settings, build_parser
+    from tf_prompt.finetune.cli import run_command
+
+    flags = ["--shots", "2", "--shots-from", str(sample_path()), "--combine", "none", "--no-pivot-check",
+             "--lang", "hau", "--labels", "PER,LOC", "--no-checks"]
+    out, summary = _make(server, tmp_path, *flags)
+    argv = shlex.split(run_command("ft:gpt-4o-mini:x", summary, server.base_url, None))
+    assert argv[:2] == ["tf-prompt", "run"]
+    ran = _settings(build_parser().parse_args(argv[1:]))
+    trained = _settings(build_parser().parse_args(["finetune-data", "--out", str(out), *flags]))
+    for field in ("method", "style", "combine", "checks", "pivot_check", "language", "labels", "shots",
+                  "shots_from", "schema_spec", "prompts", "translator", "annotator"):
+        assert getattr(ran, field) == getattr(trained, field), field
+
+
+def test_an_out_that_is_a_file_or_cannot_be_written_is_one_line(server, tmp_path, capsys, monkeypatch) -> None:
+    """--out naming a file is refused before any teacher call; a full disk at the end is one line."""
+    import errno
+
+    from tf_prompt.finetune import data as data_module
+
+    a_file = tmp_path / "afile"
+    a_file.write_text("x", encoding="utf-8")
+    server.responder = oracle_responder(SENTENCES, LABELS)
+    base = ["finetune-data", "--model", "gpt-4o-mini", "--base-url", server.base_url]
+    assert main([*base, "--out", str(a_file)]) == 2
+    line = _one_error_line(capsys)
+    assert f"--out {a_file}" in line and "not a folder" in line
+    assert not server.requests
+
+    def no_space(*args: Any, **kw: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(data_module, "write_text", no_space)
+    assert main([*base, "--out", str(tmp_path / "o")]) == 2
+    line = _one_error_line(capsys)
+    assert f"--out {tmp_path / 'o'}" in line and "No space left" in line
+
+
+def test_the_data_of_a_running_finetune_is_not_rewritten(server, tmp_path, capsys) -> None:
+    """While `tf-prompt finetune` works on a folder (it holds the folder's lock), finetune-data into
+    that folder must not replace the train.jsonl it uploads or trains on."""
+    from tf_prompt.util.folderlock import exclusive
+
+    out, _ = _make(server, tmp_path)
+    before = (out / "train.jsonl").read_bytes()
+    capsys.readouterr()
+    with exclusive(out):   # what a running finetune --provider openai holds
+        code = main(["finetune-data", "--model", "gpt-4o-mini", "--base-url", server.base_url, "--out", str(out),
+                     "--method", "direct", "--validation-share", "0.3"])
+        line = _one_error_line(capsys)
+    assert code == 2 and f"--out {out}" in line and "another tf-prompt" in line
+    assert (out / "train.jsonl").read_bytes() == before

@@ -104,26 +104,36 @@ def test_the_prompt_tokens_are_those_the_backend_sends(bases: dict[str, Path]) -
     assert lora.encode_example(tok, conv, [tok.convert_tokens_to_ids("<|end|>")])[1] == answer_ids[:-1]
 
 
+class Killed(BaseException):
+    """A SIGKILL: nothing in the run may catch it (KeyboardInterrupt, Ctrl-C, it may)."""
+
+
+@pytest.mark.parametrize(("stop", "dropout", "saved_at"), [
+    (Killed, 0.0, 10),              # the last checkpoint (--save-every 10)
+    (Killed, 0.05, 10),             # 0.05: the CLI's dropout, whose random masks must resume too
+    (KeyboardInterrupt, 0.05, 16),  # Ctrl-C in step 17 keeps the 16 steps made
+])
 def test_a_killed_run_continues_to_the_same_weights(bases: dict[str, Path], tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+                                                    monkeypatch: pytest.MonkeyPatch, stop: type[BaseException],
+                                                    dropout: float, saved_at: int) -> None:
     data = write_data(tmp_path / "data")
-    straight = finetune_hf(settings(data, bases["chat"], tmp_path / "straight", max_steps=25))
+    straight = finetune_hf(settings(data, bases["chat"], tmp_path / "straight", max_steps=25, dropout=dropout))
 
     real_loss, calls = lora._loss, {"n": 0}
 
     def dies_at_step_17(*args: object) -> object:
         calls["n"] += 1
         if calls["n"] == 17 + 1:   # + 1: the validation loss before training
-            raise KeyboardInterrupt
+            raise stop
         return real_loss(*args)
 
     monkeypatch.setattr(lora, "_loss", dies_at_step_17)
-    with pytest.raises(KeyboardInterrupt):
-        finetune_hf(settings(data, bases["chat"], tmp_path / "resumed", max_steps=25))
+    with pytest.raises(stop):
+        finetune_hf(settings(data, bases["chat"], tmp_path / "resumed", max_steps=25, dropout=dropout))
     state = json.loads((tmp_path / "resumed" / "checkpoint" / "state.json").read_text())
-    assert state["step"] == 10 and not (tmp_path / "resumed" / "training.json").exists()
+    assert state["step"] == saved_at and not (tmp_path / "resumed" / "training.json").exists()
     monkeypatch.setattr(lora, "_loss", real_loss)
-    resumed = finetune_hf(settings(data, bases["chat"], tmp_path / "resumed", max_steps=25))
+    resumed = finetune_hf(settings(data, bases["chat"], tmp_path / "resumed", max_steps=25, dropout=dropout))
     assert resumed["steps"] == 25
     assert resumed["train_loss_history"] == straight["train_loss_history"]
     from safetensors.torch import load_file
@@ -162,6 +172,12 @@ def test_a_time_box_stops_and_more_minutes_continue(bases: dict[str, Path], tmp_
     boxed = finetune_hf(settings(data, bases["chat"], out, max_steps=30, max_minutes=0.0))
     assert boxed["steps"] == 0 and boxed["stopped_by"] == "minutes"
     assert (out / "model.safetensors").is_file()     # a usable model even so
+    # the same time box again has no minute left: the model is kept as it is, not merged and
+    # written again (a new mtime would also make `run --model hf:OUT` miss its reply cache)
+    mtime = (out / "model.safetensors").stat().st_mtime_ns
+    again = finetune_hf(settings(data, bases["chat"], out, max_steps=30, max_minutes=0.0))
+    assert again["steps"] == 0 and again["stopped_by"] == "minutes"
+    assert (out / "model.safetensors").stat().st_mtime_ns == mtime
     more = finetune_hf(settings(data, bases["chat"], out, max_steps=30, max_minutes=10.0))
     assert more["steps"] == 30 and more["stopped_by"] == "steps"
 
@@ -184,6 +200,9 @@ def test_examples_over_max_length_are_skipped_and_counted(bases: dict[str, Path]
     ('{"messages": [{"role": "user", "content": 3}, {"role": "assistant", "content": "y"}]}',
      r"train.jsonl:2: every message needs"),
     ('{"text": "x"}', r"train.jsonl:2: expected 'messages'"),
+    # JSON can escape half of a surrogate pair; no tokenizer can encode it (a TypeError traceback)
+    ('{"messages": [{"role": "user", "content": "x\\udc80"}, {"role": "assistant", "content": "y"}]}',
+     r"train.jsonl:2: a message holds a lone surrogate \\udc80"),
 ])
 def test_a_bad_line_is_named_by_file_and_line(tmp_path: Path, line: str, message: str) -> None:
     data = tmp_path / "data"
@@ -286,6 +305,7 @@ def test_the_cli_trains_prints_the_model_string_and_keeps_a_finished_folder(base
 @pytest.mark.parametrize(("flags", "message"), [
     (["--max-steps", "0"], "--max-steps 0: expected at least 1"),
     (["--learning-rate", "nan"], "--learning-rate nan: expected a number >= 0"),
+    (["--learning-rate", "inf"], "--learning-rate inf: expected a finite number"),
     (["--lora-rank", "-2"], "--lora-rank -2: expected at least 1"),
 ])
 def test_the_cli_refuses_bad_numbers_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
@@ -295,3 +315,185 @@ def test_the_cli_refuses_bad_numbers_in_one_line(tmp_path: Path, capsys: pytest.
     assert main(["finetune", "--provider", "hf", "--data", str(data), *flags]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"tf-prompt: error: {message}"]
+
+
+def test_out_cannot_be_the_base_models_folder(bases: dict[str, Path], tmp_path: Path) -> None:
+    """The merged weights would be written over the base's own model.safetensors and config."""
+    import shutil
+    base = Path(shutil.copytree(bases["chat"], tmp_path / "base"))
+    before = {p.name: p.read_bytes() for p in base.iterdir() if p.is_file()}
+    data = write_data(tmp_path / "data")
+    for out in (base, tmp_path / "." / "base"):
+        with pytest.raises(LoraError, match=r"--out .*the base model's folder"):
+            finetune_hf(settings(data, base, out, max_steps=1))
+    assert {p.name: p.read_bytes() for p in base.iterdir() if p.is_file()} == before
+
+
+def test_a_second_run_into_the_same_out_is_refused_while_one_trains(bases: dict[str, Path], tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two runs swapping checkpoints and writing weights in one folder would leave a mix of both."""
+    data = write_data(tmp_path / "data")
+    out = tmp_path / "tuned"
+    real_loss, seen = lora._loss, []
+
+    def second_run_meanwhile(*args: object) -> object:
+        if not seen:
+            with pytest.raises(LoraError, match=r"--out .* is being written by another"):
+                finetune_hf(settings(data, bases["chat"], out, max_steps=3))
+            seen.append(True)
+        return real_loss(*args)
+
+    monkeypatch.setattr(lora, "_loss", second_run_meanwhile)
+    first = finetune_hf(settings(data, bases["chat"], out, max_steps=3))
+    assert seen and first["steps"] == 3
+    monkeypatch.setattr(lora, "_loss", real_loss)
+    stale = out / ".checkpoint.999999.tmp"   # what a run killed while saving a checkpoint leaves
+    stale.mkdir()
+    assert finetune_hf(settings(data, bases["chat"], out, max_steps=3))["steps"] == 3
+    assert not stale.exists()
+
+
+@pytest.mark.parametrize("how", ["oserror", "torch"])
+def test_a_full_disk_is_one_line(bases: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                 capsys: pytest.CaptureFixture[str], how: str) -> None:
+    import errno
+
+    from tf_prompt.cli import main
+
+    def no_space(*args: object, **kw: object) -> None:
+        if how == "torch":   # what torch.save says on a full disk (seen writing to /dev/full)
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    if how == "torch":
+        monkeypatch.setattr(torch, "save", no_space)
+    else:
+        monkeypatch.setattr(lora, "_save_checkpoint", no_space)
+    data = write_data(tmp_path / "data")
+    out = tmp_path / "tuned"
+    code = main(["finetune", "--provider", "hf", "--data", str(data), "--model", f"hf:{bases['chat']}",
+                 "--out", str(out), "--max-steps", "2", "--grad-accum", "1", "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and "Traceback" not in "\n".join(err)
+    assert err[-1].startswith(f"tf-prompt: error: --out {out}: cannot write")
+    assert ("No space left" if how == "oserror" else "unexpected pos") in err[-1]
+    assert not [p for p in out.iterdir() if p.name.startswith(".checkpoint")]   # no half-written checkpoint
+
+
+def test_a_kill_while_the_model_is_rewritten_leaves_no_stale_training_json(bases: dict[str, Path], tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """training.json says what DIR holds: while a continued run writes new weights over the old
+    ones it must not still describe the old ones (a kill there leaves the new weights)."""
+    data = write_data(tmp_path / "data")
+    out = tmp_path / "tuned"
+    assert finetune_hf(settings(data, bases["chat"], out, max_steps=6, max_minutes=0.0))["steps"] == 0
+    real_save = lora._write_model
+
+    def killed_after_the_weights(model: object, tokenizer: object, where: Path) -> None:
+        real_save(model, tokenizer, where)
+        raise Killed
+
+    monkeypatch.setattr(lora, "_write_model", killed_after_the_weights)
+    with pytest.raises(Killed):
+        finetune_hf(settings(data, bases["chat"], out, max_steps=6))
+    assert not (out / "training.json").exists()
+    monkeypatch.undo()
+    assert finetune_hf(settings(data, bases["chat"], out, max_steps=6))["steps"] == 6   # the rerun finishes
+    assert json.loads((out / "training.json").read_text())["steps"] == 6
+
+
+def test_the_default_out_of_data_dot_is_beside_the_data_folder(bases: dict[str, Path], tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """`--data .` (run inside the folder) must not train into a hidden `.-lora` inside the data."""
+    from tf_prompt.cli import main
+    data = write_data(tmp_path / "data")
+    monkeypatch.chdir(data)
+    assert main(["finetune", "--provider", "hf", "--data", ".", "--model", f"hf:{bases['chat']}",
+                 "--max-steps", "1", "--grad-accum", "1", "--no-progress"]) == 0
+    assert f"tuned model: hf:{tmp_path / 'data-lora'}\n" in capsys.readouterr().out
+    assert (tmp_path / "data-lora" / "training.json").is_file() and not list(data.glob("*lora*"))
+
+
+def test_line_separators_inside_a_json_string_do_not_split_the_line(tmp_path: Path) -> None:
+    """finetune-data writes UTF-8 (ensure_ascii=False), and json leaves U+0085, U+2028 and U+2029
+    raw inside strings: str.splitlines() would cut such a valid line in two."""
+    sentence = "Kano\u2028ya isa\x85Dodoma\u2029."
+    path = tmp_path / "train.jsonl"
+    path.write_text(json.dumps({"messages": conversation(sentence)}, ensure_ascii=False) + "\n", encoding="utf-8")
+    assert lora.read_conversations(path) == [conversation(sentence)]
+
+
+def test_a_loss_that_is_no_longer_a_number_stops_the_run_and_writes_no_model(bases: dict[str, Path],
+                                                                            tmp_path: Path) -> None:
+    """A learning rate far too high makes the weights inf/NaN: the run must stop saying so, not
+    go on for hours and then write a model that can only answer noise."""
+    data = write_data(tmp_path / "data")
+    out = tmp_path / "tuned"
+    with pytest.raises(LoraError, match=r"loss is nan at step \d+ .*--learning-rate"):
+        finetune_hf(settings(data, bases["chat"], out, max_steps=6, learning_rate=1e30))
+    assert not (out / "model.safetensors").exists() and not (out / "training.json").exists()
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated"])
+def test_a_damaged_checkpoint_is_one_line_naming_it(bases: dict[str, Path], tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch, damage: str) -> None:
+    data = write_data(tmp_path / "data")
+    out = tmp_path / "tuned"
+    real_loss, calls = lora._loss, {"n": 0}
+
+    def dies_at_step_12(*args: object) -> object:
+        calls["n"] += 1
+        if calls["n"] == 12 + 1:
+            raise Killed
+        return real_loss(*args)
+
+    monkeypatch.setattr(lora, "_loss", dies_at_step_12)
+    with pytest.raises(Killed):
+        finetune_hf(settings(data, bases["chat"], out, max_steps=20))
+    monkeypatch.undo()
+    adapter = out / "checkpoint" / "adapter.pt"
+    if damage == "missing":
+        adapter.unlink()
+    else:
+        adapter.write_bytes(adapter.read_bytes()[:100])
+    with pytest.raises(LoraError, match=rf"{out / 'checkpoint'}: cannot read the checkpoint .*--restart"):
+        finetune_hf(settings(data, bases["chat"], out, max_steps=20))
+    assert finetune_hf(settings(data, bases["chat"], out, max_steps=20, restart=True))["steps"] == 20
+
+
+def test_a_second_kill_while_swapping_checkpoints_keeps_one(bases: dict[str, Path], tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Killed mid-swap, a run leaves only .checkpoint.old; the rerun continues from it, and a kill
+    in its own next swap must still leave a whole checkpoint (never neither)."""
+    import shutil
+    data = write_data(tmp_path / "data")
+    out = tmp_path / "tuned"
+    real_loss, calls = lora._loss, {"n": 0}
+
+    def dies_at_step_12(*args: object) -> object:
+        calls["n"] += 1
+        if calls["n"] == 12 + 1:
+            raise Killed
+        return real_loss(*args)
+
+    monkeypatch.setattr(lora, "_loss", dies_at_step_12)
+    with pytest.raises(Killed):
+        finetune_hf(settings(data, bases["chat"], out, max_steps=25))
+    monkeypatch.undo()
+    (out / "checkpoint").rename(out / ".checkpoint.old")   # as a kill between the two renames leaves it
+    real_rmtree = shutil.rmtree
+
+    def killed_removing_the_old_one(path: object, *args: object, **kw: object) -> None:
+        there = str(path).endswith(".checkpoint.old") and Path(str(path)).exists()
+        real_rmtree(path, *args, **kw)  # type: ignore[arg-type]
+        if there:   # killed right after it is gone
+            raise Killed
+
+    monkeypatch.setattr(lora.shutil, "rmtree", killed_removing_the_old_one)
+    with pytest.raises(Killed):
+        finetune_hf(settings(data, bases["chat"], out, max_steps=25))
+    monkeypatch.undo()
+    kept = lora._read_checkpoint(out)
+    assert kept is not None and kept["step"] in (10, 20)
+    assert finetune_hf(settings(data, bases["chat"], out, max_steps=25))["steps"] == 25

@@ -451,3 +451,47 @@ def test_the_default_out_folder_is_named_after_the_english_file_and_language(cap
                               "gpt-4o-mini", "--base-url", server.base_url)
     assert code == 0 and "outputs: projected/uner-dev-hau/projected.conll" in stdout
     assert _pairs(tmp_path / "projected" / "uner-dev-hau") == [_sent("Audu/B-PER ya zo .")]
+
+
+def test_an_out_that_is_a_file_or_cannot_be_written_is_one_line(capsys, server, tmp_path, monkeypatch) -> None:
+    """--out naming a file is refused before any call; a full disk at the end is one line."""
+    import errno
+
+    from tf_prompt.finetune import project as project_module
+
+    english = _conll(tmp_path / "en.txt", [_sent("Kano/B-LOC is big .")])
+    server.responder = _table({"[Kano] is big.": "[Kano] babba ce."})
+    (tmp_path / "afile").write_text("x", encoding="utf-8")
+    code, _, err, dest = _project(capsys, server, tmp_path, english, out="afile")
+    assert code == 2 and err.count("\n") == 1 and f"--out {dest}" in err and "not a folder" in err
+    assert server.served == 0
+
+    def no_space(*args: Any, **kw: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(project_module, "write_text", no_space)
+    code, _, err, dest = _project(capsys, server, tmp_path, english, out="o")
+    assert code == 2 and err.count("\n") == 1 and f"--out {dest}" in err and "No space left" in err
+
+
+def test_a_second_projection_into_the_same_out_is_refused_while_one_runs(capsys, server, tmp_path) -> None:
+    """Two runs writing one folder's outputs would each replace the other's files (and the later
+    summary.json would describe the other's projected.conll)."""
+    from tf_prompt.cli import main
+
+    english = _conll(tmp_path / "en.txt", [_sent("Kano/B-LOC is big ."), _sent("Dodoma/B-LOC is far .")])
+    dest = tmp_path / "proj"
+    replies = {"[Kano] is big.": "[Kano] babba ce.", "[Dodoma] is far.": "[Dodoma] tana nesa."}
+    table, started, second = _table(replies), [], []
+
+    def respond(body: dict[str, Any]) -> str:
+        if not started:   # while the first run waits for this reply
+            started.append(True)
+            second.append(main(["project-data", "--english", str(english), "--lang", "hau", "--model", "gpt-4o-mini",
+                                "--base-url", server.base_url, "--out", str(dest), "--no-cache"]))
+        return table(body)
+
+    server.responder = respond
+    code, _, err, _ = _project(capsys, server, tmp_path, english, "--concurrency", "1", "--no-cache")
+    assert code == 0, err
+    assert second == [2] and "another tf-prompt" in err and server.served == 2

@@ -191,6 +191,24 @@ def test_kill_after_job_creation_rerun_adopts_the_job(srv: LoopbackServer, tmp_p
     assert "fine-tuned model: ft:" in out
 
 
+def test_a_second_run_on_the_folder_is_refused_while_one_runs(srv: LoopbackServer, tmp_path: Path, capsys) -> None:
+    """Two runs on one folder (the command started twice) would both list, both find nothing
+    and both create a paid job; the second is refused in one line and sends nothing."""
+    folder = _folder(tmp_path)
+    srv.fine_tuning.hold["upload"] = 60
+    proc = _spawn(srv, folder)
+    try:
+        _wait_for(lambda: srv.uploads == 1, proc)   # the first run is waiting for its upload's answer
+        code, _, err = _ft(capsys, srv, folder)
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert code == 2
+    line = _one_error_line(err)
+    assert str(folder) in line and "another tf-prompt finetune" in line
+    assert srv.uploads == 1 and srv.fine_tuning.jobs_created == 0
+
+
 def test_adoption_skips_other_jobs_across_pages(srv: LoopbackServer, tmp_path: Path, capsys,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """Killed after its job was created, the run finds it behind newer jobs on later pages of the
@@ -271,6 +289,24 @@ def test_max_wait_then_resume(srv: LoopbackServer, tmp_path: Path, capsys) -> No
     code, out, err = _ft(capsys, srv, folder)
     assert code == 0 and "following the job started earlier" in err and "fine-tuned model: ft:" in out
     assert (srv.uploads, srv.fine_tuning.jobs_created) == (2, 1)
+
+
+def test_max_wait_holds_when_the_endpoint_hangs_or_the_poll_interval_is_long(srv: LoopbackServer, tmp_path: Path,
+                                                                               capsys,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """--max-wait 1 is one second, not the SDK's 300 s request timeout (times its retries) of an
+    endpoint that stopped answering, nor a --poll-interval of ten minutes."""
+    monkeypatch.setattr(openai_job, "MIN_POLL_WAIT", 0.5)
+    folder = _folder(tmp_path)
+    srv.fine_tuning.polls_per_state = None
+    started = time.monotonic()
+    code, _, err = _ft(capsys, srv, folder, "--max-wait", "1", "--poll-interval", "600")
+    assert code == 3 and "is still validating_files" in err and time.monotonic() - started < 8
+    srv.fine_tuning.hold["job"] = 30   # the status request is never answered in time
+    started = time.monotonic()
+    code, _, err = _ft(capsys, srv, folder, "--max-wait", "1")
+    assert code == 3 and "rerun the same command" in err and time.monotonic() - started < 8
+    srv.fine_tuning.hold.clear()
 
 
 def test_ctrl_c_leaves_the_job_running(srv: LoopbackServer, tmp_path: Path) -> None:
@@ -397,6 +433,8 @@ def test_invalid_file_rejected_by_provider(srv: LoopbackServer, tmp_path: Path, 
     ('{"messages": [{"role": "robot", "content": "x"}]}', "messages[0]: role 'robot' is not one of"),
     ('{"messages": [{"role": "user", "content": "x"}]}', "no assistant message"),
     ("", "an empty line"),
+    ('{"messages": [{"role": "user", "content": "x\\ud800"}, {"role": "assistant", "content": "y"}]}',
+     "messages[0] (user): content holds a lone surrogate \\ud800"),
 ])
 def test_bad_line_named_before_anything_is_sent(srv: LoopbackServer, tmp_path: Path, capsys, line: str,
                                                 said: str) -> None:
@@ -437,3 +475,59 @@ def test_key_goes_to_its_endpoint_only(srv: LoopbackServer, tmp_path: Path, caps
     monkeypatch.delenv("MY_FT_KEY")
     code, _, err = _ft(capsys, srv, _folder(tmp_path, name="other"), "--api-key-env", "MY_FT_KEY")
     assert code == 1 and "MY_FT_KEY is not set" in _one_error_line(err)
+
+
+@pytest.mark.parametrize(("flags", "said"), [
+    (["--poll-interval", "nan"], "--poll-interval nan"),    # polled with no pause at all
+    (["--poll-interval", "inf"], "--poll-interval inf"),    # never polled again
+    (["--max-wait", "nan"], "--max-wait nan"),
+    (["--max-wait", "-5"], "--max-wait -5"),
+])
+def test_bad_waiting_numbers_are_one_line(srv: LoopbackServer, tmp_path: Path, capsys, flags: list[str],
+                                         said: str) -> None:
+    folder = _folder(tmp_path)
+    code = main(["finetune", "--provider", "openai", "--data", str(folder), "--base-url", srv.base_url, *flags])
+    assert code == 2 and said in _one_error_line(capsys.readouterr().err)
+    assert srv.fine_tuning.authorizations == [] and not (folder / STATE_FILE).exists()
+
+
+@pytest.mark.parametrize(("model", "summary_model"), [(None, "gguf:qwen2.5-coder-1.5b"), ("hf:/models/base", None),
+                                                      ("anthropic:claude-3-5-haiku", None)])
+def test_a_base_of_another_backend_is_refused_before_anything_is_sent(srv: LoopbackServer, tmp_path: Path, capsys,
+                                                                      model: str | None,
+                                                                      summary_model: str | None) -> None:
+    """finetune-data made with a local teacher records it as train_model; OpenAI cannot tune it, and
+    learning that from the provider would come after the uploads."""
+    folder = _folder(tmp_path, summary={"format": "openai", "train_model": summary_model or "gpt-4o-mini"})
+    code, _, err = _ft(capsys, srv, folder, *(["--model", model] if model else []))
+    named = model or summary_model
+    assert code == 2
+    line = _one_error_line(err)
+    assert str(named) in line and "--provider hf" in line
+    assert srv.fine_tuning.authorizations == [] and srv.uploads == 0
+
+
+def test_a_state_file_that_cannot_be_written_is_one_line(srv: LoopbackServer, tmp_path: Path, capsys,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk (or a read-only data folder) when the state is saved after the job was created:
+    one line, and the rerun adopts the job instead of making a second one."""
+    import errno
+
+    from tf_prompt.util import atomic
+
+    real_write, folder = atomic.write_text, _folder(tmp_path)
+
+    def full_once_the_job_exists(path: Any, text: str, *args: Any, **kw: Any) -> Any:
+        if srv.fine_tuning.jobs_created and '"job_id": "ftjob' in text:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(path, text, *args, **kw)
+
+    monkeypatch.setattr(atomic, "write_text", full_once_the_job_exists)
+    code, _, err = _ft(capsys, srv, folder)
+    line = _one_error_line(err)
+    assert code == 2 and str(folder / STATE_FILE) in line and "No space left" in line
+    monkeypatch.undo()
+    code, out, err = _ft(capsys, srv, folder)
+    assert "fine-tuned model: ft:" in out
+    assert code == 0, err
+    assert srv.fine_tuning.jobs_created == 1 and "found, created for this data by an earlier run" in err

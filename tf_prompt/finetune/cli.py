@@ -88,6 +88,8 @@ def _say(msg: str) -> None:
 
 
 def _openai(args: argparse.Namespace) -> int:
+    import math
+
     from tf_prompt.finetune.openai_job import (
         FineTuneJob,
         FineTunePending,
@@ -96,12 +98,14 @@ def _openai(args: argparse.Namespace) -> int:
         make_api,
         make_spec,
     )
+    from tf_prompt.types import DataError
     from tf_prompt.util.formatting import money
 
-    if args.poll_interval <= 0:
-        from tf_prompt.types import DataError
-
+    # NaN would poll with no pause and infinity never again: both are refused, as are negative waits
+    if not (args.poll_interval > 0 and math.isfinite(args.poll_interval)):
         raise DataError(f"--poll-interval {args.poll_interval}: expected a number of seconds above 0")
+    if args.max_wait is not None and not args.max_wait >= 0:
+        raise DataError(f"--max-wait {args.max_wait}: expected a number of seconds, 0 or more")
     from tf_prompt.backends.openai_compat import effective_base_url
 
     # The data is checked before the key is read: a bad line is reported as such, with or without a key.
@@ -164,6 +168,8 @@ def _hf(args: argparse.Namespace) -> int:
     for flag, number in (("--learning-rate", args.learning_rate), ("--max-minutes", args.max_minutes)):
         if number is not None and not number >= 0:   # also NaN
             raise DataError(f"{flag} {number}: expected a number >= 0")
+    if args.learning_rate == float("inf"):   # the first update makes every weight inf
+        raise DataError(f"--learning-rate {args.learning_rate}: expected a finite number")
     data = Path(args.data)
     loaded: Any = None
     with contextlib.suppress(OSError, ValueError):   # no summary.json: a JSONL folder made by hand
@@ -171,7 +177,9 @@ def _hf(args: argparse.Namespace) -> int:
     summary: dict[str, Any] = loaded if isinstance(loaded, dict) else {}
     named = summary.get("train_model")
     base = args.model or (named if isinstance(named, str) and named.startswith(("hf:", "gguf:")) else HF_DEFAULT_BASE)
-    out = args.out or f"{str(data).rstrip('/')}-lora"
+    # beside the data folder; `--data .` or `..` has no name of its own to put -lora after
+    named = data if data.name not in ("", ".", "..") else data.resolve()
+    out = args.out or f"{str(named).rstrip('/')}-lora"
     _say(f"LoRA on {base} from {data} into {out}")
     result = finetune_hf(LoraSettings(
         data=str(data), base=base, out=out, max_steps=args.max_steps, max_minutes=args.max_minutes,
@@ -202,6 +210,7 @@ def run_command(model: str, summary: dict[str, Any], base_url: str | None, api_k
     for key in ("translator", "annotator"):
         if summary.get(key) and summary[key] != "llm":
             argv += [f"--{key}", str(summary[key])]
+    argv += _prompt_flags(summary.get("prompt_settings"))
     data = summary.get("data_path")
     if isinstance(data, str) and (m := re.fullmatch(r"(masakhaner2:[^:]+)(:(train|dev))?", data)):
         argv += ["--data", f"{m.group(1)}:test"]
@@ -212,3 +221,23 @@ def run_command(model: str, summary: dict[str, Any], base_url: str | None, api_k
     if api_key_env:
         argv += ["--api-key-env", api_key_env]
     return shlex.join(argv)
+
+
+def _prompt_flags(recorded: Any) -> list[str]:
+    """The run flags that give back the prompt settings finetune-data recorded (data.prompt_settings)."""
+    if not isinstance(recorded, dict):
+        return []
+    argv: list[str] = []
+    for key, value in recorded.items():
+        if value is None:
+            continue
+        if key == "checks":   # on by default: only --no-checks exists
+            argv += [] if value else ["--no-checks"]
+        elif key == "pivot_check":
+            argv.append("--pivot-check" if value else "--no-pivot-check")
+        elif key == "labels" and isinstance(value, list):
+            argv += ["--labels", ",".join(map(str, value))]
+        else:
+            flag = {"language": "lang", "schema_spec": "schema"}.get(key, str(key)).replace("_", "-")
+            argv += [f"--{flag}", str(value)]
+    return argv

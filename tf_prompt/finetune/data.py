@@ -55,6 +55,7 @@ from tf_prompt.prompting.templates import Prompt
 from tf_prompt.settings import RunSettings
 from tf_prompt.types import DataError, Mention, SentenceFailed, Trace
 from tf_prompt.util.atomic import write_text
+from tf_prompt.util.folderlock import FolderBusy, exclusive
 
 #: --format: OpenAI chat fine-tuning ({"messages"}), Hugging Face conversational ({"messages"},
 #: what TRL's SFTTrainer reads) or Hugging Face prompt/completion ({"prompt", "completion"}).
@@ -220,6 +221,19 @@ async def sentence_examples(pipeline: Pipeline, sentence: Sentence) -> SentenceO
     return SentenceOutcome(sentence, examples, pivot_rejected=rejected)
 
 
+#: The settings besides method, style, translator and annotator that change what a prompt says:
+#: a run of the tuned model must repeat them to be asked what it was trained on.
+PROMPT_SETTINGS = ("combine", "checks", "pivot_check", "language", "schema_spec", "labels", "shots", "shots_from",
+                   "prompts")
+
+
+def prompt_settings(settings: RunSettings) -> dict[str, Any]:
+    """PROMPT_SETTINGS that differ from their defaults (summary.json, for finetune's run command)."""
+    defaults = RunSettings()
+    return {name: getattr(settings, name) for name in PROMPT_SETTINGS
+            if getattr(settings, name) != getattr(defaults, name)}
+
+
 def check_options(settings: RunSettings, fmt: str, validation_share: float, epochs: int) -> None:
     """Refuse what finetune-data cannot do, before anything is loaded or paid for."""
     if fmt not in FORMATS:
@@ -235,6 +249,8 @@ def check_options(settings: RunSettings, fmt: str, validation_share: float, epoc
                         "are not trained on)")
     if settings.out is None:
         raise DataError("finetune-data needs --out DIR")
+    if Path(settings.out).exists() and not Path(settings.out).is_dir():
+        raise DataError(f"--out {settings.out}: exists and is not a folder")
 
 
 async def finetune_data_async(settings: RunSettings, *, fmt: str = "openai",
@@ -279,6 +295,7 @@ async def finetune_data_async(settings: RunSettings, *, fmt: str = "openai",
                           train_model=model, epochs=epochs, prices=client.prices,
                           extra={"method": settings.method, "style": settings.style, "data_path": data_path,
                                  "translator": settings.translator, "annotator": settings.annotator,
+                                 "prompt_settings": prompt_settings(settings),
                                  "teacher_model": default_model(settings)[0],
                                  "teacher_usage": client.usage.to_dict()})
 
@@ -315,10 +332,19 @@ def write_examples(out: Path, outcomes: Sequence[SentenceOutcome], *, fmt: str, 
         "training_cost_usd_per_epoch": per_epoch,
         "training_cost_usd": None if per_epoch is None else per_epoch * epochs,
     }
-    out.mkdir(parents=True, exist_ok=True)
-    for split in SPLITS:
-        write_text(out / FILES[split], "".join(line + "\n" for line in lines[split]))
-    write_text(out / "summary.json", json.dumps(summary, ensure_ascii=False, indent=2) + "\n")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        # not under a running `finetune` (it holds the folder) or another finetune-data
+        with exclusive(out):
+            for split in SPLITS:
+                write_text(out / FILES[split], "".join(line + "\n" for line in lines[split]))
+            write_text(out / "summary.json", json.dumps(summary, ensure_ascii=False, indent=2) + "\n")
+    except FolderBusy:
+        raise DataError(f"--out {out}: another tf-prompt command (a finetune on this data, or a finetune-data) is "
+                        "using this folder: rerun once it has ended (the teacher's replies are cached)") from None
+    except OSError as e:   # a full disk, a read-only folder: the teacher's replies are cached, a rerun is free
+        raise DataError(f"--out {out}: cannot write ({e.strerror or e}); the teacher's replies are cached: "
+                        f"rerun once it can be written") from None
     return summary
 
 

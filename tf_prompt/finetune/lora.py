@@ -14,9 +14,12 @@ Design points:
 - Only the answer tokens (and the turn's end marker) carry loss; the prompt is context.
 - Bounded by `--max-steps`, `--max-minutes` and `--epochs`, whichever comes first, so a CPU run
   fits a time box. Examples longer than `--max-length` tokens are skipped and counted.
-- Resumable: every `--save-every` steps the adapter, the optimizer and the step are written to
+- Resumable: every `save_every` steps (20; no flag) the adapter, the optimizer and the step are written to
   `DIR/checkpoint/` (a temporary folder renamed into place); a rerun with the same data and
   settings continues from there. Other data or settings are refused in one line (`--restart`).
+  Ctrl-C between two optimizer updates also writes the checkpoint, so it costs no finished step.
+- One run per output folder: DIR is locked (util/folderlock.py) for the whole run, so a second
+  run into it is refused instead of swapping checkpoints and weights with the first.
 - The result is written last: the merged weights and tokenizer in DIR, the adapter alone in
   DIR/adapter, for a GGUF base also DIR/model-q8_0.gguf (the base file's metadata with the tuned
   weights, gguf_export.py: llama.cpp runs it several times faster than transformers on a CPU), and
@@ -31,6 +34,7 @@ import json
 import math
 import os
 import random
+import re
 import shutil
 import sys
 import time
@@ -41,6 +45,7 @@ from typing import Any
 
 from tf_prompt.types import DataError
 from tf_prompt.util import atomic
+from tf_prompt.util.folderlock import FolderBusy, exclusive
 
 __all__ = ["LoraError", "LoraSettings", "finetune_hf", "read_conversations", "resolve_base"]
 
@@ -108,7 +113,8 @@ def read_conversations(path: Path) -> list[list[dict[str, str]]]:
     except (OSError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: cannot read: {e}") from None
     out: list[list[dict[str, str]]] = []
-    for n, line in enumerate(text.splitlines(), 1):
+    # split("\n"), not splitlines(): JSON leaves U+0085, U+2028 and U+2029 raw inside strings
+    for n, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         try:
@@ -127,6 +133,10 @@ def read_conversations(path: Path) -> list[list[dict[str, str]]]:
         for m in messages:
             if not (isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)):
                 raise DataError(f"{path}:{n}: every message needs a string 'role' and 'content'")
+            lone = re.search("[\ud800-\udfff]", m["content"])
+            if lone:   # JSON can escape half a surrogate pair; no tokenizer encodes it
+                raise DataError(f"{path}:{n}: a message holds a lone surrogate \\u{ord(lone.group()):04x} "
+                                "(not text)")
         if messages[-1]["role"] != "assistant" or len(messages) < 2:
             raise DataError(f"{path}:{n}: the last message must be the assistant's answer, after the prompt")
         out.append([{"role": m["role"], "content": m["content"]} for m in messages])
@@ -283,16 +293,33 @@ def _save_checkpoint(out: Path, model: Any, optimizer: Any, state: dict[str, Any
     from peft import get_peft_model_state_dict
     tmp = out / f".{CHECKPOINT_DIR}.{os.getpid()}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    torch.save(get_peft_model_state_dict(model), tmp / "adapter.pt")
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    atomic.write_text(tmp / "state.json", json.dumps(state, indent=1))
+    try:
+        tmp.mkdir(parents=True)
+        try:
+            torch.save(get_peft_model_state_dict(model), tmp / "adapter.pt")
+            torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        except RuntimeError as e:   # how torch.save says a write failed (a full disk)
+            raise OSError(f"writing {tmp.name}: {str(e).strip().splitlines()[0] if str(e).strip() else e!r}") from None
+        atomic.write_text(tmp / "state.json", json.dumps(state, indent=1))
+    except BaseException:   # the previous checkpoint stays; the half-written one goes
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     final, old = out / CHECKPOINT_DIR, out / f".{CHECKPOINT_DIR}.old"
-    shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
+    if final.exists():   # else .old may be the only whole checkpoint (a kill mid-swap): it stays until tmp is in
+        shutil.rmtree(old, ignore_errors=True)
         final.rename(old)
     tmp.rename(final)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_model(model: Any, tokenizer: Any, out: Path) -> Any:
+    """The adapter in out/adapter, the merged weights and the tokenizer in out; returns the merged
+    model (for the GGUF file)."""
+    model.save_pretrained(str(out / "adapter"))
+    merged: Any = model.merge_and_unload()
+    merged.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    return merged
 
 
 def _read_checkpoint(out: Path) -> dict[str, Any] | None:
@@ -315,24 +342,58 @@ def finetune_hf(settings: LoraSettings) -> dict[str, Any]:
         raise DataError(f"{train_path}: no examples")
     validation = read_conversations(validation_path) if validation_path else []
     source, gguf_file = resolve_base(settings.base)
+    if Path(source).is_dir() and out.resolve() == Path(source).resolve():
+        raise LoraError(f"--out {out}: is the base model's folder ({settings.base}); the merged weights would "
+                        "replace its own: give another --out")
     fingerprint = settings.fingerprint(_digest([train_path, validation_path]), _base_identity(source, gguf_file))
+    if out.exists() and not out.is_dir():
+        raise LoraError(f"--out {out}: exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise LoraError(f"--out {out}: cannot create the folder ({e.strerror or e})") from None
+    try:
+        with exclusive(out):
+            for stale in out.glob(f".{CHECKPOINT_DIR}.*.tmp"):   # a kill while saving (we hold the lock)
+                shutil.rmtree(stale, ignore_errors=True)
+            return _finetune_in(out, settings, fingerprint, source, gguf_file, train_path, train, validation)
+    except FolderBusy:
+        raise LoraError(f"--out {out} is being written by another tf-prompt finetune: wait for it to end, "
+                        "or give another --out") from None
+    except OSError as e:   # a full disk, a read-only folder: the last checkpoint written is still whole
+        raise LoraError(f"--out {out}: cannot write ({e.strerror or e}); free the space or fix the folder and "
+                        "rerun to continue from its last checkpoint") from None
 
+
+def _finetune_in(out: Path, settings: LoraSettings, fingerprint: str, source: str, gguf_file: str | None,
+                 train_path: Path, train: list[list[dict[str, str]]],
+                 validation: list[list[dict[str, str]]]) -> dict[str, Any]:
+    """finetune_hf in its locked --out folder."""
     done = out / RESULT_FILE
+    previous: Any = {}
     if done.is_file() and not settings.restart:
         try:
             previous = json.loads(done.read_text(encoding="utf-8"))
         except ValueError:
+            previous = {}
+        if not isinstance(previous, dict):
             previous = {}
         same = previous.get("fingerprint") == fingerprint
         if same and previous.get("stopped_by") != "minutes":
             _say(settings, f"tf-prompt: {out} is already trained from this data and these settings")
             return dict(previous)
         if not same:
-                raise LoraError(f"{out} holds a model trained from other data or settings: give another --out, "
+            raise LoraError(f"{out} holds a model trained from other data or settings: give another --out, "
                             "or --restart to train again and replace it")
-    if out.exists() and not out.is_dir():
-        raise LoraError(f"--out {out}: exists and is not a folder")
     checkpoint = _read_checkpoint(out)
+    if (done.is_file() and not settings.restart and settings.max_minutes is not None and checkpoint
+            and checkpoint.get("fingerprint") == fingerprint and previous.get("steps") == checkpoint.get("step")
+            and float(checkpoint.get("seconds", 0.0)) >= settings.max_minutes * 60):
+        # Time-boxed before and no minute left: training would stop at once, and merging and
+        # writing the same weights again would only cost minutes and a new mtime for hf:OUT.
+        _say(settings, f"tf-prompt: {out} already used its --max-minutes {settings.max_minutes:g} "
+                       f"({previous.get('steps')} steps): give more minutes to continue it")
+        return dict(previous)
     if checkpoint and checkpoint.get("fingerprint") != fingerprint and not settings.restart:
         raise LoraError(f"{out}/{CHECKPOINT_DIR} is a run with other data or settings: rerun that command to "
                         "continue it, give another --out, or --restart to discard it")
@@ -388,49 +449,81 @@ def finetune_hf(settings: LoraSettings) -> dict[str, Any]:
     step, history, seconds_before = 0, [], 0.0
     if checkpoint:
         folder = Path(checkpoint["folder"])
-        set_peft_model_state_dict(model, torch.load(folder / "adapter.pt"))
-        optimizer.load_state_dict(torch.load(folder / "optimizer.pt"))
-        step, history = int(checkpoint["step"]), list(checkpoint.get("history", []))
-        seconds_before = float(checkpoint.get("seconds", 0.0))
+        try:
+            set_peft_model_state_dict(model, torch.load(folder / "adapter.pt"))
+            optimizer.load_state_dict(torch.load(folder / "optimizer.pt"))
+            step, history = int(checkpoint["step"]), list(checkpoint.get("history", []))
+            seconds_before = float(checkpoint.get("seconds", 0.0))
+        except Exception as e:   # a file removed or cut short by hand, an old format: not a traceback
+            said = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+            raise LoraError(f"{folder}: cannot read the checkpoint ({said}); --restart discards it and trains "
+                            "anew") from None
         for _ in range(step):
             scheduler.step()
         _say(settings, f"continuing {out} from step {step} of {total}")
     loss_before = _mean_loss(model, held_out) if not checkpoint else checkpoint.get("validation_loss_before")
 
-    def order(epoch: int) -> list[int]:   # the same shuffle on every rerun: resuming skips what was seen
-        idx = list(range(len(examples)))
-        random.Random(settings.seed * 1_000_003 + epoch).shuffle(idx)
-        return idx
+    orders: dict[int, list[int]] = {}
 
-    out.mkdir(parents=True, exist_ok=True)
+    def order(epoch: int) -> list[int]:   # the same shuffle on every rerun: resuming skips what was seen
+        if epoch not in orders:   # once per epoch, not per example
+            orders.clear()
+            orders[epoch] = idx = list(range(len(examples)))
+            random.Random(settings.seed * 1_000_003 + epoch).shuffle(idx)
+        return orders[epoch]
+
     started = time.monotonic()
     model.train()
     stop_reason = "steps"
-    while step < total:
-        elapsed = seconds_before + time.monotonic() - started
-        if settings.max_minutes is not None and elapsed >= settings.max_minutes * 60:
-            stop_reason = "minutes"
-            break
-        losses = []
-        for k in range(settings.grad_accum):
-            position = step * settings.grad_accum + k
-            epoch, i = divmod(position, len(examples))
-            prompt, answer = examples[order(epoch)[i]]
-            loss = _loss(model, prompt, answer)
-            (loss / settings.grad_accum).backward()
-            losses.append(float(loss.detach()))
-        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        history.append(round(sum(losses) / len(losses), 4))
-        elapsed = seconds_before + time.monotonic() - started
-        _say(settings, f"step {step}/{total}  loss {history[-1]:.4f}  {elapsed / 60:.1f} min")
-        if step % settings.save_every == 0 or step == total:
+    saved, phase = step, "forward"
+    try:
+        while step < total:
+            elapsed = seconds_before + time.monotonic() - started
+            if settings.max_minutes is not None and elapsed >= settings.max_minutes * 60:
+                stop_reason = "minutes"
+                break
+            losses = []
+            # The dropout masks of a step depend on the seed and the step alone, not on how many steps
+            # this process made: a run continued from a checkpoint draws what an unbroken one draws.
+            torch.manual_seed(settings.seed * 1_000_003 + step)
+            for k in range(settings.grad_accum):
+                position = step * settings.grad_accum + k
+                epoch, i = divmod(position, len(examples))
+                prompt, answer = examples[order(epoch)[i]]
+                loss = _loss(model, prompt, answer)
+                value = float(loss.detach())
+                if not math.isfinite(value):   # the weights diverged: every later step is noise too
+                    raise LoraError(f"the training loss is {value} at step {step + 1} of {total}: the weights "
+                                    f"diverged; lower --learning-rate (now {settings.learning_rate:g}) and rerun "
+                                    "with --restart (no model was written)")
+                (loss / settings.grad_accum).backward()
+                losses.append(value)
+            phase = "update"   # the weights change in place: an interrupt now leaves them half updated
+            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            history.append(round(sum(losses) / len(losses), 4))
+            phase = "forward"
+            elapsed = seconds_before + time.monotonic() - started
+            _say(settings, f"step {step}/{total}  loss {history[-1]:.4f}  {elapsed / 60:.1f} min")
+            if step % settings.save_every == 0 or step == total:
+                phase = "saving"
+                _save_checkpoint(out, model, optimizer, {
+                    "fingerprint": fingerprint, "step": step, "history": history, "seconds": elapsed,
+                    "validation_loss_before": loss_before})
+                saved, phase = step, "forward"
+    except KeyboardInterrupt:
+        # Ctrl-C between updates: the steps made since the last checkpoint are kept (a rerun goes
+        # on from here; the gradients of the step it broke are dropped, and redone the same way).
+        if step > saved and phase == "forward":
+            optimizer.zero_grad(set_to_none=True)
+            _say(settings, f"interrupted: saving step {step} in {out / CHECKPOINT_DIR}")
             _save_checkpoint(out, model, optimizer, {
-                "fingerprint": fingerprint, "step": step, "history": history, "seconds": elapsed,
-                "validation_loss_before": loss_before})
+                "fingerprint": fingerprint, "step": step, "history": history,
+                "seconds": seconds_before + time.monotonic() - started, "validation_loss_before": loss_before})
+        raise
     seconds = seconds_before + time.monotonic() - started
     if step < total and stop_reason == "minutes":
         _save_checkpoint(out, model, optimizer, {
@@ -438,10 +531,9 @@ def finetune_hf(settings: LoraSettings) -> dict[str, Any]:
             "validation_loss_before": loss_before})
     loss_after = _mean_loss(model, held_out)
 
-    model.save_pretrained(str(out / "adapter"))
-    merged: Any = model.merge_and_unload()
-    merged.save_pretrained(out, safe_serialization=True)
-    tokenizer.save_pretrained(out)
+    # training.json describes the weights in DIR: it goes before they are replaced, and comes back last
+    (out / RESULT_FILE).unlink(missing_ok=True)
+    merged = _write_model(model, tokenizer, out)
     exported = None
     if gguf_file and settings.gguf:
         from tf_prompt.finetune.gguf_export import export_gguf

@@ -18,6 +18,8 @@ data and settings get exactly one job, whatever is killed when.
     file list is searched for that name; before creating a job, the provider's job list is
     searched for a job on that training file carrying this key in its metadata. A process killed
     after an upload or a job creation but before recording it finds them again on the rerun.
+  - One run per folder at a time (util/folderlock.py): two runs listing at the same moment
+    would both find nothing and both create a job.
   - The SDK's own retries are off: a create retried after a lost answer could make a second
     job. A failed request that may be retried is retried here, after looking again.
 
@@ -31,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -44,6 +47,7 @@ from tf_prompt.backends.base import BackendError
 from tf_prompt.backends.openai_compat import DEFAULT_KEY_ENV, OpenAIBackend, translate_error
 from tf_prompt.types import DataError
 from tf_prompt.util import atomic, jsontext
+from tf_prompt.util.folderlock import FolderBusy, exclusive
 from tf_prompt.util.redact import redact_text
 
 #: The state file in the data folder.
@@ -70,11 +74,15 @@ FINAL: Final = frozenset({"succeeded", "failed", "cancelled"})
 ATTEMPTS: Final = 4
 #: Seconds before the first retry (doubled for each next one); the tests lower it.
 RETRY_INITIAL = 1.0
+#: Seconds a status request may take even when --max-wait has (nearly) passed; the tests lower it.
+MIN_POLL_WAIT = 10.0
 #: Items per page when listing files and jobs (the SDK follows the pages).
 PAGE = 100
 #: Jobs created this many seconds before their training file was (clock skew) are still looked at.
 _SKEW: Final = 600
 SPLIT_FILES: Final = {"train": "train.jsonl", "validation": "validation.jsonl"}
+#: Model-string prefixes of the other backends (api.BACKEND_KINDS): their models are not OpenAI's to tune.
+OTHER_BACKENDS: Final = frozenset({"gguf", "hf", "gemini", "azure", "anthropic"})
 
 
 class FineTunePending(BackendError):
@@ -132,6 +140,9 @@ def validate_chat_file(path: Path, data: bytes) -> int:
     return len(lines)
 
 
+_LONE_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
+
 def _line_problem(line: str) -> str | None:
     if not line.strip():
         return "an empty line"
@@ -155,6 +166,9 @@ def _line_problem(line: str) -> str | None:
         content = message.get("content")
         if not isinstance(content, (str, list)) and not (role == "assistant" and message.get("tool_calls")):
             return f"messages[{i}] ({role}): content is not text"
+        lone = _LONE_SURROGATE.search(content) if isinstance(content, str) else None
+        if lone:   # JSON can escape half a surrogate pair; it is no character, and no UTF-8
+            return f"messages[{i}] ({role}): content holds a lone surrogate \\u{ord(lone.group()):04x}"
     if not any(m.get("role") == "assistant" for m in messages):
         return "no assistant message (nothing to learn)"
     return None
@@ -217,6 +231,10 @@ def make_spec(folder: str | Path, *, model: str | None, epochs: int | None, suff
     if epochs is None and isinstance(summary.get("epochs"), int):
         epochs = summary["epochs"]   # what finetune-data's $ estimate assumed
     base, note = base_model_of(model, summary)
+    if base.partition(":")[0] in OTHER_BACKENDS:
+        where = "--model" if model else f"train_model in {folder / 'summary.json'}"
+        raise DataError(f"{where}: {base} is no OpenAI model the fine-tuning API can tune: give an OpenAI base "
+                        f"such as --model gpt-4o-mini (LoRA on a local model is --provider hf)")
     return JobSpec(folder, base, epochs, suffix, base_url, endpoint, data, examples, summary), note
 
 
@@ -242,7 +260,12 @@ class StateFile:
 
     def save(self, state: dict[str, Any]) -> None:
         state["updated_at"] = time.time()
-        atomic.write_text(self.path, jsontext.dumps(state, indent=2) + "\n")
+        try:
+            atomic.write_text(self.path, jsontext.dumps(state, indent=2) + "\n")
+        except OSError as e:   # a full disk, a read-only data folder: the old state file is whole
+            raise DataError(f"{self.path}: cannot write the fine-tuning state ({e.strerror or e}); make room or "
+                            f"make the folder writable and rerun (an upload or job made meanwhile is found "
+                            f"again at the provider, not made twice)") from None
 
 
 def _changes(old: dict[str, Any], new: dict[str, Any]) -> str:
@@ -430,16 +453,19 @@ class FineTuneJob:
         last_status = None
         while True:
             try:
-                job = await self._request(f"checking job {job_id}",
-                                          lambda: self.api.fine_tuning.jobs.retrieve(job_id))
-                page = await self._request(f"reading the events of {job_id}",
-                                           lambda: self.api.fine_tuning.jobs.list_events(job_id, limit=50))
+                job = await self._bounded(self._request(f"checking job {job_id}",
+                                                        lambda: self.api.fine_tuning.jobs.retrieve(job_id)))
+                page = await self._bounded(self._request(
+                    f"reading the events of {job_id}", lambda: self.api.fine_tuning.jobs.list_events(job_id, limit=50)))
+            except TimeoutError:   # the endpoint did not answer before --max-wait: the job goes on
+                self._check_deadline(job_id, self.state.get("status") or "unknown", force=True)
+                raise AssertionError("unreachable") from None
             except BackendError as e:   # the job runs for hours: an outage of the endpoint is waited out
                 if not e.retryable:
                     raise
                 self.say(f"job {job_id}: cannot check it now ({e}); still waiting")
                 self._check_deadline(job_id, self.state.get("status") or "unknown")
-                await asyncio.sleep(self.poll_interval)
+                await self._pause()
                 continue
             fresh = []
             for event in page.data:   # newest first
@@ -461,11 +487,26 @@ class FineTuneJob:
             if job.status in FINAL:
                 return job
             self._check_deadline(job_id, job.status)
-            await asyncio.sleep(self.poll_interval)
+            await self._pause()
 
-    def _check_deadline(self, job_id: str, status: str) -> None:
-        """FineTunePending once --max-wait has passed."""
-        if self.deadline is None or time.monotonic() < self.deadline:
+    async def _bounded(self, request: Any) -> Any:
+        """A status request, given up (TimeoutError) once --max-wait has passed: a hanging endpoint
+        would otherwise hold the command for the SDK's timeout times the retries. Each request
+        still gets MIN_POLL_WAIT seconds, so that --max-wait 0 checks the status once."""
+        if self.deadline is None:
+            return await request
+        return await asyncio.wait_for(request, max(self.deadline - time.monotonic(), MIN_POLL_WAIT))
+
+    async def _pause(self) -> None:
+        """The wait between two polls, cut short at --max-wait (then the last poll tells the status)."""
+        pause = self.poll_interval
+        if self.deadline is not None:
+            pause = min(pause, max(0.0, self.deadline - time.monotonic()))
+        await asyncio.sleep(pause)
+
+    def _check_deadline(self, job_id: str, status: str, *, force: bool = False) -> None:
+        """FineTunePending once --max-wait has passed (`force`: it has)."""
+        if not force and (self.deadline is None or time.monotonic() < self.deadline):
             return
         progress = self.state.get("progress") or {}
         at = f", step {progress['step']}/{progress['total_steps']}" if progress.get("step") else ""
@@ -475,7 +516,17 @@ class FineTuneJob:
     async def run(self, *, restart: bool = False) -> dict[str, Any]:
         """Make sure the spec's job exists and has ended; the state (with `fine_tuned_model`).
 
-        A job that failed or was cancelled is a BackendError with the provider's message."""
+        A job that failed or was cancelled is a BackendError with the provider's message. The
+        folder is locked for the whole run: a second run on it (which could list, find nothing
+        and create a second paid job at the same moment as this one) is refused in one line."""
+        try:
+            with exclusive(self.spec.folder):
+                return await self._run(restart)
+        except FolderBusy:
+            raise DataError(f"--data {self.spec.folder}: another tf-prompt finetune is running on this folder "
+                            f"(uploading, creating or following its job): wait for it, or stop it and rerun") from None
+
+    async def _run(self, restart: bool) -> dict[str, Any]:
         self._open(restart)
         spec = self.spec
         if self.state.get("status") == "succeeded" and self.state.get("fine_tuned_model"):

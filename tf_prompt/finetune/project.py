@@ -12,7 +12,8 @@ cache, retries, rate limits, --max-cost, --concurrency and the progress line app
 and a rerun into the same folder costs nothing for the sentences already answered. The outputs are
 rebuilt from the replies on each run and each is written atomically; a folder holding the outputs
 of other settings (another English file, language, model or template) is refused unless
---overwrite, as `run` refuses one.
+--overwrite, as `run` refuses one. The folder is locked while a run works in it
+(util/folderlock.py): a second run into it is refused instead of replacing the first one's outputs.
 
 Outputs in --out:
   projected.conll    `token TAG` lines of the target sentences kept (IOB2), blank line between;
@@ -28,6 +29,7 @@ Outputs in --out:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections import Counter
@@ -58,6 +60,7 @@ from tf_prompt.runs.rundir import data_digest
 from tf_prompt.settings import RunSettings
 from tf_prompt.types import DataError, ParseFailure
 from tf_prompt.util.atomic import write_text
+from tf_prompt.util.folderlock import FolderBusy, exclusive
 
 STEP = "project"
 FILES = {"conll": "projected.conll", "translations": "translations.jsonl", "dropped": "dropped.jsonl",
@@ -156,6 +159,8 @@ async def project_data_async(settings: RunSettings, english: str, *, labels: Seq
         raise DataError("--lang: the target language is needed (a code such as hau, or a name)")
     if settings.out is None:
         raise DataError("project-data needs --out DIR")
+    if Path(settings.out).exists() and not Path(settings.out).is_dir():
+        raise DataError(f"--out {settings.out}: exists and is not a folder")
     language = language_name(settings.language) or settings.language
     sentences, path, _ = load_sentences(english, settings.limit)
     unlabelled = next((s for s in sentences if s.tags is None), None)
@@ -173,45 +178,54 @@ async def project_data_async(settings: RunSettings, english: str, *, labels: Seq
     identity = {"english": str(Path(path).resolve()), "language": language, "model": default_model(settings)[0],
                 "template": templates.identity(STEP), "labels": None if labels is None else sorted(labels),
                 "decoding": settings.decoding_params(), "only_with_entities": only_with_entities}
-    if not dry_run:
-        _check_folder(out, identity, settings.overwrite)
-    client = make_client(settings, dry_run=dry_run)
-    progress = Progress(len(sentences), client.usage, settings.progress, desc=STEP)
-    gate = asyncio.Semaphore(max(1, settings.concurrency or 1))
+    with contextlib.ExitStack() as hold:
+        if not dry_run:   # one run per folder: a second would replace this one's outputs with its own
+            try:
+                out.mkdir(parents=True, exist_ok=True)
+                hold.enter_context(exclusive(out))
+            except FolderBusy:
+                raise DataError(f"--out {out}: another tf-prompt project-data is writing this folder: wait for "
+                                "it, or choose another --out") from None
+            except OSError as e:
+                raise DataError(f"--out {out}: cannot create the folder ({e.strerror or e})") from None
+            _check_folder(out, identity, settings.overwrite)
+        client = make_client(settings, dry_run=dry_run)
+        progress = Progress(len(sentences), client.usage, settings.progress, desc=STEP)
+        gate = asyncio.Semaphore(max(1, settings.concurrency or 1))
 
-    async def one(sentence: Sentence) -> Outcome:
-        async with gate:
-            outcome = await _one(sentence, client=client, templates=templates, language=language,
-                                 labels=labels, only_with_entities=only_with_entities)
-        progress.advance()
-        return outcome
+        async def one(sentence: Sentence) -> Outcome:
+            async with gate:
+                outcome = await _one(sentence, client=client, templates=templates, language=language,
+                                     labels=labels, only_with_entities=only_with_entities)
+            progress.advance()
+            return outcome
 
-    started = time.perf_counter()
-    try:
-        outcomes = await asyncio.gather(*(one(s) for s in sentences))
-    finally:
-        client.usage.wall_seconds = time.perf_counter() - started
-        progress.close()
+        started = time.perf_counter()
         try:
-            await client.aclose()
+            outcomes = await asyncio.gather(*(one(s) for s in sentences))
         finally:
-            if client.cache is not None:
-                client.cache.close()
-    if dry_run:
-        return {"estimate": True, "sentences_in": len(outcomes), "language": language,
-                "model": identity["model"], "template": identity["template"],
-                "not_sent": dict(Counter(o.result.reason if isinstance(o.result, Dropped) else o.not_done
-                                         for o in outcomes if o.reply is None and (o.result or o.not_done))),
-                "tokenizer": client.tokenizer_name, "tokenizer_note": client.tokenizer_note,
-                "prices_date": client.prices.date, "usage": client.usage.to_dict()}
-    _drop_duplicates(outcomes)
-    summary = write_outputs(out, outcomes, extra={
-        "english_path": path, "english_sha256": data_digest([(s.tokens, s.tags) for s in sentences]),
-        "limit": settings.limit, "language": language, "model": identity["model"], "template": identity["template"],
-        "labels": identity["labels"], "identity": identity, "usage": client.usage.to_dict()})
-    if client.stopped is not None:   # auth, quota...: outputs so far are written, then the one-line error
-        raise client.stopped
-    return summary
+            client.usage.wall_seconds = time.perf_counter() - started
+            progress.close()
+            try:
+                await client.aclose()
+            finally:
+                if client.cache is not None:
+                    client.cache.close()
+        if dry_run:
+            return {"estimate": True, "sentences_in": len(outcomes), "language": language,
+                    "model": identity["model"], "template": identity["template"],
+                    "not_sent": dict(Counter(o.result.reason if isinstance(o.result, Dropped) else o.not_done
+                                             for o in outcomes if o.reply is None and (o.result or o.not_done))),
+                    "tokenizer": client.tokenizer_name, "tokenizer_note": client.tokenizer_note,
+                    "prices_date": client.prices.date, "usage": client.usage.to_dict()}
+        _drop_duplicates(outcomes)
+        summary = write_outputs(out, outcomes, extra={
+            "english_path": path, "english_sha256": data_digest([(s.tokens, s.tags) for s in sentences]),
+            "limit": settings.limit, "language": language, "model": identity["model"], "template": identity["template"],
+            "labels": identity["labels"], "identity": identity, "usage": client.usage.to_dict()})
+        if client.stopped is not None:   # auth, quota...: outputs so far are written, then the one-line error
+            raise client.stopped
+        return summary
 
 
 def write_outputs(out: Path, outcomes: Sequence[Outcome], *, extra: dict[str, Any]) -> dict[str, Any]:
@@ -250,11 +264,15 @@ def write_outputs(out: Path, outcomes: Sequence[Outcome], *, extra: dict[str, An
                                                   and o.result.reordered),
         "markers_inside_a_word_widened": sum(o.result.widened for o in kept if isinstance(o.result, Projected)),
     }
-    out.mkdir(parents=True, exist_ok=True)
-    write_text(out / FILES["conll"], "".join(conll))
-    write_text(out / FILES["translations"], "".join(translations))
-    write_text(out / FILES["dropped"], "".join(dropped))
-    write_text(out / FILES["summary"], json.dumps(summary, ensure_ascii=False, indent=2) + "\n")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        write_text(out / FILES["conll"], "".join(conll))
+        write_text(out / FILES["translations"], "".join(translations))
+        write_text(out / FILES["dropped"], "".join(dropped))
+        write_text(out / FILES["summary"], json.dumps(summary, ensure_ascii=False, indent=2) + "\n")
+    except OSError as e:   # a full disk, a read-only folder: the replies are cached, a rerun is free
+        raise DataError(f"--out {out}: cannot write ({e.strerror or e}); the replies are cached: rerun once "
+                        f"it can be written") from None
     return summary
 
 
