@@ -161,8 +161,10 @@ def make_backend(settings: RunSettings) -> Backend:
 
         return HFBackend(model=model)
     if kind == "gemini":
-        from tf_prompt.backends.gemini import GeminiBackend
+        from tf_prompt.backends.gemini import INSTALL_HINT, GeminiBackend, sdk_missing
 
+        if sdk_missing():   # before the run folder is made, as for anthropic:
+            raise BackendError(f"--model gemini:{model} needs the Gemini SDK: {INSTALL_HINT}")
         return GeminiBackend(model=model, base_url=settings.base_url, api_key_env=settings.api_key_env or None,
                              timeout=settings.timeout)
     if kind == "azure":

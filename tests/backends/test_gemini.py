@@ -323,6 +323,19 @@ def test_without_the_sdk_the_first_call_says_what_to_install(monkeypatch: pytest
     assert not info.value.retryable
 
 
+def test_without_the_sdk_the_run_stops_before_its_folder_is_made(tmp_path: Path, capsys,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "google.genai", None)   # as if google-genai were not installed
+    monkeypatch.setenv("GEMINI_API_KEY", KEY)
+    out = tmp_path / "o"
+    assert main(["run", "--model", f"gemini:{MODEL}", "--base-url", "http://127.0.0.1:9", "--out", str(out),
+                 "--cache-dir", str(tmp_path / "c")]) == 1
+    line = _last_error(capsys.readouterr().err)
+    assert "pip install 'tf-prompt[gemini]'" in line and not out.exists()
+
+
 def test_a_parameter_gemini_has_not_is_refused() -> None:
     from tf_prompt.backends.gemini import to_gemini
 

@@ -48,6 +48,16 @@ GEMINI_KEY_ENVS = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
 INSTALL_HINT = "pip install 'tf-prompt[gemini]' (the google-genai SDK)"
 
 
+def sdk_missing() -> bool:
+    """Whether google-genai cannot be imported, told without importing it (a cached rerun never
+    imports the SDK): checked when the backend is chosen, before the run folder is made."""
+    import importlib.util
+    try:
+        return importlib.util.find_spec("google.genai") is None
+    except (ImportError, ValueError):
+        return True
+
+
 def read_gemini_key(env: str | None) -> str:
     """The Gemini key: from `env` when the user named one (it must be set: no fall back to
     another variable), else GEMINI_API_KEY, else GOOGLE_API_KEY. OPENAI_API_KEY, the default
