@@ -302,8 +302,20 @@ def test_the_cli_trains_prints_the_model_string_and_keeps_a_finished_folder(base
     assert err[-1].startswith("tf-prompt: error: ") and "--restart" in err[-1]
 
 
+def test_zero_steps_write_the_base_itself_as_the_control(bases: dict[str, Path], tmp_path: Path) -> None:
+    """--max-steps 0: the untuned model in the same formats (merged checkpoint, and GGUF for a GGUF
+    base), so a comparison's base and tuned model differ only by the training."""
+    from safetensors.torch import load_file
+    data = write_data(tmp_path / "data")
+    summary = finetune_hf(settings(data, bases["chat"], tmp_path / "control", max_steps=0))
+    assert summary["steps"] == 0 and summary["train_loss_history"] == []
+    a, b = load_file(bases["chat"] / "model.safetensors"), load_file(tmp_path / "control" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert reply(tmp_path / "control", SENTENCES[0]) == reply(bases["chat"], SENTENCES[0])
+
+
 @pytest.mark.parametrize(("flags", "message"), [
-    (["--max-steps", "0"], "--max-steps 0: expected at least 1"),
+    (["--max-steps", "-1"], "--max-steps -1: expected at least 0"),
     (["--learning-rate", "nan"], "--learning-rate nan: expected a number >= 0"),
     (["--learning-rate", "inf"], "--learning-rate inf: expected a finite number"),
     (["--lora-rank", "-2"], "--lora-rank -2: expected at least 1"),

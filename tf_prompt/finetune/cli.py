@@ -56,7 +56,9 @@ def add_finetune_parser(subparsers: Any) -> None:
     h = p.add_argument_group("hf")
     h.add_argument("--out", metavar="OUT", help="the tuned checkpoint's folder (default: DIR-lora); a rerun "
                                                 "continues its checkpoint, or keeps it when finished")
-    h.add_argument("--max-steps", type=int, metavar="N", help="stop after N optimizer steps")
+    h.add_argument("--max-steps", type=int, metavar="N",
+                   help="stop after N optimizer steps; 0 writes the base itself in the same formats (the "
+                        "untuned control of a comparison)")
     h.add_argument("--max-minutes", type=float, metavar="M",
                    help="stop after M minutes of training (the model is saved; more minutes continue it)")
     h.add_argument("--learning-rate", type=float, default=2e-4, metavar="LR", help="default: %(default)s")
@@ -159,7 +161,7 @@ def _hf(args: argparse.Namespace) -> int:
     from tf_prompt.finetune.lora import LoraSettings, finetune_hf
     from tf_prompt.types import DataError
 
-    for flag, value, low in (("--max-steps", args.max_steps, 1), ("--lora-rank", args.lora_rank, 1),
+    for flag, value, low in (("--max-steps", args.max_steps, 0), ("--lora-rank", args.lora_rank, 1),
                              ("--lora-alpha", args.lora_alpha, 1), ("--grad-accum", args.grad_accum, 1),
                              ("--max-length", args.max_length, 8), ("--threads", args.threads, 1),
                              ("--epochs", args.epochs, 1)):
