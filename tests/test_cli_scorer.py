@@ -34,7 +34,9 @@ SETTINGS_BEFORE = {
     "data", "data_path", "data_sha256", "labels", "language", "limit", "max_cost", "max_retries", "max_tokens",
     "method", "model", "n_ctx", "n_threads", "no_cache", "out", "pivot_check", "prices", "prices_date",
     "progress", "prompts", "retry_initial", "rpm", "schema", "seed", "shots", "shots_from", "style",
-    "temperature", "templates", "timeout", "tokenizer", "tokenizer_note", "tpm", "translator"}
+    "temperature", "templates", "timeout", "tokenizer", "tokenizer_note", "tpm", "translator",
+    "api_version",   # added with the Azure backend (issue 15): --api-version, recorded for every run
+}
 
 
 @pytest.fixture

@@ -48,7 +48,7 @@ from tf_prompt.backends.openai_compat import (
     check_api_key,
     mask_key,
 )
-from tf_prompt.util.redact import MASK, redact_text, redact_url
+from tf_prompt.util.redact import mask_secret, redact_text, redact_url
 
 #: The variable read when the user names none.
 ANTHROPIC_KEY_ENV = "ANTHROPIC_API_KEY"
@@ -181,7 +181,7 @@ def translate_error(e: Exception, where: str, key: str | None = None) -> Backend
     err = _translate(e, where)
     safe = redact_text(str(err))
     if key and key != PLACEHOLDER_KEY:
-        safe = safe.replace(key, MASK)
+        safe = mask_secret(safe, key)
     if safe != str(err):
         err.args = (safe,)
     return err

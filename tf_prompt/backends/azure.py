@@ -38,7 +38,7 @@ from tf_prompt.backends.openai_compat import (
     translate_error,
     unsendable,
 )
-from tf_prompt.util.redact import MASK, redact_text, redact_url
+from tf_prompt.util.redact import mask_secret, redact_text, redact_url
 
 KEY_ENV = "AZURE_OPENAI_API_KEY"
 
@@ -165,7 +165,7 @@ class AzureBackend(Backend):
     def _masked(self, err: BackendError) -> BackendError:
         """`err` with URLs masked and the key too, should the server have quoted it (a gateway
         echoing the api-key header it got): the text reaches the terminal and metrics.json."""
-        text = redact_text(str(err)).replace(self._options["api_key"], MASK)
+        text = mask_secret(redact_text(str(err)), self._options["api_key"])
         return BackendError(text, retryable=err.retryable, retry_after=err.retry_after, status=err.status,
                             timed_out=err.timed_out, unreachable=err.unreachable, not_an_api=err.not_an_api)
 

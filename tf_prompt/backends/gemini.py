@@ -37,7 +37,7 @@ from tf_prompt.backends.openai_compat import (
     check_api_key,
 )
 from tf_prompt.llm.retry import MAX_RETRY_AFTER
-from tf_prompt.util.redact import MASK, redact_text, redact_url
+from tf_prompt.util.redact import mask_secret, redact_text, redact_url
 
 #: The REST API version requests use (`/v1beta/models/MODEL:generateContent`): the one
 #: Google's documentation and the SDK default to, with JSON-schema answers and thinking counts.
@@ -112,7 +112,7 @@ def translate_gemini_error(e: Exception, model: str, base_url: str | None, key_s
     server quote it (a proxy echoing the header it got); header errors are named by type only."""
     err = _translate(e, model, gemini_endpoint(base_url), key_source, schema_sent)
     safe = redact_text(str(err))
-    err.args = (safe.replace(key, MASK) if key else safe,)
+    err.args = (mask_secret(safe, key),)
     return err
 
 

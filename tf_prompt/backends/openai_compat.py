@@ -26,7 +26,7 @@ import openai
 
 from tf_prompt.backends.base import Backend, BackendError, Completion
 from tf_prompt.backends.endpoints import azure_endpoint, gemini_endpoint
-from tf_prompt.util.redact import MASK, redact_text, redact_url
+from tf_prompt.util.redact import mask_secret, redact_text, redact_url
 
 
 def _sdk_http_library() -> ModuleType:
@@ -219,8 +219,8 @@ def mask_key(err: BackendError, key: str | None) -> BackendError:
     """`err` (the same error, its flags kept) with `key` masked, should the server have quoted it
     in the text the error carries (a proxy echoing the token it was sent): that text reaches the
     terminal, the trace and metrics.json."""
-    if key and key != PLACEHOLDER_KEY and key in str(err):
-        err.args = (str(err).replace(key, MASK),)
+    if key and key != PLACEHOLDER_KEY and mask_secret(str(err), key) != str(err):
+        err.args = (mask_secret(str(err), key),)
     return err
 
 

@@ -78,6 +78,9 @@ NOT_IDENTITY = frozenset({
     "scorer",    # --scorer: which rules make the headline F1; re-scores the same replies
     "data",      # the spec as typed: data_path and data_sha256 say what was read
     "prompts",   # the folder: `templates` holds each step's template name and hash
+    # --api-version: an Azure deployment's version is part of its recorded endpoint (`base_url`,
+    # `...?api-version=V`); for any other model the flag changes nothing
+    "api_version",
 })
 
 

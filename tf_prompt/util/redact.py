@@ -17,6 +17,16 @@ from __future__ import annotations
 import re
 
 MASK = "***"
+#: A key shorter than this is not masked in quoted text: no provider issues one (theirs are 20+
+#: characters), and masking "k" or "sk" would garble every word holding those letters.
+MIN_SECRET_LENGTH = 8
+
+
+def mask_secret(text: str, key: str | None) -> str:
+    """`text` with every copy of `key` masked (a server or proxy quoting the key it was sent)."""
+    if not key or len(key) < MIN_SECRET_LENGTH:
+        return text
+    return text.replace(key, MASK)
 
 #: Parameter names whose value is a secret (compared lower-cased, '-' and '_' alike).
 SECRET_PARAMS = frozenset({"key", "apikey", "api_key", "token", "access_token", "auth", "secret",
